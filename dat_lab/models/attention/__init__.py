@@ -1,0 +1,55 @@
+"""Attention types by stage-spec letter, and :func:`build_attention`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dat_lab.models.attention.deformable import DeformableAttention, DeformableMaps
+from dat_lab.models.attention.global_ import GlobalAttention
+from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
+from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
+from dat_lab.models.attention.window import WindowAttention
+from dat_lab.models.config import Attn, Sampling, StageConfig
+
+ATTENTION_TYPES: dict[Attn, type[nn.Module]] = {
+    Attn.LOCAL: WindowAttention,
+    Attn.SHIFTED: ShiftedWindowAttention,
+    Attn.DEFORMABLE: DeformableAttention,
+    Attn.SPATIAL_REDUCTION: SpatialReductionAttention,
+    Attn.GLOBAL: GlobalAttention,
+}
+
+
+def build_attention(
+    letter: str,
+    stage: StageConfig,
+    stage_index: int,
+    size: tuple[int, int] | None,
+    sampling: Sampling,
+) -> nn.Module:
+    """The attention module for one block of ``stage`` (``size``: its feature map, if fixed)."""
+    attn = Attn(letter)
+    if attn == Attn.LOCAL:
+        return WindowAttention(stage.dim, stage.heads, stage.window)
+    if attn == Attn.SHIFTED:
+        return ShiftedWindowAttention(stage.dim, stage.heads, stage.window, stage.shift_size)
+    if attn == Attn.DEFORMABLE:
+        spec = stage.deformable(stage_index)
+        return DeformableAttention(
+            stage.dim, stage.heads, spec, size, official=sampling == Sampling.OFFICIAL
+        )
+    if attn == Attn.SPATIAL_REDUCTION:
+        return SpatialReductionAttention(stage.dim, stage.heads, stage.sr_ratio or 1)
+    return GlobalAttention(stage.dim, stage.heads)
+
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "DeformableAttention",
+    "DeformableMaps",
+    "GlobalAttention",
+    "ShiftedWindowAttention",
+    "SpatialReductionAttention",
+    "WindowAttention",
+    "build_attention",
+]

@@ -1,0 +1,184 @@
+"""D: deformable attention (DAT, Xia et al. CVPR 2022, section 3.2, eq. 6-9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dat_lab.models.attention._core import attend
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.layers import LayerNorm2d
+from dat_lab.models.pos_embed import (
+    DWConvPositionEncoding,
+    FixedPositionBias,
+    RelativePositionBias,
+    cell_centres,
+)
+
+
+@dataclass(frozen=True)
+class DeformableMaps:
+    """What one D block looked at, for visualisation (normalised (y, x) in [-1, 1]).
+
+    Attributes:
+        reference: ``(B, G, Hk, Wk, 2)`` reference points p.
+        sampled: ``(B, G, Hk, Wk, 2)`` deformed points p + dp.
+        attention: ``(B, heads, HW, Ns)`` attention weights.
+        size: ``(H, W)`` of the block's feature map.
+        official: the coordinates follow the official (align_corners=True) convention.
+    """
+
+    reference: torch.Tensor
+    sampled: torch.Tensor
+    attention: torch.Tensor
+    size: tuple[int, int]
+    official: bool
+
+    def to_pixels(self, points: torch.Tensor, stride: int) -> torch.Tensor:
+        """Normalised (y, x) -> input-image pixel (y, x), for a map ``stride`` px per cell."""
+        size = points.new_tensor(self.size)
+        if self.official:
+            cells = (points + 1) / 2 * (size - 1)  # align_corners=True
+        else:
+            cells = (points + 1) / 2 * size - 0.5  # align_corners=False
+        return (cells + 0.5) * stride - 0.5
+
+
+class OffsetNetwork(nn.Module):
+    """theta_offset: depthwise k x k conv (stride r) -> LayerNorm -> GELU -> 1x1 conv to 2.
+
+    The last conv has no bias (the paper: a bias would push every point the same way).
+    Shapes: ``(B*G, C/G, H, W) -> (B*G, 2, Hk, Wk)`` (dy, dx).
+    """
+
+    def __init__(self, channels: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels)
+        self.norm = LayerNorm2d(channels)
+        self.act = nn.GELU()
+        self.proj = nn.Conv2d(channels, 2, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.act(self.norm(self.dwconv(x))))
+
+
+class DeformableAttention(nn.Module):
+    """D: attention over keys/values sampled at learned, query-dependent deformed points.
+
+    DAT eq. (6)-(9): ``q = x W_q``; ``dp = theta_offset(q)`` (per offset group, bounded as
+    ``s tanh(dp)`` in units of key-grid cells / 2); ``x~ = phi(x; p + dp)`` by bilinear sampling;
+    ``k = x~ W_k``, ``v = x~ W_v``; ``z = SoftMax(q k^T / sqrt(d) + phi(B^; R)) v`` per head, then
+    ``W_o``. ``Omega = 2 HW Ns C + 2 HW C^2 + 2 Ns C^2 + (k^2 + 2) Ns C`` with ``Ns = HW / r^2``.
+
+    Args:
+        dim: channels C.
+        heads: heads M (``heads % groups == 0``).
+        spec: the resolved D knobs (s, r, G, k, offsets, mode, position encoding).
+        size: ``(H, W)`` the block is built for (sizes relative/fixed tables); may be None
+            for pos_enc none/dwconv.
+        official: reproduce the official code's coordinates (see ``Sampling``).
+
+    Shapes: ``(B, H, W, dim) -> (B, H, W, dim)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        spec: DeformableSpec,
+        size: tuple[int, int] | None,
+        official: bool = False,
+    ) -> None:
+        super().__init__()
+        self.heads, self.spec, self.official = heads, spec, official
+        self.groups = spec.offset_groups
+        self.fused_attn = True
+        self.record = False  # set by DAT.forward_deformable_maps
+        self.last_maps: DeformableMaps | None = None
+        self.proj_q = nn.Linear(dim, dim)
+        self.proj_k = nn.Linear(dim, dim)
+        self.proj_v = nn.Linear(dim, dim)
+        self.proj_out = nn.Linear(dim, dim)
+        if spec.offsets:
+            self.conv_offset = OffsetNetwork(dim // self.groups, spec.offset_kernel, spec.reduction)
+        self.pos_bias = self._build_position_encoding(dim, size)
+
+    def _build_position_encoding(self, dim: int, size: tuple[int, int] | None) -> nn.Module | None:
+        pe = self.spec.pos_enc
+        if pe == PosEnc.NONE:
+            return None
+        if pe == PosEnc.DWCONV:
+            return DWConvPositionEncoding(dim)
+        if size is None:
+            raise ValueError(f"pos_enc {pe.value!r} needs the feature-map size at build time")
+        if pe == PosEnc.FIXED:
+            return FixedPositionBias(self.heads, size, self.key_grid(*size))
+        return RelativePositionBias(self.heads, self.groups, size, self.official)
+
+    def key_grid(self, h: int, w: int) -> tuple[int, int]:
+        """Key grid of an ``h x w`` map: the output size of a stride-r, pad k//2 conv."""
+        r = self.spec.reduction
+        return (h - 1) // r + 1, (w - 1) // r + 1
+
+    def sample_points(self, q_cf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference and deformed points, each ``(B*G, Hk, Wk, 2)`` normalised (y, x)."""
+        bg = q_cf.shape[0] * self.groups
+        hk, wk = self.key_grid(*q_cf.shape[-2:])
+        ref = cell_centres(hk, wk, q_cf.device, q_cf.dtype).expand(bg, -1, -1, -1)
+        if not self.spec.offsets:
+            return ref, ref
+        q_groups = q_cf.reshape(bg, -1, *q_cf.shape[-2:])
+        offset = self.conv_offset(q_groups).permute(0, 2, 3, 1)  # B*G, Hk, Wk, 2
+        if self.spec.offset_mode == OffsetMode.BOUNDED:
+            # s * tanh(dp), one key-grid cell is 2 / Hk in normalised units: s = 2 -> 1 cell.
+            cell = offset.new_tensor([1.0 / hk, 1.0 / wk])
+            return ref, ref + offset.tanh() * cell * self.spec.offset_range
+        return ref, (ref + offset).clamp(-1.0, 1.0)
+
+    def sample_keys(self, x_cf: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Bilinear features at ``pos``: ``(B, C, H, W) -> (B, Ns, C)``, each group its points."""
+        b, c, h, w = x_cf.shape
+        if not self.spec.offsets and self.spec.reduction == 1 and not self.official:
+            return x_cf.flatten(2).transpose(1, 2)  # reference points are the pixels exactly
+        sampled = F.grid_sample(
+            x_cf.reshape(b * self.groups, c // self.groups, h, w),
+            pos.flip(-1),  # (y, x) -> (x, y)
+            mode="bilinear",
+            align_corners=self.official,
+        )  # B*G, C/G, Hk, Wk
+        return sampled.reshape(b, c, -1).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        d = c // self.heads
+        q = self.proj_q(x)
+        q_cf = q.permute(0, 3, 1, 2)
+        ref, pos = self.sample_points(q_cf)
+        hk, wk = ref.shape[1:3]
+        x_s = self.sample_keys(x.permute(0, 3, 1, 2), pos)  # B, Ns, C
+        k = self.proj_k(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
+        v = self.proj_v(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
+        q_h = q.view(b, h * w, self.heads, d).transpose(1, 2)  # B, heads, HW, d
+        bias = self._attention_bias(pos, h, w, hk, wk)
+        out, weights = attend(q_h, k, v, bias, fused=self.fused_attn, return_weights=self.record)
+        out = out.transpose(1, 2).reshape(b, h, w, c)
+        if self.spec.pos_enc == PosEnc.DWCONV:
+            out = out + self.pos_bias(q_cf)
+        if self.record:
+            shape = (b, self.groups, hk, wk, 2)
+            self.last_maps = DeformableMaps(
+                ref.reshape(shape), pos.reshape(shape), weights, (h, w), self.official
+            )
+        return self.proj_out(out)
+
+    def _attention_bias(self, pos, h, w, hk, wk) -> torch.Tensor | None:
+        pe = self.spec.pos_enc
+        if pe == PosEnc.RELATIVE:
+            queries = cell_centres(h, w, pos.device, pos.dtype).view(h * w, 2)
+            return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
+        if pe == PosEnc.FIXED:
+            return self.pos_bias(h, w, hk, wk)
+        return None

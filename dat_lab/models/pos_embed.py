@@ -1,0 +1,108 @@
+"""Position encodings of the deformable block (the paper's "Pos. Embed" ablation).
+
+- :class:`RelativePositionBias` (DAT's choice): a learned ``heads x (2H-1) x (2W-1)`` table,
+  read by bilinear interpolation at the continuous displacement between each query and each
+  deformed key. At another feature-map size the table is resampled (bicubic) to that size, as
+  the official code does when fine-tuning at a new resolution.
+- :class:`FixedPositionBias`: a learned ``heads x HW x Ns`` bias tied to one input size.
+- :class:`DWConvPositionEncoding`: a 3x3 depthwise conv of q added to the attention output
+  (LePE, CSWin).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from torch import nn
+
+
+def cell_centres(h: int, w: int, device=None, dtype=None) -> torch.Tensor:
+    """``(h, w, 2)`` (y, x) centres of an ``h x w`` grid, normalised to [-1, 1].
+
+    This is ``align_corners=False`` normalisation: with it, centre ``i`` of an ``h``-cell grid
+    over an ``h``-pixel map is exactly pixel ``i``.
+    """
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w * 2 - 1
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
+
+
+class RelativePositionBias(nn.Module):
+    """Relative position bias for deformed keys (DAT section 3.2, "relative position offsets").
+
+    Args:
+        heads: attention heads.
+        groups: offset groups (heads are split evenly; group g's heads use group g's points).
+        size: ``(H, W)`` feature map the table is built for.
+        official: the official coordinate convention (displacement halved, read with
+            ``align_corners=True``); otherwise one table entry is exactly one pixel.
+    """
+
+    def __init__(self, heads: int, groups: int, size: tuple[int, int], official: bool) -> None:
+        super().__init__()
+        self.heads, self.groups, self.official = heads, groups, official
+        self.rpe_table = nn.Parameter(torch.zeros(heads, 2 * size[0] - 1, 2 * size[1] - 1))
+        trunc_normal_(self.rpe_table, std=0.01)
+
+    def table(self, h: int, w: int) -> torch.Tensor:
+        """The ``heads x (2h-1) x (2w-1)`` table for an ``h x w`` map (resampled if needed)."""
+        t = self.rpe_table
+        if t.shape[-2:] == (2 * h - 1, 2 * w - 1):
+            return t
+        return F.interpolate(t[None], size=(2 * h - 1, 2 * w - 1), mode="bicubic")[0]
+
+    def forward(self, queries: torch.Tensor, pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Bias ``(B, heads, HW, Ns)``.
+
+        Args:
+            queries: ``(HW, 2)`` normalised (y, x) query positions.
+            pos: ``(B*groups, Ns, 2)`` normalised (y, x) deformed key positions.
+        """
+        bg = pos.shape[0]
+        disp = queries[None, :, None, :] - pos[:, None, :, :]  # B*G, HW, Ns, 2 (y, x)
+        if self.official:
+            grid = disp * 0.5
+        else:
+            # Normalised displacement -> pixels (x h/2), then -> table coordinates with
+            # align_corners=True, where the table's half-width (h - 1) maps to 1.
+            scale = disp.new_tensor([h / (2 * max(h - 1, 1)), w / (2 * max(w - 1, 1))])
+            grid = disp * scale
+        table = self.table(h, w)
+        table = table.view(self.groups, self.heads // self.groups, *table.shape[-2:])
+        table = table.expand(bg // self.groups, -1, -1, -1, -1).reshape(bg, -1, *table.shape[-2:])
+        bias = F.grid_sample(table, grid.flip(-1), mode="bilinear", align_corners=True)
+        return bias.reshape(bg // self.groups, self.heads, *bias.shape[-2:])
+
+
+class FixedPositionBias(nn.Module):
+    """A learned bias per head, query and key: ``heads x HW x Ns`` for one input size."""
+
+    def __init__(self, heads: int, size: tuple[int, int], key_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size, self.key_size = size, key_size
+        n_q, n_k = size[0] * size[1], key_size[0] * key_size[1]
+        self.rpe_table = nn.Parameter(torch.zeros(heads, n_q, n_k))
+        trunc_normal_(self.rpe_table, std=0.01)
+
+    def forward(self, h: int, w: int, hk: int, wk: int) -> torch.Tensor:
+        if (h, w) != self.size or (hk, wk) != self.key_size:
+            raise ValueError(
+                f"fixed position bias was built for a {self.size[0]}x{self.size[1]} feature map "
+                f"({self.key_size[0]}x{self.key_size[1]} keys), got {h}x{w} ({hk}x{wk} keys): "
+                "fixed PE ties the model to its img_size; use pos_enc relative or dwconv "
+                "for other sizes"
+            )
+        return self.rpe_table[None]
+
+
+class DWConvPositionEncoding(nn.Module):
+    """LePE-like: a 3x3 depthwise conv of q, added to the attention output."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+
+    def forward(self, q_cf: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, H, W, C)``."""
+        return self.conv(q_cf).permute(0, 2, 3, 1)

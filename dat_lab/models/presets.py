@@ -1,0 +1,138 @@
+"""Named model presets (registered here and in timm's registry).
+
+Paper presets (DESIGN.md section 1): ``dat_tiny``, ``dat_small``, ``dat_base``,
+``dat_base_384``. Small presets for CPU experiments on 32-64 px images keep the four-stage
+L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from timm.models import register_model
+
+from dat_lab.models.config import DatConfig, StageConfig
+from dat_lab.models.dat import DAT
+from dat_lab.schema import ConfigError, apply_overrides, from_mapping
+
+_PRESETS: dict[str, Callable[[], DatConfig]] = {}
+
+
+def register_preset(fn: Callable[[], DatConfig]) -> Callable[[], DatConfig]:
+    """Register a zero-argument function returning a :class:`DatConfig` under its name."""
+    _PRESETS[fn.__name__] = fn
+    return fn
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> DatConfig:
+    """The config of a named preset; unknown names list what is available."""
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    return _PRESETS[name]()
+
+
+def resolve_model_config(
+    spec: str | dict[str, Any], overrides: dict[str, Any] | None = None, file: str | None = None, key: str = "model"
+) -> DatConfig:
+    """A model config from a preset name or a mapping, plus dotted overrides.
+
+    A mapping may name ``preset``; its other keys (and ``overrides``) are then applied on top
+    of the preset, and the result is validated as a whole.
+    """
+    if isinstance(spec, str):
+        spec = {"preset": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"expected a preset name or a mapping, got {spec!r}", key, file)
+    data = dict(spec)
+    base: dict[str, Any] = {}
+    if "preset" in data:
+        try:
+            base = get_preset(data.pop("preset")).to_dict()
+        except ConfigError as err:
+            raise err.located(file, f"{key}.preset") from None
+    flat = {**{k: v for k, v in data.items()}, **(overrides or {})}
+    try:
+        merged = apply_overrides(base, flat)
+    except ConfigError as err:
+        raise err.located(file, key) from None
+    return from_mapping(DatConfig, merged, prefix=key, file=file)
+
+
+def _four_stages(dims, depths, heads, attn, window, **stage_knobs) -> tuple[StageConfig, ...]:
+    return tuple(
+        StageConfig(dim=d, depth=n, heads=h, attn=a, window=window, **stage_knobs.get(i, {}))
+        for i, (d, n, h, a) in enumerate(zip(dims, depths, heads, attn))
+    )
+
+
+DAT_SPEC = ("LS", "LS", "LD", "LD")  # the paper's DAT: Swin in stages 1-2, L/D in 3-4
+
+
+@register_preset
+def dat_tiny() -> DatConfig:
+    """DAT-T: 4.6G FLOPs, 29M params, 82.0 top-1 (paper)."""
+    stages = _four_stages((96, 192, 384, 768), (2, 2, 6, 2), (3, 6, 12, 24), DAT_SPEC, 7)
+    return DatConfig(stages=stages, drop_path=0.2)
+
+
+@register_preset
+def dat_small() -> DatConfig:
+    """DAT-S: 9.0G FLOPs, 50M params, 83.7 top-1 (paper)."""
+    stages = _four_stages((96, 192, 384, 768), (2, 2, 18, 2), (3, 6, 12, 24), DAT_SPEC, 7)
+    return DatConfig(stages=stages, drop_path=0.3)
+
+
+@register_preset
+def dat_base() -> DatConfig:
+    """DAT-B: 15.8G FLOPs, 88M params, 84.0 top-1 (paper)."""
+    stages = _four_stages((128, 256, 512, 1024), (2, 2, 18, 2), (4, 8, 16, 32), DAT_SPEC, 7)
+    return DatConfig(stages=stages, drop_path=0.5)
+
+
+@register_preset
+def dat_base_384() -> DatConfig:
+    """DAT-B at 384 px with window 12: 49.8G FLOPs, 84.8 top-1 (paper)."""
+    stages = _four_stages((128, 256, 512, 1024), (2, 2, 18, 2), (4, 8, 16, 32), DAT_SPEC, 12)
+    return DatConfig(stages=stages, img_size=(384, 384), drop_path=0.5)
+
+
+@register_preset
+def dat_nano() -> DatConfig:
+    """CPU preset for 32 px images: maps 16/8/4/2 (patch 2), window 4, head width 16."""
+    stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
+    return DatConfig(stages=stages, img_size=(32, 32), patch_size=2, num_classes=2, drop_path=0.0)
+
+
+@register_preset
+def dat_micro() -> DatConfig:
+    """CPU preset for 64 px images: maps 16/8/4/2 (patch 4), window 4, head width 16."""
+    stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
+    return DatConfig(stages=stages, img_size=(64, 64), patch_size=4, num_classes=10, drop_path=0.0)
+
+
+_TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _timm_entry(name: str) -> Callable[..., DAT]:
+    def create(pretrained: bool = False, **kwargs: Any) -> DAT:
+        if pretrained:
+            raise ValueError(
+                "dat-lab ships no weights; build the model, then "
+                "dat_lab.models.official.load_official_checkpoint(model, path)"
+            )
+        for key in _TIMM_FACTORY_KEYS:  # timm's factory passes these to every entry point
+            kwargs.pop(key, None)
+        return DAT(resolve_model_config(name, kwargs))
+
+    create.__name__ = name
+    create.__qualname__ = name
+    create.__doc__ = _PRESETS[name].__doc__
+    return create
+
+
+for _name in list(_PRESETS):
+    globals()[f"_timm_{_name}"] = register_model(_timm_entry(_name))

@@ -1,0 +1,121 @@
+"""The official-checkpoint loader and the official coordinate convention."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dat_lab.models import Sampling, build_model, get_preset
+from dat_lab.models.attention import DeformableAttention
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.official import CheckpointMismatch, load_official_checkpoint
+
+KEY_LIST = Path(__file__).resolve().parents[3] / "shared" / "official_dat_v1_state_dict.txt"
+
+
+def official_state_dict(preset: str) -> dict[str, torch.Tensor]:
+    """Random tensors with every official key and shape of ``preset``."""
+    if not KEY_LIST.exists():
+        pytest.skip(f"{KEY_LIST} is not present")
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for line in KEY_LIST.read_text().splitlines():
+        name, key, shape = line.split("\t")
+        if name == preset:
+            out[key] = torch.randn(*[int(s) for s in shape.split(",")], generator=g)
+    return out
+
+
+@pytest.mark.parametrize("preset", ["dat_tiny", "dat_small", "dat_base"])
+def test_official_state_dict_loads_strictly(preset, tmp_path):
+    state = official_state_dict(preset)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": state}, path)
+    model = build_model(get_preset(preset).replace(sampling=Sampling.OFFICIAL))
+    load_official_checkpoint(model, path)
+    ours = model.state_dict()
+    torch.testing.assert_close(ours["head.weight"], state["cls_head.weight"])
+    torch.testing.assert_close(
+        ours["stages.2.blocks.1.attn.proj_q.weight"], state["stages.2.attns.1.proj_q.weight"].flatten(1)
+    )
+    torch.testing.assert_close(ours["stages.1.blocks.0.norm2.weight"], state["stages.1.layer_norms.1.norm.weight"])
+
+
+def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path):
+    model = build_model(get_preset("dat_tiny"))
+    state = official_state_dict("dat_tiny")
+    cases = {
+        "missing key(s) for this model: stages.2.blocks.1.attn.pos_bias.rpe_table": lambda s: s.pop(
+            "stages.2.attns.1.rpe_table"
+        ),
+        "official key 'stages.2.attns.1.extra' has no counterpart": lambda s: s.__setitem__(
+            "stages.2.attns.1.extra", torch.zeros(1)
+        ),
+        "shape (10, 768) != (1000, 768)": lambda s: s.__setitem__("cls_head.weight", torch.zeros(10, 768)),
+    }
+    for message, corrupt in cases.items():
+        broken = dict(state)
+        corrupt(broken)
+        torch.save(broken, tmp_path / "bad.pth")
+        with pytest.raises(CheckpointMismatch, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_official_checkpoint(model, tmp_path / "bad.pth")
+
+
+def official_deformable_forward(m: DeformableAttention, x: torch.Tensor, s: float) -> torch.Tensor:
+    """The official v1 D forward, transcribed independently on channels-first tensors.
+
+    Official conventions: reference points at cell centres normalised by the grid size,
+    offsets ``tanh * (1/Hk, 1/Wk) * s``, ``grid_sample(align_corners=True)``; relative bias read
+    at half the query-key displacement, also with ``align_corners=True``.
+    """
+    b, c, h, w = x.shape
+    heads, g = m.heads, m.groups
+    conv = lambda lin, t: F.conv2d(t, lin.weight[:, :, None, None], lin.bias)  # noqa: E731
+    q = conv(m.proj_q, x)
+    off = m.conv_offset(q.reshape(b * g, c // g, h, w))
+    hk, wk = off.shape[-2:]
+    off = off.tanh() * torch.tensor([1.0 / hk, 1.0 / wk]).view(1, 2, 1, 1) * s
+    off = off.permute(0, 2, 3, 1)
+
+    def centres(n_h, n_w):
+        ys = torch.linspace(0.5, n_h - 0.5, n_h) / n_h * 2 - 1
+        xs = torch.linspace(0.5, n_w - 0.5, n_w) / n_w * 2 - 1
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)
+
+    pos = off + centres(hk, wk)[None]
+    xs = F.grid_sample(x.reshape(b * g, c // g, h, w), pos[..., (1, 0)], align_corners=True)
+    xs = xs.reshape(b, c, 1, hk * wk)
+    d = c // heads
+    qh = q.reshape(b * heads, d, h * w)
+    k = conv(m.proj_k, xs).reshape(b * heads, d, hk * wk)
+    v = conv(m.proj_v, xs).reshape(b * heads, d, hk * wk)
+    attn = torch.einsum("bcm,bcn->bmn", qh, k) * d**-0.5
+    table = m.pos_bias.rpe_table[None].expand(b, -1, -1, -1).reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
+    disp = (centres(h, w).reshape(1, h * w, 1, 2) - pos.reshape(b * g, 1, hk * wk, 2)) * 0.5
+    bias = F.grid_sample(table, disp[..., (1, 0)], align_corners=True).reshape(b * heads, h * w, hk * wk)
+    attn = (attn + bias).softmax(-1)
+    out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
+    return conv(m.proj_out, out)
+
+
+def test_official_sampling_reproduces_the_official_deformable_forward():
+    torch.manual_seed(0)
+    spec = DeformableSpec(True, 2.0, OffsetMode.BOUNDED, 1, 2, 5, PosEnc.RELATIVE)
+    m = DeformableAttention(32, 4, spec, (7, 7), official=True)
+    x = torch.randn(2, 7, 7, 32)
+    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), s=2.0)
+    torch.testing.assert_close(m(x).permute(0, 3, 1, 2), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_consistent_sampling_differs_from_official_with_the_same_weights():
+    torch.manual_seed(0)
+    spec = DeformableSpec(True, 2.0, OffsetMode.BOUNDED, 1, 2, 5, PosEnc.RELATIVE)
+    m = DeformableAttention(32, 4, spec, (7, 7), official=False)
+    x = torch.randn(2, 7, 7, 32)
+    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), s=2.0)
+    assert (m(x).permute(0, 3, 1, 2) - expected).abs().max() > 1e-3
+    assert math.isfinite(float(expected.sum()))
