@@ -55,7 +55,7 @@ def test_deformable_with_zero_range_samples_the_input_at_the_reference_points():
     q_cf = d.proj_q(x).permute(0, 3, 1, 2)
     ref, pos = d.sample_points(q_cf)
     torch.testing.assert_close(pos, ref)
-    sampled = d.sample_keys(x.permute(0, 3, 1, 2), pos)  # B, Ns, C
+    sampled = d.sample_keys(x, pos)  # B, Ns, C
     torch.testing.assert_close(sampled, x.reshape(2, 64, 32), atol=1e-6, rtol=0)
 
 
@@ -74,7 +74,7 @@ def test_official_convention_distorts_zero_offsets():
     d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), official=True)
     x = torch.randn(1, 8, 8, 32)
     _, pos = d.sample_points(d.proj_q(x).permute(0, 3, 1, 2))
-    sampled = d.sample_keys(x.permute(0, 3, 1, 2), pos)
+    sampled = d.sample_keys(x, pos)
     assert (sampled - x.reshape(1, 64, 32)).abs().max() > 1e-2
 
 
@@ -84,7 +84,7 @@ def test_reduction_shrinks_the_key_grid_and_r2_zero_offsets_average_2x2_cells():
     x = torch.randn(1, 8, 8, 32)
     ref, pos = d.sample_points(d.proj_q(x).permute(0, 3, 1, 2))
     assert ref.shape[1:3] == (4, 4)
-    sampled = d.sample_keys(x.permute(0, 3, 1, 2), pos)
+    sampled = d.sample_keys(x, pos)
     pooled = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), 2).flatten(2).transpose(1, 2)
     torch.testing.assert_close(sampled, pooled, atol=1e-6, rtol=0)
 

@@ -138,11 +138,12 @@ class DeformableAttention(nn.Module):
             return ref, ref + offset.tanh() * cell * self.spec.offset_range
         return ref, (ref + offset).clamp(-1.0, 1.0)
 
-    def sample_keys(self, x_cf: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Bilinear features at ``pos``: ``(B, C, H, W) -> (B, Ns, C)``, each group its points."""
-        b, c, h, w = x_cf.shape
+    def sample_keys(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Bilinear features at ``pos``: ``(B, H, W, C) -> (B, Ns, C)``, each group its points."""
+        b, h, w, c = x.shape
         if not self.spec.offsets and self.spec.reduction == 1 and not self.official:
-            return x_cf.flatten(2).transpose(1, 2)  # reference points are the pixels exactly
+            return x.reshape(b, h * w, c)  # reference points are the pixels exactly
+        x_cf = x.permute(0, 3, 1, 2)
         sampled = F.grid_sample(
             x_cf.reshape(b * self.groups, c // self.groups, h, w),
             pos.flip(-1),  # (y, x) -> (x, y)
@@ -158,7 +159,7 @@ class DeformableAttention(nn.Module):
         q_cf = q.permute(0, 3, 1, 2)
         ref, pos = self.sample_points(q_cf)
         hk, wk = ref.shape[1:3]
-        x_s = self.sample_keys(x.permute(0, 3, 1, 2), pos)  # B, Ns, C
+        x_s = self.sample_keys(x, pos)  # B, Ns, C
         k = self.proj_k(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
         v = self.proj_v(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
         q_h = q.view(b, h * w, self.heads, d).transpose(1, 2)  # B, heads, HW, d

@@ -1,0 +1,126 @@
+"""Speed and peak memory of the DAT backbone against its baselines, in one run.
+
+Compares, at the same input size and batch:
+  1. dat_tiny against timm's ``swin_tiny_patch4_window7_224`` (the paper's baseline, built
+     locally, no weights): forward and forward+backward images/s, peak memory;
+  2. the D module alone against G at DAT-T stage-3 shape (14x14, C=384, 12 heads).
+
+Each measurement runs in a fresh process so that peak memory is its own: on CPU the peak
+resident set size above the process's size after building the model; on CUDA
+``torch.cuda.max_memory_allocated``. Targets (issue 3): DAT-T no slower than 1.25x Swin-T,
+D no slower than 1.3x G.
+
+    python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+
+import torch
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _build(name: str):
+    if name == "swin_tiny":
+        import timm
+
+        return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+    import dat_lab.models as dm
+
+    if name == "dat_tiny":
+        return dm.build_model(dm.get_preset("dat_tiny"))
+    from dat_lab.models.attention import DeformableAttention, GlobalAttention
+
+    if name == "D@14x14x384":
+        spec = dm.get_preset("dat_tiny").stages[2].deformable(2)
+        return DeformableAttention(384, 12, spec, (14, 14))
+    if name == "G@14x14x384":
+        return GlobalAttention(384, 12)
+    raise ValueError(name)
+
+
+def _input(name: str, batch: int, size: int, device: str) -> torch.Tensor:
+    if name.startswith(("D@", "G@")):
+        return torch.randn(batch, 14, 14, 384, device=device)
+    return torch.randn(batch, 3, size, size, device=device)
+
+
+def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: str, out) -> None:
+    torch.manual_seed(0)
+    model = _build(name).to(device)
+    x = _input(name, batch, size, device)
+    model.train(mode == "fwd+bwd")
+
+    def step() -> None:
+        if mode == "fwd":
+            with torch.no_grad():
+                model(x)
+        else:
+            model(x).float().square().mean().backward()
+
+    step()  # warm-up (allocator, kernels)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = _rss_mib() - base
+    out.put((steps * batch / (time.perf_counter() - t0), peak))
+
+
+def measure(name: str, mode: str, args) -> tuple[float, float]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_measure, args=(name, mode, args.batch, args.size, args.steps, args.device, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+          f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up")
+    mem = "peak MiB (" + ("CUDA allocated" if args.device == "cuda" else "RSS above post-build") + ")"
+    print(f"| model | mode | img/s | {mem} |\n|---|---|---|---|")
+    results = {}
+    for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "G@14x14x384")):
+        for mode in ("fwd", "fwd+bwd"):
+            for name in pair:
+                results[name, mode] = measure(name, mode, args)
+                ips, peak = results[name, mode]
+                print(f"| {name} | {mode} | {ips:.1f} | {peak:.0f} |", flush=True)
+    print()
+    targets = {("dat_tiny", "swin_tiny"): 1.25, ("D@14x14x384", "G@14x14x384"): 1.3}
+    ok = True
+    for (ours, ref), limit in targets.items():
+        for mode in ("fwd", "fwd+bwd"):
+            slowdown = results[ref, mode][0] / results[ours, mode][0]
+            verdict = "ok" if slowdown <= limit else "SLOWER THAN TARGET"
+            ok &= slowdown <= limit
+            print(f"{ours} vs {ref} {mode}: {slowdown:.2f}x the time (target <= {limit}x): {verdict}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

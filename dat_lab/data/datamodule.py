@@ -1,0 +1,197 @@
+"""Lightning DataModules of every data set, and :func:`build_datamodule`.
+
+``num_classes``, ``in_chans`` and ``img_size`` are known as soon as a DataModule is built (the
+model is built from them before any data is read), and files on disk are checked then too,
+so a wrong path fails before training with a :class:`~dat_lab.schema.ConfigError` naming
+``data.path``. ``prepare_data`` only writes caches (it holds no state: Lightning runs it on one
+process); ``setup`` loads. Loaders shuffle (train only) and seed their workers from a
+``torch.Generator`` seeded with ``DataConfig.seed``, so batch order is the same on every run;
+``test_dataloader`` is the validation loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dat_lab.data import cifar10, digits, imagefolder, shapes
+from dat_lab.data.arrays import ArrayDataset
+from dat_lab.data.config import DataConfig
+from dat_lab.data.transforms import NORMALIZATION, MeanStd, imagenet_eval, imagenet_train
+from dat_lab.schema import ConfigError
+
+
+class DatLabDataModule(pl.LightningDataModule):
+    """Shared loaders of every data set; subclasses set the sizes and build the data sets.
+
+    Attributes:
+        num_classes: classes of the labels (``0 .. num_classes - 1``).
+        in_chans: image channels.
+        img_size: image side in pixels (images are square).
+        mean_std: the per-channel normalisation applied to every image.
+    """
+
+    num_classes: int
+    in_chans: int
+
+    def __init__(self, cfg: DataConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.img_size = cfg.img_size
+        self.mean_std: MeanStd = NORMALIZATION[cfg.name]
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """The (train, val) data sets; called once, by :meth:`setup`."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set = self.build_datasets()
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The validation set: none of these data sets has a labelled test split of its own."""
+        return self.val_dataloader()
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a data loader")
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
+
+
+class ShapesDataModule(DatLabDataModule):
+    """Synthetic Pathfinder / SVRT-1 (:mod:`dat_lab.data.shapes`): 1 channel, 2 classes."""
+
+    num_classes = 2
+    in_chans = 1
+
+    def __init__(self, cfg: DataConfig):
+        super().__init__(cfg)
+        self.cache_dir = cfg.cache_dir or shapes.default_cache_dir()
+        task = cfg.shapes_task()
+        try:
+            shapes.check_drawable(task.task, task.params(), cfg.img_size)
+        except shapes.LayoutError as err:
+            raise ConfigError(f"{err} (img_size {cfg.img_size})", "data.shapes") from None
+
+    def spec(self, split: str) -> shapes.ShapesSpec:
+        task = self.cfg.shapes_task()
+        train_size, val_size = self.cfg.sizes()
+        return shapes.ShapesSpec(
+            task=task.task,
+            params=tuple(sorted(task.params().items())),
+            img_size=self.cfg.img_size,
+            split=split,
+            size=train_size if split == "train" else val_size,
+            seed=self.cfg.seed,
+        )
+
+    def prepare_data(self) -> None:
+        for split in shapes.SPLITS:
+            shapes.load_or_generate(self.spec(split), self.cache_dir)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        sets = [
+            ArrayDataset(
+                *shapes.load_or_generate(self.spec(split), self.cache_dir),
+                self.mean_std,
+                self.img_size,
+            )
+            for split in shapes.SPLITS
+        ]
+        return sets[0], sets[1]
+
+
+class DigitsDataModule(DatLabDataModule):
+    """scikit-learn's digits upsampled to ``img_size`` (:mod:`dat_lab.data.digits`)."""
+
+    num_classes = digits.NUM_CLASSES
+    in_chans = 1
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        sets = [
+            ArrayDataset(*digits.load_digits_split(split, self.img_size), self.mean_std, self.img_size)
+            for split in ("train", "val")
+        ]
+        return sets[0], sets[1]
+
+
+class Cifar10DataModule(DatLabDataModule):
+    """CIFAR-10 binary batches (:mod:`dat_lab.data.cifar10`); train crops and flips."""
+
+    num_classes = cifar10.NUM_CLASSES
+    in_chans = 3
+    class_names = cifar10.CLASS_NAMES
+
+    def __init__(self, cfg: DataConfig):
+        super().__init__(cfg)
+        assert cfg.path is not None  # DataConfig requires it
+        self.path = Path(cfg.path).expanduser()
+        cifar10.check_cifar10_dir(self.path)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train = ArrayDataset(
+            *cifar10.load_cifar10_split(self.path, "train"),
+            self.mean_std,
+            self.img_size,
+            augment=True,
+        )
+        val = ArrayDataset(
+            *cifar10.load_cifar10_split(self.path, "val"), self.mean_std, self.img_size
+        )
+        return train, val
+
+
+class ImageFolderDataModule(DatLabDataModule):
+    """ImageNet layout at ``path`` (:mod:`dat_lab.data.imagefolder`), the paper's transforms."""
+
+    in_chans = 3
+
+    def __init__(self, cfg: DataConfig):
+        super().__init__(cfg)
+        assert cfg.path is not None  # DataConfig requires it
+        self.path = Path(cfg.path).expanduser()
+        self.class_names = imagefolder.check_imagefolder(self.path)
+        self.num_classes = len(self.class_names)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        aug = self.cfg.augmentation()
+        train = imagefolder.FixedClassImageFolder(
+            self.path / "train", self.class_names, imagenet_train(self.img_size, aug)
+        )
+        val = imagefolder.FixedClassImageFolder(
+            self.path / "val", self.class_names, imagenet_eval(self.img_size, aug)
+        )
+        return train, val
+
+
+_MODULES: dict[str, type[DatLabDataModule]] = {
+    "shapes": ShapesDataModule,
+    "digits": DigitsDataModule,
+    "cifar10": Cifar10DataModule,
+    "imagefolder": ImageFolderDataModule,
+}
+
+
+def build_datamodule(cfg: DataConfig) -> DatLabDataModule:
+    """The DataModule of ``cfg.name``; checks files on disk now (ConfigError on ``data.*``)."""
+    return _MODULES[cfg.name](cfg)

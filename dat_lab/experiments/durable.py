@@ -1,0 +1,170 @@
+"""Crash-safe files: atomic JSON documents and append-only JSON-lines journals.
+
+Two primitives, modelled on Optuna's journal file storage (``storages/journal/_file.py``):
+
+- a JSON *document* is replaced atomically: write a temporary file in the same directory,
+  ``fsync`` it, ``os.replace`` it over the target, ``fsync`` the directory. A reader sees the
+  old document or the new one, never half of either, even if the writer is SIGKILLed or the
+  machine loses power. :func:`publish_json` is the write-once variant: the first writer wins.
+- a *journal* is a file of one JSON object per line. Each record is appended with one
+  ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``. On local POSIX filesystems a single
+  ``O_APPEND`` write is placed at the end as a whole, so concurrent writers do not interleave
+  (NFS gives no such promise across clients; that is why nothing in dat-lab treats a journal
+  it did not lock as the only copy of a fact). Replay ignores a torn last line (a write cut
+  short by power loss, or one still being written while we read) and skips, with a warning,
+  any other line that does not parse.
+
+Leftover temporary files of killed writers are hidden (``.NAME.HEX.tmp``) and harmless.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".tmp"
+
+
+def _dumps(data: Any, allow_nan: bool) -> bytes:
+    return (json.dumps(data, indent=1, sort_keys=True, allow_nan=allow_nan) + "\n").encode()
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename or a new file) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (and Windows) cannot fsync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_temp(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to a new hidden temporary file beside ``path`` and fsync it."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def write_json(path: Path, data: Any, allow_nan: bool = True) -> None:
+    """Atomically replace ``path`` with ``data`` as JSON (sorted keys, one-space indent).
+
+    ``allow_nan`` keeps Python's ``NaN``/``Infinity`` extension (a diverged loss is a result);
+    pass ``False`` for documents that must be strict JSON.
+    """
+    tmp = _write_temp(path, _dumps(data, allow_nan))
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def publish_json(path: Path, data: Any, allow_nan: bool = True) -> bool:
+    """Write ``data`` to ``path`` only if ``path`` does not exist yet; True if this call wrote it.
+
+    The document appears complete or not at all: it is written to a temporary file and then
+    hard-linked into place, and ``link`` fails if the name is taken, so of two racing writers
+    exactly one wins. Where hard links are unsupported it falls back to check-then-replace.
+    """
+    tmp = _write_temp(path, _dumps(data, allow_nan))
+    try:
+        os.link(tmp, path)
+        won = True
+    except FileExistsError:
+        won = False
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        won = not path.exists()  # no hard links here: a small race is left, documented above
+        if won:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if won:
+        fsync_dir(path.parent)
+    return won
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON document at ``path``, or None if there is none."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON object as one line of the journal at ``path`` (created if missing).
+
+    The line goes out in a single ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``.
+    If the file does not end with a newline (a torn line left by a crash), a newline is
+    written first so that the torn fragment cannot swallow this record.
+    """
+    line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and _last_byte(path, size) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        if written != len(line):  # only on a full disk; never retry (it would tear the line)
+            raise OSError(errno.ENOSPC, f"short write to journal {path}: {written}/{len(line)}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:  # an O_APPEND descriptor is write-only: read through another
+        f.seek(size - 1)
+        return f.read(1)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Replay the journal at ``path``: its complete records in order ([] if there is none).
+
+    A last line without its newline is torn (cut by a crash, or still being written) and is
+    ignored; any other line that is not a JSON object is skipped with a warning.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    lines.pop()  # after the final b"\n" this is b""; otherwise it is a torn tail: drop it
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            log.warning("%s: line %d is not a JSON object; skipped", path, number)
+    return records

@@ -1,0 +1,212 @@
+"""Experiment files: a base config, named variants (dotted overrides) and seeds -> RunSpecs.
+
+An experiment file::
+
+    name: offset_range
+    description: maximum offset s of the deformable blocks
+    seeds: [0, 1, 2]
+    store: runs                      # optional; the CLI's --store wins
+    base:
+      model: dat_nano                # a preset name, or {preset: NAME, key: value, ...}
+      data: {name: shapes, img_size: 32, batch_size: 64}
+      train: {epochs: 4, lr: 2e-3, ...}
+    variants:
+      s0: {model.stages.2.offset_range: 0, model.stages.3.offset_range: 0}
+      s2: {}
+
+Every variant x seed resolves to one :class:`RunConfig` (model, data, train with the seed),
+validated in full before anything trains; its hash names the run in the store. The model's
+``num_classes``, ``in_chans`` and ``img_size`` come from the data set, so they cannot
+disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dat_lab.data.config import DataConfig
+from dat_lab.data.datamodule import build_datamodule
+from dat_lab.models.config import DatConfig
+from dat_lab.models.presets import resolve_model_config
+from dat_lab.schema import (
+    ConfigError,
+    apply_overrides,
+    check,
+    config_hash,
+    from_mapping,
+    load_yaml,
+    to_mapping,
+)
+from dat_lab.train.config import TrainConfig
+
+SECTIONS = ("model", "data", "train")
+DATA_DERIVED = ("num_classes", "in_chans", "img_size")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's result; its hash is the run id."""
+
+    model: DatConfig
+    data: DataConfig
+    train: TrainConfig
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self, length=16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return from_mapping(cls, data)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an experiment: which variant and seed, and its resolved config."""
+
+    experiment: str
+    variant: str
+    seed: int
+    config: RunConfig
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+
+@dataclass(frozen=True)
+class ExperimentFile:
+    """The schema of an experiment YAML file."""
+
+    name: str
+    base: dict[str, Any]
+    seeds: tuple[int, ...] = (0,)
+    variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    description: str = ""
+    store: Path | None = None
+
+    def __post_init__(self) -> None:
+        check(bool(self.name.strip()), "name", "must not be empty")
+        check(len(self.seeds) > 0, "seeds", "needs at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeats a seed: {list(self.seeds)}")
+        for s in self.seeds:
+            check(s >= 0, "seeds", f"seeds must be >= 0, got {s}")
+        check(len(self.variants) > 0, "variants", "needs at least one variant")
+        for key in self.base:
+            check(key in SECTIONS, f"base.{key}", f"unknown section; allowed: {', '.join(SECTIONS)}")
+        for section in SECTIONS:
+            check(section in self.base, f"base.{section}", "required section is missing")
+        for name, overrides in self.variants.items():
+            check(isinstance(overrides, dict), f"variants.{name}", "must be a mapping of dotted overrides")
+            for key in overrides or {}:
+                head = str(key).split(".", 1)[0]
+                check(
+                    head in SECTIONS and "." in str(key),
+                    f"variants.{name}.{key}",
+                    f"an override key starts with one of {', '.join(SECTIONS)} and a dot "
+                    "(e.g. model.stages.2.offset_range)",
+                )
+
+
+def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[ExperimentFile, list[RunSpec]]:
+    """Read, validate and expand an experiment file (plus command-line dotted overrides).
+
+    Raises :class:`ConfigError` naming the file and key on any bad input, before any compute.
+    """
+    path = Path(path)
+    raw = load_yaml(path)
+    exp = from_mapping(ExperimentFile, raw, file=path)
+    common = _split_overrides(overrides or {}, path, "command line")
+    specs = []
+    for variant, var_overrides in exp.variants.items():
+        own = _split_overrides(var_overrides or {}, path, f"variants.{variant}")
+        merged = {s: {**own[s], **common[s]} for s in SECTIONS}
+        for seed in exp.seeds:
+            config = _resolve(exp.base, merged, seed, path, f"variants.{variant}")
+            specs.append(RunSpec(exp.name, variant, seed, config))
+    return exp, specs
+
+
+def _split_overrides(overrides: dict[str, Any], path: Path, where: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in overrides.items():
+        head, _, rest = str(key).partition(".")
+        if head not in SECTIONS or not rest:
+            raise ConfigError(
+                f"override {key!r} ({where}) must start with one of {', '.join(SECTIONS)} and a dot",
+                str(key),
+                path,
+            )
+        out[head][rest] = value
+    return out
+
+
+def _resolve(base: dict[str, Any], overrides: dict[str, dict[str, Any]], seed: int, path: Path, where: str) -> RunConfig:
+    """The RunConfig of one variant and seed; errors name ``where`` (e.g. variants.s2)."""
+    data_map = _section(base, "data", path)
+    train_map = _section(base, "train", path)
+    data = _build(DataConfig, apply_overrides(data_map, overrides["data"]), path, "data", where, overrides["data"])
+    train_data = apply_overrides(train_map, {**overrides["train"], "seed": seed})
+    train = _build(TrainConfig, train_data, path, "train", where, overrides["train"])
+    model = _resolve_model(base.get("model"), overrides["model"], data, path, where)
+    return RunConfig(model=model, data=data, train=train)
+
+
+def _section(base: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = base.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"must be a mapping, got {value!r}", f"base.{name}", path)
+    return value
+
+
+def _origin(err: ConfigError, section: str, overrides: dict[str, Any], where: str) -> str:
+    """Where a bad value came from: the variant's overrides, or the base section."""
+    key = err.key.removeprefix(f"{section}.")
+    return where if any(key == k or key.startswith(f"{k}.") for k in overrides) else "base"
+
+
+def _build(cls, data: dict[str, Any], path: Path, section: str, where: str, overrides: dict[str, Any]):
+    try:
+        return from_mapping(cls, data, prefix=section)
+    except ConfigError as err:
+        raise err.located(path, _origin(err, section, overrides, where)) from None
+
+
+def _resolve_model(spec: Any, overrides: dict[str, Any], data: DataConfig, path: Path, where: str) -> DatConfig:
+    """The model config, with num_classes / in_chans / img_size taken from the data set."""
+    if spec is None:
+        raise ConfigError("required section is missing", "base.model", path)
+    datamodule = build_datamodule(data)  # validates paths, knows classes and channels
+    derived = {
+        "num_classes": datamodule.num_classes,
+        "in_chans": datamodule.in_chans,
+        "img_size": [data.img_size, data.img_size],
+    }
+    given = dict(spec) if isinstance(spec, dict) else {"preset": spec}
+    for key, value in {**given, **overrides}.items():
+        if key in DATA_DERIVED and _norm(value) != _norm(derived[key]):
+            raise ConfigError(
+                f"is set by the data ({data.name!r} gives {derived[key]!r}); remove it or change data",
+                f"model.{key}",
+                path,
+            )
+    try:
+        return resolve_model_config(given, {**overrides, **derived}, key="model")
+    except ConfigError as err:
+        raise err.located(path, _origin(err, "model", overrides, where)) from None
+
+
+def _norm(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def describe(spec: RunSpec) -> str:
+    return f"{spec.experiment}/{spec.variant} seed {spec.seed} ({spec.run_id})"
+
+
+__all__ = ["ExperimentFile", "RunConfig", "RunSpec", "describe", "load_experiment"]

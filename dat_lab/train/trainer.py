@@ -1,0 +1,166 @@
+"""Build the ``pl.Trainer`` of a run from its TrainConfig, and fit/resume.
+
+A run directory gets::
+
+    run_dir/checkpoints/last.ckpt          every epoch end (and every ckpt_every_n_steps)
+    run_dir/checkpoints/best-epochNNN.ckpt  the best val/acc1 so far
+    run_dir/logs/version_K/metrics.csv     one CSVLogger folder per attempt (K = 0, 1, ...)
+    run_dir/logs/tensorboard/version_K/    when ``tensorboard`` is installed
+
+Each attempt (first start, then each resume) logs into a new ``version_K`` because
+Lightning's CSVLogger deletes an existing metrics.csv; rows of an earlier attempt past the
+checkpoint it was resumed from are superseded by the later attempt's rows of the same step.
+
+Exact resume: from an end-of-epoch ``last.ckpt`` a resumed run equals the uninterrupted one
+(weights, optimizer, scheduler, loops, AMP scaler by Lightning; global RNGs by
+:class:`RngStateCheckpoint`). From a mid-epoch checkpoint (``ckpt_every_n_steps``) Lightning
+restarts a plain DataLoader at the start of the epoch, with a fresh shuffle, and ends the
+epoch after the remaining number of batches: training goes on with little lost, but the
+batches seen in that epoch differ from an uninterrupted run (Lightning warns).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from dat_lab.schema import ConfigError
+from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossStop, RngStateCheckpoint
+from dat_lab.train.config import TrainConfig
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+MONITOR = "val/acc1"
+
+
+def seed_run(train_cfg: TrainConfig) -> None:
+    """Seed python/numpy/torch (and dataloader workers) and set the CPU thread count."""
+    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    if train_cfg.threads is not None:
+        torch.set_num_threads(train_cfg.threads)
+
+
+def _check_precision(train_cfg: TrainConfig) -> None:
+    """Refuse fp16 AMP without a GPU: Lightning would silently switch it to bf16."""
+    gpu = train_cfg.accelerator == "gpu" or (
+        train_cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+    if train_cfg.precision == "16-mixed" and not gpu:
+        raise ConfigError(
+            "got '16-mixed' but no GPU will be used: fp16 AMP needs one; use 'bf16-mixed'",
+            "precision",
+        )
+
+
+def _next_version(log_root: Path) -> str:
+    """``version_K`` with K one past the highest existing (0 for a new run)."""
+    taken = [
+        int(p.name.split("_", 1)[1])
+        for p in log_root.glob("version_*")
+        if p.name.split("_", 1)[1].isdigit()
+    ]
+    return f"version_{max(taken, default=-1) + 1}"
+
+
+def build_loggers(run_dir: Path) -> list[Logger]:
+    """CSV logs (always) and TensorBoard logs (when tensorboard is importable), one version."""
+    version = _next_version(run_dir / LOG_DIR)
+    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name=LOG_DIR, version=version)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(
+            TensorBoardLogger(save_dir=run_dir / LOG_DIR, name="tensorboard", version=version)
+        )
+    return loggers
+
+
+def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
+    """Checkpoints, lr monitor, progress, non-finite stop and RNG checkpointing."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    callbacks: list[Callback] = [
+        # Saved at each train-epoch end, after that epoch's validation (if any) has run, so
+        # last.ckpt is written every epoch even when val_every_n_epochs > 1.
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best-epoch{epoch:03d}",
+            auto_insert_metric_name=False,  # the metric name holds a "/"
+            monitor=MONITOR,
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            save_on_train_epoch_end=True,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        NonFiniteLossStop(),
+        RngStateCheckpoint(),
+        TQDMProgressBar() if sys.stderr.isatty() else LineProgressBar(train_cfg.log_every_n_steps),
+    ]
+    if train_cfg.ckpt_every_n_steps is not None:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                every_n_train_steps=train_cfg.ckpt_every_n_steps,
+                save_top_k=0,
+                save_last=True,
+            )
+        )
+    return callbacks
+
+
+def build_trainer(
+    train_cfg: TrainConfig, run_dir: Path, extra_callbacks: Iterable[Callback] = ()
+) -> pl.Trainer:
+    """The Trainer of one run; seeds the run first (build the model after this call)."""
+    _check_precision(train_cfg)
+    seed_run(train_cfg)
+    run_dir = Path(run_dir)
+    ddp = train_cfg.devices > 1 or train_cfg.strategy == "ddp"
+    clip = train_cfg.grad_clip or None  # 0 and None both mean "off"
+    return pl.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=train_cfg.epochs,
+        accelerator=train_cfg.accelerator,
+        devices=train_cfg.devices,
+        strategy="ddp" if ddp else "auto",
+        precision=train_cfg.precision,
+        deterministic=train_cfg.deterministic,
+        gradient_clip_val=clip,
+        gradient_clip_algorithm="norm",
+        log_every_n_steps=train_cfg.log_every_n_steps,
+        limit_train_batches=train_cfg.limit_train_batches,
+        limit_val_batches=train_cfg.limit_val_batches,
+        check_val_every_n_epoch=train_cfg.val_every_n_epochs,
+        # no_grad, not inference_mode, for validate/test: metric states reset under
+        # inference_mode become inference tensors that a later fit cannot update in place.
+        inference_mode=False,
+        logger=build_loggers(run_dir),
+        callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
+    )
+
+
+def fit(
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    trainer: pl.Trainer,
+    ckpt_path: str | Path | None = None,
+) -> dict[str, float]:
+    """Fit (or resume from ``ckpt_path``, which may also be ``"last"``); return the final metrics.
+
+    The checkpoint is read with ``weights_only=True``. Resuming restores weights, optimizer,
+    scheduler, loop counters, the AMP scaler and (through RngStateCheckpoint) the global RNGs.
+    """
+    path: Any = str(ckpt_path) if isinstance(ckpt_path, Path) else ckpt_path
+    trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
