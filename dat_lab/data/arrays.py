@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dat_lab.data.transforms import MeanStd, normalize, random_crop_flip, resize
+from dat_lab.data.transforms import MeanStd, random_crop_flip, resize
 
 
 class ArrayDataset(Dataset):
@@ -32,6 +32,8 @@ class ArrayDataset(Dataset):
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.mean_std = mean_std
+        self._mean = torch.tensor(mean_std[0], dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.tensor(mean_std[1], dtype=torch.float32).view(-1, 1, 1)
         self.img_size = img_size
         self.augment = augment
 
@@ -42,5 +44,6 @@ class ArrayDataset(Dataset):
         image = self.images[index]
         if self.augment:
             image = random_crop_flip(image)
-        x = resize(normalize(image, self.mean_std), self.img_size)
+        x = (image.float() / 255.0 - self._mean) / self._std
+        x = resize(x, self.img_size)
         return x, int(self.labels[index])

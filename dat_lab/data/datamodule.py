@@ -5,7 +5,8 @@ model is built from them before any data is read), and files on disk are checked
 so a wrong path fails before training with a :class:`~dat_lab.schema.ConfigError` naming
 ``data.path``. ``prepare_data`` only writes caches (it holds no state: Lightning runs it on one
 process); ``setup`` loads. Loaders shuffle (train only) and seed their workers from a
-``torch.Generator`` seeded with ``DataConfig.seed``, so batch order is the same on every run;
+``torch.Generator`` seeded with ``DataConfig.seed``, so batch order is the same on every run
+(under DDP Lightning swaps in a DistributedSampler, which shuffles by the global seed);
 ``test_dataloader`` is the validation loader.
 """
 
@@ -31,11 +32,13 @@ class DatLabDataModule(pl.LightningDataModule):
         num_classes: classes of the labels (``0 .. num_classes - 1``).
         in_chans: image channels.
         img_size: image side in pixels (images are square).
+        class_names: one name per label.
         mean_std: the per-channel normalisation applied to every image.
     """
 
     num_classes: int
     in_chans: int
+    class_names: tuple[str, ...]
 
     def __init__(self, cfg: DataConfig):
         super().__init__()
@@ -88,6 +91,7 @@ class ShapesDataModule(DatLabDataModule):
         super().__init__(cfg)
         self.cache_dir = cfg.cache_dir or shapes.default_cache_dir()
         task = cfg.shapes_task()
+        self.class_names = shapes.CLASS_NAMES[task.task]
         try:
             shapes.check_drawable(task.task, task.params(), cfg.img_size)
         except shapes.LayoutError as err:
@@ -126,6 +130,7 @@ class DigitsDataModule(DatLabDataModule):
 
     num_classes = digits.NUM_CLASSES
     in_chans = 1
+    class_names = tuple(str(d) for d in range(10))
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         sets = [
@@ -170,7 +175,7 @@ class ImageFolderDataModule(DatLabDataModule):
         super().__init__(cfg)
         assert cfg.path is not None  # DataConfig requires it
         self.path = Path(cfg.path).expanduser()
-        self.class_names = imagefolder.check_imagefolder(self.path)
+        self.class_names = tuple(imagefolder.check_imagefolder(self.path))
         self.num_classes = len(self.class_names)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:

@@ -10,7 +10,7 @@ image file.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torchvision.datasets import ImageFolder
@@ -74,7 +74,7 @@ def check_imagefolder(path: Path, key: str = "data.path") -> list[str]:
 class FixedClassImageFolder(ImageFolder):
     """torchvision's ImageFolder indexed by a given class list (not the folder's own)."""
 
-    def __init__(self, root: Path, classes: list[str], transform: Callable | None = None):
+    def __init__(self, root: Path, classes: Sequence[str], transform: Callable | None = None):
         self._given_classes = list(classes)
         super().__init__(str(root), transform=transform, allow_empty=True)
 

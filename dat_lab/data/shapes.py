@@ -5,7 +5,7 @@ has to combine distant places in one decision - where attention looks matters
 (DESIGN.md section 8).
 
 - ``pathfinder`` (Linsley et al., NeurIPS 2018; LRA Pathfinder-32, Tay et al., ICLR 2021): two
-  main dashed, smoothly curving paths ("snakes") of ``path_length`` dashes plus
+  main smoothly curving paths of dashes with faint gaps ("snakes") of ``path_length`` dashes plus
   ``distractors`` more snakes of the same length, and two circle markers. Label 1: the markers
   sit on the two ends of the same snake; label 0: each marker ends a different snake. In a
   negative the second marker is placed where a (not drawn) snake from the first would have
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # matching instead of silently serving images the current code would not make.
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val")
+CLASS_NAMES = {"pathfinder": ("apart", "connected"), "svrt": ("different", "same")}
 
 # Geometry in pixels, the same at every img_size: a larger image holds longer and more snakes,
 # as Pathfinder-128 (LRA Path-X) keeps the paddles of Pathfinder-32.

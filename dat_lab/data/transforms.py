@@ -42,12 +42,6 @@ NORMALIZATION: dict[str, MeanStd] = {
 CIFAR_PAD = 4
 
 
-def normalize(image: torch.Tensor, mean_std: MeanStd) -> torch.Tensor:
-    """uint8 (C, H, W) -> float32 ``(x / 255 - mean) / std``."""
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(-1, 1, 1) for v in mean_std)
-    return (image.float() / 255.0 - mean) / std
-
-
 def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     """Float (C, H, W) -> (C, size, size), bilinear (antialiased when shrinking)."""
     if image.shape[-2:] == (size, size):

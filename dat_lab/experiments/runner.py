@@ -19,11 +19,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 from dat_lab.experiments import provenance
 from dat_lab.experiments.spec import RunSpec, describe
 from dat_lab.experiments.store import RunIdentity, RunState, RunStore
+from dat_lab.flops import count_flops
 
 OUTCOMES = ("finished", "skipped", "failed", "busy", "not retried")
 
@@ -41,13 +43,30 @@ class Outcome:
 
 def run_cost(spec: RunSpec) -> dict[str, float | int | None]:
     """Parameters and FLOPs of a run's model (FLOPs at the data's image size, batch 1)."""
-    try:
-        from dat_lab.flops import count_flops
-    except ImportError:  # TEMPORARY until dat_lab.flops lands
-        params = sum(p.numel() for p in __import__("dat_lab.models", fromlist=["x"]).build_model(spec.config.model).parameters())
-        return {"params": params, "flops": None, "flops_formula": None}
     report = count_flops(spec.config.model)
     return {"params": report.params, "flops": report.total, "flops_formula": report.formula_total}
+
+
+class MetricsSnapshot(pl.Callback):
+    """Store the metrics in each checkpoint, and keep those of the checkpoint resumed from.
+
+    A worker killed after its last epoch's checkpoint but before the store marked the run
+    finished leaves nothing to train: the resumed ``fit`` returns at once with no metrics.
+    The snapshot gives that run the final metrics the killed worker had computed. Lightning
+    saves ``last.ckpt`` in ModelCheckpoint's ``on_train_epoch_end``, which runs after the
+    module's own (a monitoring callback), so the snapshot holds that epoch's metrics.
+    """
+
+    KEY = "dat_lab_metrics"
+
+    def __init__(self) -> None:
+        self.restored: dict[str, float] = {}
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self.restored = dict(checkpoint.get(self.KEY, {}))
 
 
 def run_spec(spec: RunSpec, store: RunStore, retry_failed: bool = False, log=print) -> Outcome:
@@ -109,10 +128,11 @@ def _train(spec: RunSpec, store: RunStore, run_dir: Path, resume: Path | None) -
     if store.read_json(spec.run_id, "cost") is None:
         store.write_json(spec.run_id, "cost", run_cost(spec))
     datamodule = build_datamodule(cfg.data)
-    trainer = build_trainer(cfg.train, run_dir)  # seeds the run: build the model after it
-    model = build_model(cfg.model)
+    snapshot = MetricsSnapshot()
+    trainer = build_trainer(cfg.train, run_dir, extra_callbacks=[snapshot])  # seeds the run
+    model = build_model(cfg.model)  # after the seeding
     module = DatLitModule(model, cfg.train, datamodule.num_classes, batch_size=cfg.data.batch_size)
-    metrics = fit(module, datamodule, trainer, ckpt_path=resume)
+    metrics = {**snapshot.restored, **fit(module, datamodule, trainer, ckpt_path=resume)}
     final = {k: v for k, v in metrics.items() if k.startswith(("val/", "train/"))}
     final["epochs"] = float(trainer.current_epoch)
     final["steps"] = float(trainer.global_step)

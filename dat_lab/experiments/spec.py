@@ -22,7 +22,8 @@ disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from dat_lab.train.config import TrainConfig
 
 SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
+COMMAND_LINE = "command line"
 
 
 @dataclass(frozen=True)
@@ -120,16 +122,38 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     """
     path = Path(path)
     raw = load_yaml(path)
+    _check_misplaced_sections(raw, path)
     exp = from_mapping(ExperimentFile, raw, file=path)
-    common = _split_overrides(overrides or {}, path, "command line")
+    common = _split_overrides(overrides or {}, path, COMMAND_LINE)
     specs = []
     for variant, var_overrides in exp.variants.items():
         own = _split_overrides(var_overrides or {}, path, f"variants.{variant}")
         merged = {s: {**own[s], **common[s]} for s in SECTIONS}
         for seed in exp.seeds:
-            config = _resolve(exp.base, merged, seed, path, f"variants.{variant}")
+            origins = _Origins(f"variants.{variant}", common)
+            config = _resolve(exp.base, merged, seed, path, origins)
             specs.append(RunSpec(exp.name, variant, seed, config))
     return exp, specs
+
+
+def _check_misplaced_sections(raw: dict[str, Any], path: Path) -> None:
+    """A top-level key that is (nearly) a section name belongs under ``base:``.
+
+    Without this, ``trian:`` at the top level would get from_mapping's did-you-mean among the
+    top-level keys ("did you mean 'variants'?"), which points the wrong way.
+    """
+    top = {f.name for f in fields(ExperimentFile)}
+    for key in raw:
+        if str(key) in top:
+            continue
+        close = difflib.get_close_matches(str(key), SECTIONS, n=1)
+        if close:
+            raise ConfigError(
+                f"unknown top-level key (did you mean 'base.{close[0]}'? the model, data and "
+                f"train sections go under base:); allowed: {', '.join(sorted(top))}",
+                str(key),
+                path,
+            )
 
 
 def _split_overrides(overrides: dict[str, Any], path: Path, where: str) -> dict[str, dict[str, Any]]:
@@ -146,14 +170,36 @@ def _split_overrides(overrides: dict[str, Any], path: Path, where: str) -> dict[
     return out
 
 
-def _resolve(base: dict[str, Any], overrides: dict[str, dict[str, Any]], seed: int, path: Path, where: str) -> RunConfig:
-    """The RunConfig of one variant and seed; errors name ``where`` (e.g. variants.s2)."""
+@dataclass(frozen=True)
+class _Origins:
+    """Where an override came from, so an error names the right place: the command line
+    (its overrides win), else the variant (``variants.NAME``); anything else is ``base``."""
+
+    variant: str
+    common: dict[str, dict[str, Any]]
+
+    def locate(self, err: ConfigError, path: Path, section: str, overrides: dict[str, Any]) -> ConfigError:
+        """``err`` with the file and the origin: ``base.KEY``, ``variants.NAME.KEY``, or
+        ``KEY`` with "(command-line override)" added to the message."""
+        key = err.key.removeprefix(f"{section}.")
+        if _names(key, self.common[section]):
+            return ConfigError(f"{err.message} ({COMMAND_LINE} override)", err.key, path)
+        return err.located(path, self.variant if _names(key, overrides) else "base")
+
+
+def _names(key: str, overrides: dict[str, Any]) -> bool:
+    """Whether the dotted ``key`` is one of ``overrides`` or lies under one."""
+    return any(key == k or key.startswith(f"{k}.") for k in overrides)
+
+
+def _resolve(base: dict[str, Any], overrides: dict[str, dict[str, Any]], seed: int, path: Path, origins: _Origins) -> RunConfig:
+    """The RunConfig of one variant and seed; errors name where the bad value came from."""
     data_map = _section(base, "data", path)
     train_map = _section(base, "train", path)
-    data = _build(DataConfig, apply_overrides(data_map, overrides["data"]), path, "data", where, overrides["data"])
+    data = _build(DataConfig, apply_overrides(data_map, overrides["data"]), path, "data", origins, overrides["data"])
     train_data = apply_overrides(train_map, {**overrides["train"], "seed": seed})
-    train = _build(TrainConfig, train_data, path, "train", where, overrides["train"])
-    model = _resolve_model(base.get("model"), overrides["model"], data, path, where)
+    train = _build(TrainConfig, train_data, path, "train", origins, overrides["train"])
+    model = _resolve_model(base.get("model"), overrides, data, path, origins)
     return RunConfig(model=model, data=data, train=train)
 
 
@@ -164,41 +210,39 @@ def _section(base: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _origin(err: ConfigError, section: str, overrides: dict[str, Any], where: str) -> str:
-    """Where a bad value came from: the variant's overrides, or the base section."""
-    key = err.key.removeprefix(f"{section}.")
-    return where if any(key == k or key.startswith(f"{k}.") for k in overrides) else "base"
-
-
-def _build(cls, data: dict[str, Any], path: Path, section: str, where: str, overrides: dict[str, Any]):
+def _build(cls, data: dict[str, Any], path: Path, section: str, origins: _Origins, overrides: dict[str, Any]):
     try:
         return from_mapping(cls, data, prefix=section)
     except ConfigError as err:
-        raise err.located(path, _origin(err, section, overrides, where)) from None
+        raise origins.locate(err, path, section, overrides) from None
 
 
-def _resolve_model(spec: Any, overrides: dict[str, Any], data: DataConfig, path: Path, where: str) -> DatConfig:
+def _resolve_model(spec: Any, overrides: dict[str, dict[str, Any]], data: DataConfig, path: Path, origins: _Origins) -> DatConfig:
     """The model config, with num_classes / in_chans / img_size taken from the data set."""
     if spec is None:
         raise ConfigError("required section is missing", "base.model", path)
-    datamodule = build_datamodule(data)  # validates paths, knows classes and channels
+    try:
+        datamodule = build_datamodule(data)  # validates paths, knows classes and channels
+    except ConfigError as err:  # e.g. data.path: the folder does not exist
+        raise origins.locate(err, path, "data", overrides["data"]) from None
     derived = {
         "num_classes": datamodule.num_classes,
         "in_chans": datamodule.in_chans,
         "img_size": [data.img_size, data.img_size],
     }
     given = dict(spec) if isinstance(spec, dict) else {"preset": spec}
-    for key, value in {**given, **overrides}.items():
+    model_overrides = overrides["model"]
+    for key, value in {**given, **model_overrides}.items():
         if key in DATA_DERIVED and _norm(value) != _norm(derived[key]):
-            raise ConfigError(
+            err = ConfigError(
                 f"is set by the data ({data.name!r} gives {derived[key]!r}); remove it or change data",
                 f"model.{key}",
-                path,
             )
+            raise origins.locate(err, path, "model", model_overrides)
     try:
-        return resolve_model_config(given, {**overrides, **derived}, key="model")
+        return resolve_model_config(given, {**model_overrides, **derived}, key="model")
     except ConfigError as err:
-        raise err.located(path, _origin(err, "model", overrides, where)) from None
+        raise origins.locate(err, path, "model", model_overrides) from None
 
 
 def _norm(value: Any) -> Any:

@@ -100,7 +100,8 @@ def einsum_flops(equation: str, shapes: list[list[int]]) -> int:
             sizes[letter] = max(sizes.get(letter, 1), n)  # broadcast dims of size 1
     if len(terms) == 1:
         return 0
-    path = np.einsum_path(f"{','.join(terms)}->{rhs}", *[np.empty(s) for s in shapes], optimize="optimal")[0][1:]
+    shaped = [np.broadcast_to(np.empty(()), s) for s in shapes]  # shapes only, no memory
+    path = np.einsum_path(f"{','.join(terms)}->{rhs}", *shaped, optimize="optimal")[0][1:]
     total = 0
     for pair in path:
         picked = [terms[i] for i in pair]

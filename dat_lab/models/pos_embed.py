@@ -60,18 +60,19 @@ class RelativePositionBias(nn.Module):
             pos: ``(B*groups, Ns, 2)`` normalised (y, x) deformed key positions.
         """
         bg = pos.shape[0]
-        disp = queries[None, :, None, :] - pos[:, None, :, :]  # B*G, HW, Ns, 2 (y, x)
         if self.official:
-            grid = disp * 0.5
+            scale = pos.new_tensor([0.5, 0.5])
         else:
             # Normalised displacement -> pixels (x h/2), then -> table coordinates with
             # align_corners=True, where the table's half-width (h - 1) maps to 1.
-            scale = disp.new_tensor([h / (2 * max(h - 1, 1)), w / (2 * max(w - 1, 1))])
-            grid = disp * scale
+            scale = pos.new_tensor([h / (2 * max(h - 1, 1)), w / (2 * max(w - 1, 1))])
+        # Scale and reorder (y, x) -> (x, y) on the small tensors; one broadcast makes the grid.
+        q_xy, p_xy = (queries * scale).flip(-1), (pos * scale).flip(-1)
+        grid = q_xy[None, :, None, :] - p_xy[:, None, :, :]  # B*G, HW, Ns, 2 (x, y)
         table = self.table(h, w)
         table = table.view(self.groups, self.heads // self.groups, *table.shape[-2:])
         table = table.expand(bg // self.groups, -1, -1, -1, -1).reshape(bg, -1, *table.shape[-2:])
-        bias = F.grid_sample(table, grid.flip(-1), mode="bilinear", align_corners=True)
+        bias = F.grid_sample(table, grid, mode="bilinear", align_corners=True)
         return bias.reshape(bg // self.groups, self.heads, *bias.shape[-2:])
 
 

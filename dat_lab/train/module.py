@@ -128,7 +128,13 @@ class DatLitModule(pl.LightningModule):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        logits = self.model(images)
+        if logits.shape[-1] != self.num_classes:  # e.g. a preset's head left at its default
+            raise ValueError(
+                f"the model gives {logits.shape[-1]} logits, the data has {self.num_classes} "
+                "classes: build the model with num_classes from the data"
+            )
+        return logits
 
     def _mix(
         self, images: torch.Tensor, labels: torch.Tensor

@@ -13,7 +13,10 @@ checkpoint it was resumed from are superseded by the later attempt's rows of the
 
 Exact resume: from an end-of-epoch ``last.ckpt`` a resumed run equals the uninterrupted one
 (weights, optimizer, scheduler, loops, AMP scaler by Lightning; global RNGs by
-:class:`RngStateCheckpoint`). From a mid-epoch checkpoint (``ckpt_every_n_steps``) Lightning
+:class:`RngStateCheckpoint`), provided the training loader's order is restorable: shuffled
+from the global torch RNG, or as a function of (seed, epoch) through a sampler's
+``set_epoch``. A loader holding its own ``torch.Generator`` seeded once is not (its state is
+in no checkpoint): after a resume its order restarts. From a mid-epoch checkpoint (``ckpt_every_n_steps``) Lightning
 restarts a plain DataLoader at the start of the epoch, with a fresh shuffle, and ends the
 epoch after the remaining number of batches: training goes on with little lost, but the
 batches seen in that epoch differ from an uninterrupted run (Lightning warns).
@@ -86,12 +89,29 @@ def build_loggers(run_dir: Path) -> list[Logger]:
     return loggers
 
 
+def _latest_checkpoint(ckpt_dir: Path, **every: int) -> ModelCheckpoint:
+    """A rolling ``last.ckpt``, rewritten at every trigger (``every_n_epochs``/``_train_steps``).
+
+    Not ``save_last=True``: since Lightning 2.6 that writes last.ckpt only when a top-k
+    checkpoint is written too, so with a monitored metric an epoch that does not improve it
+    would leave last.ckpt stale.
+    """
+    return ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,  # overwrite, never last-v1.ckpt
+        **every,
+    )
+
+
 def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
     """Checkpoints, lr monitor, progress, non-finite stop and RNG checkpointing."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
     callbacks: list[Callback] = [
-        # Saved at each train-epoch end, after that epoch's validation (if any) has run, so
-        # last.ckpt is written every epoch even when val_every_n_epochs > 1.
+        # Both saved at each train-epoch end, after that epoch's validation (if any) has run,
+        # so last.ckpt is written every epoch even when val_every_n_epochs > 1.
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best-epoch{epoch:03d}",
@@ -99,9 +119,9 @@ def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
             monitor=MONITOR,
             mode="max",
             save_top_k=1,
-            save_last=True,
             save_on_train_epoch_end=True,
         ),
+        _latest_checkpoint(ckpt_dir, every_n_epochs=1, save_on_train_epoch_end=True),
         LearningRateMonitor(logging_interval="step"),
         NonFiniteLossStop(),
         RngStateCheckpoint(),
@@ -109,12 +129,7 @@ def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
     ]
     if train_cfg.ckpt_every_n_steps is not None:
         callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                every_n_train_steps=train_cfg.ckpt_every_n_steps,
-                save_top_k=0,
-                save_last=True,
-            )
+            _latest_checkpoint(ckpt_dir, every_n_train_steps=train_cfg.ckpt_every_n_steps)
         )
     return callbacks
 

@@ -37,7 +37,7 @@ def cfg(path, **extra):
 def test_classes_are_known_before_setup_and_batches_have_the_eval_size(tmp_path):
     dm = build_datamodule(cfg(make_tree(tmp_path)))
     assert (dm.num_classes, dm.in_chans, dm.img_size) == (3, 3, 32)
-    assert dm.class_names == list(CLASSES)
+    assert dm.class_names == CLASSES
     dm.setup("fit")
     assert len(dm.train_set) == 6 and len(dm.val_set) == 6
     x, y = next(iter(dm.train_dataloader()))

@@ -71,10 +71,10 @@ class _KillAtEpoch(pl.Callback):
 )
 def test_tiny_dat_resume_on_shapes_equals_the_uninterrupted_run(tmp_path) -> None:
     data = _shapes(tmp_path)
-    cfg = fast_config(epochs=3, lr=1e-3, mixup=0.8, cutmix=1.0)
+    cfg = fast_config(epochs=2, lr=1e-3, mixup=0.8, cutmix=1.0)
     _, whole, whole_metrics = _train_dat(cfg, tmp_path / "whole", data)
     with pytest.raises(_Killed):
-        _train_dat(cfg, tmp_path / "cut", _shapes(tmp_path), callbacks=(_KillAtEpoch(2),))
+        _train_dat(cfg, tmp_path / "cut", _shapes(tmp_path), callbacks=(_KillAtEpoch(1),))
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     _, resumed, resumed_metrics = _train_dat(cfg, tmp_path / "cut", _shapes(tmp_path), last)
     assert resumed_metrics["train/loss"] == pytest.approx(whole_metrics["train/loss"], abs=1e-6)

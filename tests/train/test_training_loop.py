@@ -135,3 +135,18 @@ def test_module_rebuilds_from_its_checkpoint(tmp_path) -> None:
     images = torch.randn(2, 3, 8, 8)
     run.module.eval(), loaded.eval()
     assert torch.equal(run.module(images), loaded(images))
+
+
+def test_a_head_of_the_wrong_width_is_named(tmp_path) -> None:
+    module = DatLitModule(TinyClassifier(2), fast_config(), num_classes=4)
+    with pytest.raises(ValueError, match="gives 2 logits, the data has 4 classes"):
+        module(torch.randn(2, 3, 8, 8))
+
+
+def test_last_checkpoint_is_rewritten_every_epoch_even_without_a_new_best(tmp_path) -> None:
+    # Epochs 0 and 2 have no validation: no new best there, yet last.ckpt must follow.
+    run = run_training(fast_config(epochs=3, val_every_n_epochs=2), tmp_path)
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert run.trainer.checkpoint_callback.monitor == "val/acc1"  # what ckpt_path="best" uses
