@@ -10,12 +10,13 @@ resident set size above the process's size after building the model; on CUDA
 ``torch.cuda.max_memory_allocated``. Targets (issue 3): DAT-T no slower than 1.25x Swin-T,
 D no slower than 1.3x G.
 
-    python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--device cpu]
+    python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--threads N] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import resource
 import sys
@@ -39,8 +40,10 @@ def _build(name: str):
         return dm.build_model(dm.get_preset("dat_tiny"))
     from dat_lab.models.attention import DeformableAttention, GlobalAttention
 
-    if name == "D@14x14x384":
+    if name in ("D@14x14x384", "D-noPE@14x14x384"):
         spec = dm.get_preset("dat_tiny").stages[2].deformable(2)
+        if name.startswith("D-noPE"):  # context: what the relative position term costs
+            spec = dataclasses.replace(spec, pos_enc=dm.PosEnc.NONE)
         return DeformableAttention(384, 12, spec, (14, 14))
     if name == "G@14x14x384":
         return GlobalAttention(384, 12)
@@ -53,8 +56,10 @@ def _input(name: str, batch: int, size: int, device: str) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, device=device)
 
 
-def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: str, out) -> None:
+def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: str, threads: int, out) -> None:
     torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
     model = _build(name).to(device)
     x = _input(name, batch, size, device)
     model.train(mode == "fwd+bwd")
@@ -85,7 +90,7 @@ def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: st
 def measure(name: str, mode: str, args) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_measure, args=(name, mode, args.batch, args.size, args.steps, args.device, q))
+    p = ctx.Process(target=_measure, args=(name, mode, args.batch, args.size, args.steps, args.device, args.threads, q))
     p.start()
     result = q.get()
     p.join()
@@ -97,20 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads per measurement (0: torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads or torch.get_num_threads()}, "
           f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up")
     mem = "peak MiB (" + ("CUDA allocated" if args.device == "cuda" else "RSS above post-build") + ")"
     print(f"| model | mode | img/s | {mem} |\n|---|---|---|---|")
     results = {}
-    for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "G@14x14x384")):
+    for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "D-noPE@14x14x384", "G@14x14x384")):
         for mode in ("fwd", "fwd+bwd"):
             for name in pair:
                 results[name, mode] = measure(name, mode, args)
                 ips, peak = results[name, mode]
                 print(f"| {name} | {mode} | {ips:.1f} | {peak:.0f} |", flush=True)
     print()
+    for mode in ("fwd", "fwd+bwd"):  # context, no target
+        ratio = results["G@14x14x384", mode][0] / results["D-noPE@14x14x384", mode][0]
+        print(f"D without position term vs G {mode}: {ratio:.2f}x the time")
     targets = {("dat_tiny", "swin_tiny"): 1.25, ("D@14x14x384", "G@14x14x384"): 1.3}
     ok = True
     for (ours, ref), limit in targets.items():

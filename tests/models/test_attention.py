@@ -52,8 +52,7 @@ def test_deformable_with_zero_range_samples_the_input_at_the_reference_points():
     torch.manual_seed(0)
     d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8))
     x = torch.randn(2, 8, 8, 32)
-    q_cf = d.proj_q(x).permute(0, 3, 1, 2)
-    ref, pos = d.sample_points(q_cf)
+    ref, pos = d.sample_points(d.proj_q(x))
     torch.testing.assert_close(pos, ref)
     sampled = d.sample_keys(x, pos)  # B, Ns, C
     torch.testing.assert_close(sampled, x.reshape(2, 64, 32), atol=1e-6, rtol=0)
@@ -73,7 +72,7 @@ def test_official_convention_distorts_zero_offsets():
     torch.manual_seed(0)
     d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), official=True)
     x = torch.randn(1, 8, 8, 32)
-    _, pos = d.sample_points(d.proj_q(x).permute(0, 3, 1, 2))
+    _, pos = d.sample_points(d.proj_q(x))
     sampled = d.sample_keys(x, pos)
     assert (sampled - x.reshape(1, 64, 32)).abs().max() > 1e-2
 
@@ -82,7 +81,7 @@ def test_reduction_shrinks_the_key_grid_and_r2_zero_offsets_average_2x2_cells():
     torch.manual_seed(0)
     d = DeformableAttention(32, 4, spec(offsets=False, reduction=2), (8, 8))
     x = torch.randn(1, 8, 8, 32)
-    ref, pos = d.sample_points(d.proj_q(x).permute(0, 3, 1, 2))
+    ref, pos = d.sample_points(d.proj_q(x))
     assert ref.shape[1:3] == (4, 4)
     sampled = d.sample_keys(x, pos)
     pooled = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), 2).flatten(2).transpose(1, 2)
@@ -145,10 +144,21 @@ def test_fused_and_explicit_branches_agree(module):
     torch.manual_seed(0)
     m = module()
     x = torch.randn(2, 8, 8, 32)
-    m.fused_attn = True
-    fused = m(x)
-    m.fused_attn = False
-    torch.testing.assert_close(fused, m(x), atol=1e-5, rtol=1e-5)
+
+    def run(fused: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        m.fused_attn = fused
+        m.zero_grad()
+        with torch.no_grad():  # inference: SDPA's fused kernel whatever the bias
+            inference = m(x)
+        out = m(x)
+        out.square().sum().backward()
+        return inference, out, [p.grad.clone() for p in m.parameters()]
+
+    fused, explicit = run(True), run(False)
+    torch.testing.assert_close(fused[0], explicit[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused[1], explicit[1], atol=1e-5, rtol=1e-5)
+    for a, b in zip(fused[2], explicit[2]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_offset_network_gets_gradients_when_offsets_move():
@@ -165,7 +175,7 @@ def test_offsets_are_bounded_by_s_key_grid_cells():
     d = DeformableAttention(32, 4, spec(offset_range=s), (8, 8))
     with torch.no_grad():
         d.conv_offset.proj.weight.mul_(1000)  # saturate tanh
-    ref, pos = d.sample_points(d.proj_q(torch.randn(2, 8, 8, 32)).permute(0, 3, 1, 2))
+    ref, pos = d.sample_points(d.proj_q(torch.randn(2, 8, 8, 32)))
     moved_cells = (pos - ref).abs() / (2 / 8)  # one key cell is 2/Hk normalised
     assert moved_cells.max() <= s / 2 + 1e-5
     assert moved_cells.max() > s / 2 * 0.9
@@ -176,7 +186,7 @@ def test_clamped_mode_keeps_points_inside_the_map():
     d = DeformableAttention(32, 4, spec(offset_mode=OffsetMode.CLAMPED), (8, 8))
     with torch.no_grad():
         d.conv_offset.proj.weight.mul_(1000)
-    _, pos = d.sample_points(d.proj_q(torch.randn(2, 8, 8, 32)).permute(0, 3, 1, 2))
+    _, pos = d.sample_points(d.proj_q(torch.randn(2, 8, 8, 32)))
     assert pos.abs().max() <= 1.0
     assert pos.abs().max() == 1.0  # saturated offsets hit the border
 

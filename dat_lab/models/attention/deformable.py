@@ -123,14 +123,21 @@ class DeformableAttention(nn.Module):
         r = self.spec.reduction
         return (h - 1) // r + 1, (w - 1) // r + 1
 
-    def sample_points(self, q_cf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference and deformed points, each ``(B*G, Hk, Wk, 2)`` normalised (y, x)."""
-        bg = q_cf.shape[0] * self.groups
-        hk, wk = self.key_grid(*q_cf.shape[-2:])
-        ref = cell_centres(hk, wk, q_cf.device, q_cf.dtype).expand(bg, -1, -1, -1)
+    def sample_points(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference and deformed points of queries ``q`` ``(B, H, W, C)``.
+
+        Returns two ``(B*G, Hk, Wk, 2)`` tensors of normalised (y, x).
+        """
+        b, h, w, c = q.shape
+        bg = b * self.groups
+        hk, wk = self.key_grid(h, w)
+        ref = cell_centres(hk, wk, q.device, q.dtype).expand(bg, -1, -1, -1)
         if not self.spec.offsets:
             return ref, ref
-        q_groups = q_cf.reshape(bg, -1, *q_cf.shape[-2:])
+        # Each group's channels as one image, kept channels-last: the depthwise conv's
+        # backward is ~30% faster in that layout on CPU.
+        q_groups = q.reshape(b, h, w, self.groups, c // self.groups).permute(0, 3, 1, 2, 4)
+        q_groups = q_groups.reshape(bg, h, w, c // self.groups).permute(0, 3, 1, 2)
         offset = self.conv_offset(q_groups).permute(0, 2, 3, 1)  # B*G, Hk, Wk, 2
         if self.spec.offset_mode == OffsetMode.BOUNDED:
             # s * tanh(dp), one key-grid cell is 2 / Hk in normalised units: s = 2 -> 1 cell.
@@ -156,8 +163,7 @@ class DeformableAttention(nn.Module):
         b, h, w, c = x.shape
         d = c // self.heads
         q = self.proj_q(x)
-        q_cf = q.permute(0, 3, 1, 2)
-        ref, pos = self.sample_points(q_cf)
+        ref, pos = self.sample_points(q)
         hk, wk = ref.shape[1:3]
         x_s = self.sample_keys(x, pos)  # B, Ns, C
         k = self.proj_k(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
@@ -167,7 +173,7 @@ class DeformableAttention(nn.Module):
         out, weights = attend(q_h, k, v, bias, fused=self.fused_attn, return_weights=self.record)
         out = out.transpose(1, 2).reshape(b, h, w, c)
         if self.spec.pos_enc == PosEnc.DWCONV:
-            out = out + self.pos_bias(q_cf)
+            out = out + self.pos_bias(q.permute(0, 3, 1, 2))
         if self.record:
             shape = (b, self.groups, hk, wk, 2)
             self.last_maps = DeformableMaps(
