@@ -3,17 +3,21 @@
 Usage::
 
     dat-lab flops dat_tiny                                  # a preset
-    dat-lab flops dat_tiny stages.2.offset_range=4 --size 256x256
+    dat-lab flops dat_tiny stages.2.offset_range=4 --size 256x192
     dat-lab flops dat_tiny --set stages.0.attn=PP --set stages.0.sr_ratio=8
-    dat-lab flops experiments/offsets.yaml --format csv     # one row per variant
+    dat-lab flops experiments/offset_range.yaml --format csv     # one row per variant
+    dat-lab flops experiments/imagenet_dat_tiny.yaml data.path=/data/imagenet
     dat-lab flops dat_base --per-module --format json
 
-Overrides are dotted model-config keys (``stages.2.offset_range=4``), given after the preset or
-with ``--set``; values are parsed as YAML. In an experiment file, the variants' ``model.*``
-overrides apply; other keys do not change the model and are ignored here.
+A preset takes dotted model-config overrides (``stages.2.offset_range=4``), given after it or
+with ``--set``; values are parsed as YAML. An experiment file is resolved exactly as
+``dat-lab run`` resolves it (``num_classes``, ``in_chans`` and ``img_size`` come from its data
+section), and takes the same section-prefixed overrides (``model.stages.2.reduction=2``,
+``data.path=DIR``). Counts are cached by config hash (``--no-cache`` counts again).
 
 Exit status: 0 when every FLOP is accounted for (each module's ``fvcore - formula - residue``
-is 0 and no op is unsupported), 1 when any difference is not 0, 2 on bad input.
+is 0 and no op is unsupported), 1 when any difference is not 0, 2 on bad input (named key,
+before anything is counted). See docs/flops.md.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dat_lab.schema import ConfigError, load_yaml, parse_override
+from dat_lab.schema import ConfigError, parse_override
 
 FORMATS = ("md", "csv", "json")
 
@@ -39,9 +43,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("target", help="a preset name or an experiment YAML file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted model-config overrides")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides: model keys for a preset, model./data. keys for a file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dotted model-config override (repeatable)")
+                   help="one more override, as the positional ones (repeatable)")
     p.add_argument("--size", help="input size HxW or S (default: the config's img_size)")
     p.add_argument("--per-module", action="store_true", help="a row per module, not per stage")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
@@ -62,76 +67,73 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 def resolve_targets(target: str, overrides: list[str]) -> list[tuple[str, Any]]:
-    """``(name, DatConfig)`` pairs: one for a preset, one per variant for an experiment file."""
+    """``(name, DatConfig)`` pairs: one for a preset, one per variant for an experiment file.
+
+    A preset takes model keys (``stages.2.offset_range=4``); an experiment file takes the
+    section-prefixed keys of ``dat-lab run`` (``model.stages.2.offset_range=4``,
+    ``data.path=DIR``), because its model is resolved exactly as its runs are.
+    """
     from dat_lab.models.presets import resolve_model_config
 
     pairs = dict(parse_override(o) for o in overrides)
     if target.endswith((".yaml", ".yml")) or Path(target).is_file():
-        return [
-            (name, resolve_model_config(model, {**variant, **pairs}, file=target))
-            for name, model, variant in experiment_variants(target)
-        ]
+        return experiment_models(target, pairs)
     return [(target, resolve_model_config(target, pairs))]
 
 
-def experiment_variants(path: str) -> list[tuple[str, Any, dict[str, Any]]]:
-    """``(variant name, base model, model overrides)`` of an experiment file.
+def experiment_models(path: str, overrides: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(variant, DatConfig)`` of every variant of an experiment file, in file order.
 
-    Reads ``base.model`` (a preset name or a mapping with ``preset``) and ``variants``: a list
-    of mappings (``name`` plus ``overrides``, or dotted keys directly) or a mapping from name to
-    overrides. Only ``model.``-prefixed keys concern the model. This is a reader of the
-    documented shape, to be replaced by ``dat_lab.experiments`` once its schema exists.
+    Resolved by :func:`dat_lab.experiments.spec.load_experiment`, so the model is the one its
+    runs train (``num_classes``, ``in_chans`` and ``img_size`` come from the data section).
+    Seeds do not change the model: one row per variant.
     """
-    data = load_yaml(path)
-    base = data.get("base")
-    if not isinstance(base, dict) or "model" not in base:
-        raise ConfigError("an experiment file needs base.model (a preset or a mapping)", "base.model", path)
-    variants = data.get("variants")
-    if variants is None:
-        return [("base", base["model"], {})]
-    if isinstance(variants, dict):
-        items = [(str(k), v, f"variants.{k}") for k, v in variants.items()]
-    elif isinstance(variants, list):
-        items = [(None, v, f"variants.{i}") for i, v in enumerate(variants)]
-    else:
-        raise ConfigError(f"expected a list or a mapping, got {variants!r}", "variants", path)
-    out = []
-    for i, (name, body, key) in enumerate(items):
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise ConfigError(f"expected a mapping of overrides, got {body!r}", key, path)
-        body = dict(body)
-        name = name or str(body.pop("name", f"variant{i}"))
-        flat = body.pop("overrides", body)
-        if not isinstance(flat, dict):
-            raise ConfigError(f"expected a mapping of dotted keys, got {flat!r}", f"{key}.overrides", path)
-        model = {k.removeprefix("model."): v for k, v in flat.items() if k.startswith("model.")}
-        out.append((name, base["model"], model))
-    return out
+    from dat_lab.experiments.spec import load_experiment
+
+    _, specs = load_experiment(path, overrides)
+    models: dict[str, Any] = {}
+    for spec in specs:
+        models.setdefault(spec.variant, spec.config.model)
+    return list(models.items())
 
 
 def run(args: argparse.Namespace) -> int:
     """Count, print, return the exit status (0 ok, 1 a difference, 2 bad input)."""
+    from dat_lab.flops import count_flops
+    from dat_lab.flops.count import resolve_size
+
+    size = None
     try:
         size = parse_size(args.size)
         targets = resolve_targets(args.target, [*args.overrides, *args.sets])
-        from dat_lab.flops import count_flops
-
-        reports = [(name, count_flops(cfg, size, use_cache=not args.no_cache)) for name, cfg in targets]
-    except (ConfigError, ValueError) as err:
+        for _, cfg in targets:  # every target checked before the first is counted
+            resolve_size(cfg, size)
+    except ConfigError as err:
+        if err.key == "size" and size is not None:
+            err = ConfigError(err.message, "--size", err.file)
         print(f"dat-lab flops: error: {err}", file=sys.stderr)
         return 2
+    use_cache = not args.no_cache
+    reports = [(name, count_flops(cfg, size, use_cache=use_cache)) for name, cfg in targets]
     render = {"md": render_markdown, "csv": render_csv, "json": render_json}[args.format]
     sys.stdout.write(render(reports, args.per_module))
     bad = [name for name, r in reports if not r.ok]
     if bad:
-        print(f"dat-lab flops: fvcore and formula + residue differ for: {', '.join(bad)}", file=sys.stderr)
+        print(f"dat-lab flops: not every FLOP is accounted for (a difference, an unsupported op "
+              f"or a skipped module) in: {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
 
 
 # -- rendering ------------------------------------------------------------------------------
+
+
+def human(n: int) -> str:
+    """``4588941408`` -> ``4.59G``; ``6685376`` -> ``6.69M`` (two decimals, like the paper)."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
 
 
 def _items(residue: dict[str, int]) -> str:
@@ -145,23 +147,26 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _part_rows(report) -> list[list[Any]]:
-    rows = [[s.name, s.fvcore, s.formula, s.residue, s.difference, s.params] for s in report.stages]
+    rows = [[s.name, s.fvcore, s.formula, s.residue, s.difference, s.params]
+            for s in report.stages]
     rows.append(["total", report.total, report.formula_total, report.residue_total,
                  report.difference, report.params])
     return rows
 
 
 def _module_rows(report) -> list[list[Any]]:
-    return [[r.name, r.kind, r.fvcore, r.formula, _items(r.residue), r.difference] for r in report.rows]
+    return [[r.name, r.kind, r.fvcore, r.formula, _items(r.residue), r.difference]
+            for r in report.rows]
 
 
 def render_markdown(reports: list, per_module: bool) -> str:
     out = io.StringIO()
     if len(reports) > 1:
         out.write(_md_table(
-            ["variant", "GFLOPs", "fvcore", "formula", "residue", "difference", "params"],
-            [[n, f"{r.total / 1e9:.2f}", f"{r.total:,}", f"{r.formula_total:,}",
-              f"{r.residue_total:,}", f"{r.difference:,}", f"{r.params:,}"] for n, r in reports],
+            ["variant", "FLOPs", "fvcore", "formula", "residue", "difference", "params",
+             "all accounted"],
+            [[n, human(r.total), f"{r.total:,}", f"{r.formula_total:,}", f"{r.residue_total:,}",
+              f"{r.difference:,}", f"{r.params:,}", "yes" if r.ok else "NO"] for n, r in reports],
         ))
     for name, r in reports:
         if len(reports) > 1 and not per_module:
@@ -178,26 +183,37 @@ def render_markdown(reports: list, per_module: bool) -> str:
             out.write("\n")
             out.write(_md_table(
                 ["module", "kind", "fvcore", "formula", "residue items", "difference"],
-                [[m[0], m[1], f"{m[2]:,}", f"{m[3]:,}", m[4], f"{m[5]:,}"] for m in _module_rows(r)],
+                [[m[0], m[1], f"{m[2]:,}", f"{m[3]:,}", m[4], f"{m[5]:,}"]
+                 for m in _module_rows(r)],
             ))
         status = "all differences 0" if r.ok else "DIFFERENCES FOUND"
         unsupported = ", ".join(r.unsupported) or "none"
-        out.write(f"\n{r.total / 1e9:.2f} GFLOPs (multiply-adds, fvcore convention), "
-                  f"{r.params / 1e6:.2f} M params; {status}; unsupported ops: {unsupported}\n")
+        skipped = ", ".join(r.skipped) or "none"
+        out.write(f"\n{human(r.total)} FLOPs (multiply-adds, fvcore convention), "
+                  f"{human(r.params)} params; {status}; unsupported ops: {unsupported}; "
+                  f"skipped modules: {skipped}\n")
     return out.getvalue()
 
 
 def render_csv(reports: list, per_module: bool) -> str:
+    """Per part (default) or per module; per module, each residue item is its own column."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    if per_module:
-        writer.writerow(["variant", "module", "kind", "fvcore", "formula", "residue_items", "difference"])
-        for name, r in reports:
-            writer.writerows([name, *row] for row in _module_rows(r))
-    else:
-        writer.writerow(["variant", "part", "fvcore", "formula", "residue", "difference", "params"])
+    if not per_module:
+        header = ["variant", "part", "fvcore", "formula", "residue", "difference", "params"]
+        writer.writerow(header)
         for name, r in reports:
             writer.writerows([name, *row] for row in _part_rows(r))
+        return out.getvalue()
+    items = list(dict.fromkeys(k for _, r in reports for row in r.rows for k in row.residue))
+    writer.writerow(["variant", "module", "kind", "stage", "fvcore", "formula", *items,
+                     "difference"])
+    for name, r in reports:
+        for row in r.rows:
+            stage = "" if row.stage is None else row.stage
+            residue = [row.residue.get(k, 0) for k in items]
+            writer.writerow([name, row.name, row.kind, stage, row.fvcore, row.formula, *residue,
+                             row.difference])
     return out.getvalue()
 
 

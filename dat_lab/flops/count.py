@@ -26,8 +26,9 @@ from torch import nn
 
 from dat_lab.flops.compare import ModuleRow, compare_counts, expected_rows
 from dat_lab.flops.handles import flop_analysis
-from dat_lab.models.config import DatConfig
+from dat_lab.models.config import DatConfig, PosEnc
 from dat_lab.models.dat import DAT, build_model
+from dat_lab.schema import ConfigError
 
 CACHE_ENV = "DAT_LAB_CACHE"
 _MEMORY: dict[tuple[str, tuple[int, int]], FlopReport] = {}
@@ -60,6 +61,9 @@ class FlopReport:
         stages: stem, every stage (downsampling + blocks) and head.
         rows: every module row (formula, residue items, difference).
         unsupported: ops fvcore met that are neither counted nor declared zero-cost (empty).
+        skipped: modules holding parameters that the trace never entered (fvcore's
+            ``uncalled_modules()`` less parameter-free ones such as an eval-mode DropPath);
+            their weights did no counted work (empty).
     """
 
     config_hash: str
@@ -69,6 +73,7 @@ class FlopReport:
     stages: tuple[StageRow, ...]
     rows: tuple[ModuleRow, ...]
     unsupported: dict[str, int]
+    skipped: tuple[str, ...] = ()
 
     @property
     def formula_total(self) -> int:
@@ -85,9 +90,10 @@ class FlopReport:
 
     @property
     def ok(self) -> bool:
-        """Every FLOP accounted for: no difference anywhere and no unsupported op."""
+        """Every FLOP accounted for: no difference anywhere, no unsupported op, nothing skipped."""
         parts = [*self.rows, *self.stages]
-        return not self.unsupported and self.difference == 0 and all(p.difference == 0 for p in parts)
+        clean = not self.unsupported and not self.skipped
+        return clean and self.difference == 0 and all(p.difference == 0 for p in parts)
 
     def residue_by_item(self) -> dict[str, int]:
         """Residue summed over the model, per item name."""
@@ -112,17 +118,44 @@ class FlopReport:
             stages=tuple(StageRow(**s) for s in data["stages"]),
             rows=tuple(ModuleRow(**r) for r in data["rows"]),
             unsupported=dict(data["unsupported"]),
+            skipped=tuple(data["skipped"]),
         )
 
 
 def resolve_size(config: DatConfig, size: tuple[int, int] | None) -> tuple[int, int]:
-    """The input size to count at: ``size``, else the config's ``img_size``."""
+    """The input size to count at (``size``, else the config's ``img_size``), checked.
+
+    Raises :class:`ConfigError` (key ``size``) before any model is built when the model cannot
+    run at that size, rather than letting the trace fail deep inside a conv.
+    """
     size = size or config.img_size
     if size is None:
-        raise ValueError("the config has no img_size; pass size=(H, W)")
+        raise ConfigError("the config has no img_size; pass a size (H, W)", "size")
     if len(size) != 2 or any(int(s) < 1 for s in size):
-        raise ValueError(f"size must be two positive integers (H, W), got {size!r}")
-    return int(size[0]), int(size[1])
+        raise ConfigError(f"must be two positive integers (H, W), got {size!r}", "size")
+    size = int(size[0]), int(size[1])
+    _check_runs_at(config, size)
+    return size
+
+
+def _check_runs_at(config: DatConfig, size: tuple[int, int]) -> None:
+    """The checks ``DatConfig`` makes for its ``img_size``, made for ``size``; plus fixed PE."""
+    text = f"{size[0]}x{size[1]}"
+    try:
+        config.replace(img_size=size)  # empty feature maps, r or sr larger than a map
+    except ConfigError as err:
+        raise ConfigError(f"the model cannot run at {text}: {err}", "size") from None
+    for i, stage in enumerate(config.stages):
+        if "D" in stage.attn and stage.deformable(i).pos_enc == PosEnc.FIXED:
+            built = config.feature_size(i)
+            if config.feature_size(i, size) != built:
+                raise ConfigError(
+                    f"stage {i} uses pos_enc fixed, built for img_size "
+                    f"{config.img_size[0]}x{config.img_size[1]} ({built[0]}x{built[1]} map); "
+                    f"it cannot run at {text}; count at the built size or use pos_enc "
+                    "relative|dwconv",
+                    "size",
+                )
 
 
 def build_for_counting(config: DatConfig) -> DAT:
@@ -150,6 +183,7 @@ def count_model(model: DAT, size: tuple[int, int] | None = None) -> FlopReport:
             analysis = flop_analysis(model, (torch.zeros(1, config.in_chans, *size),))
             by_module = {k: int(v) for k, v in analysis.by_module().items()}
             unsupported = dict(analysis.unsupported_ops())
+            skipped = _skipped_modules(model, analysis.uncalled_modules())
     finally:
         model.train(was_training)
     rows = compare_counts(expected_rows(config, size), by_module)
@@ -161,20 +195,29 @@ def count_model(model: DAT, size: tuple[int, int] | None = None) -> FlopReport:
         stages=_stage_rows(model, rows, by_module),
         rows=tuple(rows),
         unsupported=unsupported,
+        skipped=skipped,
     )
 
 
-def _stage_rows(model: nn.Module, rows: list[ModuleRow], by_module: dict[str, int]) -> tuple[StageRow, ...]:
+def _skipped_modules(model: nn.Module, uncalled: set[str]) -> tuple[str, ...]:
+    """Uncalled modules that own parameters (an Identity or eval-mode DropPath is harmless)."""
+    modules = dict(model.named_modules())
+    return tuple(sorted(n for n in uncalled if any(True for _ in modules[n].parameters())))
+
+
+def _stage_rows(
+    model: nn.Module, rows: list[ModuleRow], by_module: dict[str, int]
+) -> tuple[StageRow, ...]:
     def params(*prefixes: str) -> int:
         return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefixes))
 
     def totals(name: str, fvcore: int, members: list[ModuleRow], n_params: int) -> StageRow:
-        return StageRow(
-            name, fvcore, sum(r.formula for r in members), sum(r.residue_total for r in members), n_params
-        )
+        formula = sum(r.formula for r in members)
+        return StageRow(name, fvcore, formula, sum(r.residue_total for r in members), n_params)
 
     head = next(r for r in rows if r.name == "head")
-    out = [totals("stem", by_module["stem"], [r for r in rows if r.name == "stem"], params("stem."))]
+    stem = [r for r in rows if r.name == "stem"]
+    out = [totals("stem", by_module["stem"], stem, params("stem."))]
     for i in range(len(model.cfg.stages)):
         name = f"stages.{i}"
         members = [r for r in rows if r.stage == i]
@@ -229,7 +272,9 @@ def _write_cached(path: Path, report: FlopReport) -> None:
         pass
 
 
-def count_flops(config: DatConfig, size: tuple[int, int] | None = None, *, use_cache: bool = True) -> FlopReport:
+def count_flops(
+    config: DatConfig, size: tuple[int, int] | None = None, *, use_cache: bool = True
+) -> FlopReport:
     """FLOPs and parameters of ``config`` at input ``size`` (default: its ``img_size``).
 
     Args:
@@ -238,7 +283,8 @@ def count_flops(config: DatConfig, size: tuple[int, int] | None = None, *, use_c
         use_cache: read and write the memory and disk caches.
 
     Raises:
-        ValueError: no size, or a model that cannot run at ``size`` (fixed position bias).
+        ConfigError: no size, or a size the model cannot run at (key ``size``), before any
+            compute.
     """
     size = resolve_size(config, size)
     key = (config.hash, size)

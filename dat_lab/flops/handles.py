@@ -86,12 +86,14 @@ def einsum_flops(equation: str, shapes: list[list[int]]) -> int:
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(shapes):
-        raise ValueError(f"einsum {equation!r} has {len(terms)} operands, got {len(shapes)} shapes")
+        raise ValueError(f"einsum {equation!r}: {len(terms)} operands, {len(shapes)} shapes")
     if not arrow:  # implicit output: broadcast dims, then letters seen once, sorted (numpy)
         counts = Counter(lhs.replace("...", "").replace(",", ""))
-        rhs = ("..." if "..." in lhs else "") + "".join(sorted(c for c, n in counts.items() if n == 1))
+        once = "".join(sorted(c for c, n in counts.items() if n == 1))
+        rhs = ("..." if "..." in lhs else "") + once
     spare = "".join(c for c in string.ascii_letters if c not in equation)
-    n_broadcast = max((len(s) - len(t) + 3 for t, s in zip(terms, shapes) if "..." in t), default=0)
+    spans = (len(s) - len(t) + 3 for t, s in zip(terms, shapes) if "..." in t)
+    n_broadcast = max(spans, default=0)
     terms = [_expand_ellipsis(t, len(s), spare) for t, s in zip(terms, shapes)]
     rhs = _expand_ellipsis(rhs, n_broadcast + len(rhs) - 3, spare)
     sizes: dict[str, int] = {}

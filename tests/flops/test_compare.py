@@ -48,10 +48,12 @@ WINDOW_SIZES = [(8, 8), (9, 7), (3, 5), (13, 10)]  # exact, padded non-square, <
 
 @pytest.mark.parametrize("letter", ["L", "S"])
 @pytest.mark.parametrize("hw", WINDOW_SIZES)
-def test_window_attention_is_swins_formula_plus_padding(letter, hw):
-    report = assert_exact_in_both_branches(one_stage(hw, attn=letter, window=4, heads=2))
+@pytest.mark.parametrize("dim, heads, window", [(32, 2, 4), (48, 3, 3)])
+def test_window_attention_is_swins_formula_plus_padding(letter, hw, dim, heads, window):
+    cfg = one_stage(hw, attn=letter, window=window, dim=dim, heads=heads)
+    report = assert_exact_in_both_branches(cfg)
     attn = next(r for r in report.rows if r.kind == letter)
-    padded = hw[0] % min(4, hw[0]) or hw[1] % min(4, hw[1])
+    padded = hw[0] % min(window, hw[0]) or hw[1] % min(window, hw[1])
     assert (C.WINDOW_PADDING in attn.residue) == bool(padded)
 
 
@@ -83,12 +85,33 @@ def test_deformable_attention_over_every_knob(pos_enc, offsets, r, sampling):
 
 
 @pytest.mark.parametrize(
-    "hw, heads, groups, r, k",
-    [((8, 8), 4, 1, 1, 1), ((8, 8), 4, 4, 3, 5), ((11, 6), 2, 2, 2, 3), ((5, 12), 8, 4, 4, 7)],
+    "hw, dim, heads, groups, r, k",
+    [
+        ((8, 8), 32, 4, 1, 1, 1),
+        ((8, 8), 64, 4, 4, 3, 5),
+        ((11, 6), 48, 2, 2, 2, 3),
+        ((5, 12), 32, 8, 4, 4, 7),
+        ((7, 10), 96, 3, 3, 1, 9),
+        ((6, 9), 24, 6, 2, 2, 5),
+    ],
 )
-def test_deformable_attention_over_shapes_groups_and_kernels(hw, heads, groups, r, k):
-    cfg = one_stage(hw, attn="D", heads=heads, offset_groups=groups, reduction=r, offset_kernel=k)
-    assert_exact_in_both_branches(cfg)
+@pytest.mark.parametrize("offsets", [True, False])
+def test_deformable_attention_over_shapes_widths_groups_and_kernels(hw, dim, heads, groups, r, k, offsets):
+    knobs = {"offset_groups": groups, "offset_kernel": k} if offsets else {}
+    cfg = one_stage(hw, attn="D", dim=dim, heads=heads, reduction=r, offsets=offsets, **knobs)
+    report = assert_exact_in_both_branches(cfg)
+    attn = next(row for row in report.rows if row.kind == "D")
+    hk, wk = -(-hw[0] // r), -(-hw[1] // r)
+    offset_term = (k * k + 2) * hk * wk * dim if offsets else 0
+    n, ns = hw[0] * hw[1], hk * wk
+    assert attn.formula == 2 * n * ns * dim + 2 * n * dim**2 + 2 * ns * dim**2 + offset_term
+
+
+@pytest.mark.parametrize("letters", ["LSDPG", "GDPSL"])
+def test_every_letter_in_one_stage_at_a_non_square_size(letters):
+    cfg = one_stage((10, 7), attn=letters, depth=5, window=4, heads=4, sr_ratio=2, reduction=2)
+    report = assert_exact_in_both_branches(cfg)
+    assert [r.kind for r in report.rows if r.kind in "LSDPG"] == list(letters)
 
 
 def test_clamped_offsets_count_like_bounded_ones():
@@ -118,3 +141,17 @@ def test_small_presets_with_stem_downsampling_and_head_rows(name):
 def test_every_preset_is_named_here():
     # The big presets are counted in test_paper_figures.py (unsupported ops included).
     assert set(list_presets()) == {"dat_nano", "dat_micro", "dat_tiny", "dat_small", "dat_base", "dat_base_384"}
+
+
+def test_the_papers_worked_example_block_counted_by_fvcore():
+    # H = W = 14, C = 384, r = 2 (Ns = 49), k = 5, 12 heads, 3 groups: docs/flops.md quotes this.
+    cfg = one_stage((14, 14), attn="D", dim=384, heads=12, reduction=2, offset_kernel=5, offset_groups=3)
+    attn = next(r for r in assert_exact_in_both_branches(cfg).rows if r.kind == "D")
+    assert attn.formula == 79_629_312 + 508_032
+    assert attn.residue == {
+        C.PRE_NORM: 5 * 196 * 384,
+        C.OFFSET_NORM: 5 * 49 * 384,
+        C.KEY_SAMPLING: 4 * 49 * 384,
+        C.RELATIVE_LOOKUP: 4 * 12 * 196 * 49,
+    }
+    assert attn.fvcore == 81_144_000

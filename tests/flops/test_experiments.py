@@ -1,0 +1,58 @@
+"""Nothing the model runs is unsupported or skipped: every preset, every variant in experiments/.
+
+Variants are resolved by ``load_experiment`` (the models their runs train: ``num_classes``,
+``in_chans`` and ``img_size`` from the data section). A file whose data is an ImageFolder gets
+a stand-in folder with ImageNet's 1,000 class folders (one empty ``.JPEG`` each): only the
+class count matters to the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dat_lab.commands.flops import experiment_models
+from dat_lab.flops import count_flops
+from dat_lab.models import get_preset, list_presets
+from dat_lab.schema import load_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENT_FILES = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+def assert_fully_accounted(report, name: str) -> None:
+    assert not report.unsupported, (name, report.unsupported)
+    assert not report.skipped, (name, report.skipped)
+    assert report.ok, name
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_runs_only_counted_or_zero_cost_ops(preset):
+    assert_fully_accounted(count_flops(get_preset(preset)), preset)
+
+
+@pytest.fixture(scope="module")
+def imagefolder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("imagenet_stand_in")
+    for split in ("train", "val"):
+        for i in range(1000):
+            folder = root / split / f"n{i:08d}"
+            folder.mkdir(parents=True)
+            (folder / "x.JPEG").touch()
+    return root
+
+
+def test_experiment_files_exist():
+    assert len(EXPERIMENT_FILES) >= 5
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_every_variant_of_every_experiment_file(path, request):
+    overrides = {}
+    if load_yaml(path)["base"]["data"].get("name") == "imagefolder":
+        overrides["data.path"] = str(request.getfixturevalue("imagefolder"))
+    models = experiment_models(str(path), overrides)
+    assert [name for name, _ in models] == list(load_yaml(path)["variants"])
+    for name, cfg in models:
+        assert_fully_accounted(count_flops(cfg), f"{path.stem}/{name}")
