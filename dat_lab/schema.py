@@ -17,6 +17,7 @@ import difflib
 import enum
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -55,13 +56,21 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(message, key)
 
 
+# Numbers like `1e-3` or `5E4` (no dot before the exponent), which YAML 1.1 leaves as strings.
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping, with errors that name the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError("file not found", file=path)
+    if not path.is_file():
+        raise ConfigError("is not a file", file=path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", file=path) from None
     if not isinstance(data, dict):
@@ -128,6 +137,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         check(ok, key, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads `1e-3` as a string, YAML 1.2 a float
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         check(ok, key, f"expected a number, got {value!r}")
         return float(value)
