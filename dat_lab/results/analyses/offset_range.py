@@ -1,0 +1,37 @@
+"""Top-1 against the maximum offset s (the paper's Fig. 5): table and plot.
+
+Applies to a group whose variants differ only in s. The paper's curve (ImageNet-1K, DAT-T)
+is drawn on a second axis and listed beside ours where the paper has that s.
+"""
+
+from __future__ import annotations
+
+from dat_lab.results import paper, plots
+from dat_lab.results.analyses.base import Group, Output, caption
+from dat_lab.results.tables import variant_table
+
+NAME = "offset_range"
+
+
+def applies(group: Group) -> bool:
+    return group.varying_knobs == {"s"}
+
+
+def build(group: Group) -> Output:
+    table = variant_table(
+        group.summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
+        caption=caption(group, with_paper=True), metric=group.metric, knobs=("s",),
+        paper_lookup=paper.offset_range,
+    )  # fmt: skip
+    curve = {s: row.top1 for s, row in paper.OFFSET_RANGE.items()}
+    figure = plots.offset_range_figure(
+        group.runs, group.metric, curve, setting=group.setting.split(",")[0],
+        title=f"{group.name}: top-1 vs maximum offset s",
+    )  # fmt: skip
+    return Output(tables=[table], figures={"offset_range": figure})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dat_lab.results.report import script_main
+
+    return script_main(NAME, argv)

@@ -1,0 +1,38 @@
+"""Which stages use deformable attention (the paper's Table 5): table and bars.
+
+Applies to a group whose variants differ in the stages that hold a D block.
+"""
+
+from __future__ import annotations
+
+from dat_lab.results import paper, plots
+from dat_lab.results.analyses.base import Group, Output, caption
+from dat_lab.results.tables import variant_table
+
+NAME = "stage_placement"
+
+
+def applies(group: Group) -> bool:
+    return "d_stages" in group.varying_knobs and group.varying_knobs <= {"d_stages", "attn12"}
+
+
+def build(group: Group) -> Output:
+    table = variant_table(
+        group.summary, name=NAME, title=f"{group.name}: deformable attention by stage",
+        caption=caption(group, with_paper=True), metric=group.metric, knobs=("d_stages",),
+        paper_lookup=paper.stage_placement,
+    )  # fmt: skip
+    found = {v: paper.stage_placement(group.knobs_of(v)) for v in group.summary["variant"]}
+    labels = {v: f"{v}\nD in {group.knobs_of(v)['d_stages']}" for v in found}
+    figure = plots.variant_bars_figure(
+        group.runs, group.summary, group.metric, {v: r.top1 for v, r in found.items() if r},
+        labels=labels, setting=group.setting.split(",")[0], xlabel="stages with D blocks",
+        title=f"{group.name}: deformable attention by stage",
+    )  # fmt: skip
+    return Output(tables=[table], figures={"stage_placement": figure})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dat_lab.results.report import script_main
+
+    return script_main(NAME, argv)

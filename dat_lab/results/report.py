@@ -1,0 +1,362 @@
+"""``dat-lab report``'s engine: stored runs -> tables and figures on disk. Never trains.
+
+For each experiment or study (a *group*): the first analysis of ``analyses.TABLES`` that
+applies writes its table (``NAME.md``, ``.tex``, ``.csv``) and figure; every analysis of
+``analyses.FIGURES`` that applies adds figures (``.png`` and ``.pdf``). Layout::
+
+    OUT/report.md                  every Markdown table, with links to the figures
+    OUT/runs.csv                   the full run frame (one row per run, see load_runs)
+    OUT/<group>/<table>.md|.tex|.csv
+    OUT/<group>/<figure>.png|.pdf
+    OUT/<group>/.report-stamp.json  what the group's files were made from
+
+A group whose inputs (runs, logs, options, this code) are unchanged since the last report into
+the same folder is not drawn again: its files are reused (see :func:`fingerprint`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dat_lab.experiments.store import DEFAULT_ROOT, RunState
+from dat_lab.results import analyses, studies, tables
+from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
+from dat_lab.results.load import load_runs, memberships
+from dat_lab.schema import ConfigError, load_yaml
+
+DEFAULT_OUT = Path("reports")
+FIGURE_FORMATS = ("png", "pdf")
+FIGURE_DPI = 150
+SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
+STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
+
+
+@dataclass
+class Report:
+    """What a report wrote, and its Markdown."""
+
+    files: list[Path] = field(default_factory=list)
+    markdown: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"md,latex"`` -> ``("md", "latex")``; ConfigError naming ``--format`` otherwise."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    items = [i.strip() for i in items if i.strip()]
+    for item in items:
+        if item not in tables.FORMATS:
+            raise ConfigError(
+                f"unknown format {item!r}; allowed: {', '.join(tables.FORMATS)}", "--format"
+            )
+    if not items:
+        raise ConfigError(f"needs at least one of {', '.join(tables.FORMATS)}", "--format")
+    return tuple(dict.fromkeys(items))
+
+
+def group_name(target: str) -> str:
+    """An experiment/study name, or the group of an experiment or study (sweep) YAML file."""
+    path = Path(target)
+    if target.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise ConfigError("no such experiment or study file", target)
+        data = load_yaml(path)
+        name = str(data.get("name") or path.stem)
+        return f"{SWEEP_PREFIX}{name}" if "space" in data else name  # a study file's runs
+    return target
+
+
+def attach_studies(experiments: Sequence[str], found: dict) -> tuple[list[str], dict]:
+    """Every group name, and the Optuna study of each sweep group.
+
+    A sweep's trial runs are stored under the experiment ``sweep/NAME`` (see
+    ``dat_lab.sweeps``) while its Optuna study is ``NAME``: the study joins that group. A
+    study with no such runs is a group of its own (its runs found by the trials' run ids).
+    """
+    studies_by_group = {}
+    for name, study in found.items():
+        studies_by_group[
+            f"{SWEEP_PREFIX}{name}" if f"{SWEEP_PREFIX}{name}" in experiments else name
+        ] = study
+    known = list(dict.fromkeys([*experiments, *studies_by_group]))
+    return known, studies_by_group
+
+
+def select_groups(names: Iterable[str], known: Sequence[str], root: Path) -> list[str]:
+    """The requested names (all known ones if none), each checked against the store; a
+    study's own name stands for its ``sweep/NAME`` group."""
+    wanted = [group_name(n) for n in names]
+    wanted = [f"{SWEEP_PREFIX}{n}" if n not in known and f"{SWEEP_PREFIX}{n}" in known else n
+              for n in wanted]  # fmt: skip
+    if not wanted:
+        return list(known)
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"no experiment or study {name!r} in the run store {root}{hint}; "
+                f"stored: {', '.join(known) or 'none'}",
+                "EXPERIMENT_OR_STUDY",
+            )
+    return list(dict.fromkeys(wanted))
+
+
+def build_groups(
+    members: pd.DataFrame, names: Sequence[str], found: dict, metric: str
+) -> list[Group]:
+    """One :class:`Group` per name: the runs whose identity names it, or for a study whose
+    trials' runs carry other identities, the runs its trials name."""
+    groups = []
+    for name in names:
+        runs = members[members["experiment"] == name] if len(members) else members
+        study = found.get(name)
+        if study is not None and runs.empty:
+            ids = studies.trial_run_ids(study)
+            runs = members[members["run_id"].isin(ids)].drop_duplicates("run_id")
+        groups.append(Group(name, runs.reset_index(drop=True), metric, study))
+    return groups
+
+
+def analyse(group: Group) -> list[Output]:
+    """The table of the first table analysis that applies, then every applicable figure."""
+    if group.runs.empty:
+        return [Output(notes=[f"{group.name}: no runs in the store yet"])]
+    table_analysis = next(a for a in analyses.TABLES if a.applies(group))
+    outputs = [table_analysis.build(group)]
+    outputs += [a.build(group) for a in analyses.FIGURES if a.applies(group)]
+    return outputs
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+
+
+def write_outputs(
+    folder: Path, outputs: Sequence[Output], formats: Sequence[str]
+) -> tuple[list[Path], str]:
+    """Write tables and figures of one group; returns the files and the group's Markdown."""
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files, md = [], []
+    for output in outputs:
+        for table in output.tables:
+            for fmt in formats:
+                path = folder / f"{table.name}{tables.SUFFIX[fmt]}"
+                path.write_text(tables.render(table, fmt))
+                files.append(path)
+            md.append(tables.to_markdown(table))
+        for stem, fig in output.figures.items():
+            for fmt in FIGURE_FORMATS:
+                path = folder / f"{stem}.{fmt}"
+                fig.savefig(path, dpi=FIGURE_DPI)
+                files.append(path)
+            plt.close(fig)
+            md.append(f"![{stem}]({folder.name}/{stem}.png)\n")
+        md += [f"- {note}\n" for note in output.notes]
+    return files, "\n".join(md)
+
+
+def state_counts(runs: pd.DataFrame) -> str:
+    counts = runs["state"].value_counts() if len(runs) else pd.Series(dtype=int)
+    order = [s.value for s in RunState]
+    return ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no runs"
+
+
+def build_report(
+    root: str | Path = DEFAULT_ROOT,
+    names: Sequence[str] = (),
+    formats: Sequence[str] = tables.FORMATS,
+    out: str | Path = DEFAULT_OUT,
+    metric: str = DEFAULT_METRIC,
+    storage_url: str | None = None,
+    only: Sequence[str] | None = None,
+    jobs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Write the report of ``names`` (every stored experiment and study if empty) to ``out``.
+
+    ``only``: analysis names to run (default: the table that applies plus every figure).
+    ``jobs``: processes that render groups (default: one per CPU; 1 = this process only).
+    """
+    root, out = Path(root), Path(out)
+    runs = load_runs(root)
+    members = memberships(runs)
+    experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
+    known, found = attach_studies(experiments, studies.load_studies(root, storage_url))
+    selected = select_groups(names, known, root)
+    log(f"report: {len(runs)} runs in {root} ({state_counts(runs)}); "
+        f"{len(selected)} experiment(s)/stud(ies) -> {out}")  # fmt: skip
+    if not found:
+        log("report: no Optuna storage found under the store (no --optuna-storage): "
+            "no importance or history plots")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    groups = build_groups(members, selected, found, metric)
+    rendered = render_groups(groups, out, formats, only, jobs)
+    report = Report()
+    for files, md, notes in rendered:
+        report.files += files
+        report.notes += notes
+    report.markdown = "\n".join(md for _, md, _ in rendered)
+    (out / "report.md").write_text(f"# dat-lab report ({root})\n\n{report.markdown}")
+    runs.to_csv(out / "runs.csv", index=False)
+    report.files += [out / "report.md", out / "runs.csv"]
+    return report
+
+
+# Groups handed to forked workers by index (a forked child sees the parent's memory, so
+# nothing large is pickled; only the files, Markdown and notes come back).
+_GROUPS: list[Group] = []
+
+
+def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] | None):
+    group = _GROUPS[index]
+    folder = out / safe_name(group.name)
+    key = fingerprint(group, formats, only)
+    cached = _cached(folder, key)
+    if cached is not None:
+        return cached
+    outputs = _run_only(group, only) if only else analyse(group)
+    files, md = write_outputs(folder, outputs, formats)
+    result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes])
+    stamp = {
+        "key": key,
+        "files": [str(f) for f in files],
+        "markdown": result[1],
+        "notes": result[2],
+    }
+    (folder / STAMP).write_text(json.dumps(stamp))
+    return result
+
+
+def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None) -> str:
+    """A hash of everything a group's outputs depend on: its runs (ids, states, times, final
+    metrics, cost, config), their CSV logs (size and mtime), the options and this package's
+    source. Equal fingerprints mean the files from last time are still right."""
+    digest = hashlib.sha256()
+    cols = [c for c in group.runs.columns if c not in ("identities", "path")]
+    digest.update(group.runs[cols].to_csv(index=False).encode())
+    for path in group.runs["path"]:
+        for log in sorted(Path(path).glob("logs/**/metrics.csv")):
+            st = log.stat()
+            digest.update(f"{log}:{st.st_size}:{st.st_mtime_ns}".encode())
+    digest.update(repr((group.name, group.metric, tuple(formats), tuple(only or ()))).encode())
+    study = group.study
+    if study is not None:
+        digest.update(
+            repr(
+                [(t.number, t.state, t.values, t.params) for t in study.get_trials(deepcopy=False)]
+            ).encode()
+        )
+    digest.update(_source_hash().encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _source_hash() -> str:
+    """Hash of the results package's code: a new dat-lab version redraws everything."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cached(folder: Path, key: str):
+    """Last report's (files, markdown, notes) of this group if its fingerprint is ``key``."""
+    try:
+        stamp = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    files = [Path(f) for f in stamp.get("files", [])]
+    if stamp.get("key") != key or not all(f.is_file() for f in files):
+        return None
+    return files, stamp["markdown"], stamp["notes"]
+
+
+def render_groups(
+    groups: Sequence[Group],
+    out: Path,
+    formats: Sequence[str],
+    only: Sequence[str] | None,
+    jobs: int | None = None,
+) -> list[tuple[list[Path], str, list[str]]]:
+    """Analyse and write every group: in ``jobs`` forked processes (default: one per CPU) when
+    there are several groups and the platform forks safely (Linux), else in this process.
+    Figures dominate a report's time and groups are independent."""
+    global _GROUPS
+    jobs = min(len(groups), jobs or os.cpu_count() or 1)
+    _GROUPS = list(groups)
+    try:
+        if jobs > 1 and sys.platform.startswith("linux"):
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+                futures = [pool.submit(_render, i, out, formats, only) for i in range(len(groups))]
+                return [f.result() for f in futures]
+        return [_render(i, out, formats, only) for i in range(len(groups))]
+    finally:
+        _GROUPS = []
+
+
+def _run_only(group: Group, only: Sequence[str]) -> list[Output]:
+    chosen = [analyses.BY_NAME[name] for name in only]
+    return [a.build(group) for a in chosen if a.applies(group)] or [
+        Output(notes=[f"{group.name}: {', '.join(only)} does not apply to this group"])
+    ]
+
+
+# -- analysis/*.py scripts ----------------------------------------------------------------
+
+
+def script_main(analysis: str, argv: Sequence[str] | None = None) -> int:
+    """Run one analysis on a store's experiments (``python analysis/offset_range.py``)."""
+    module = analyses.BY_NAME[analysis]
+    doc = (module.__doc__ or analysis).strip().splitlines()[0]
+    p = argparse.ArgumentParser(prog=f"analysis/{analysis}.py", description=doc)
+    p.add_argument(
+        "experiments", nargs="*", help="experiment or study names (default: all it applies to)"
+    )
+    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="run store (default ./runs)")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default ./reports)"
+    )
+    p.add_argument("--format", default=",".join(tables.FORMATS), help="md,latex,csv")
+    p.add_argument(
+        "--metric", default=DEFAULT_METRIC, help=f"run column to report (default {DEFAULT_METRIC})"
+    )
+    args = p.parse_args(argv)
+    try:
+        formats = parse_formats(args.format)
+        runs = load_runs(args.store)
+        members = memberships(runs)
+        experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
+        known, found = attach_studies(experiments, studies.load_studies(args.store))
+        names = select_groups(args.experiments, known, args.store)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    done = 0
+    for group in build_groups(members, names, found, args.metric):
+        if group.runs.empty or not module.applies(group):
+            continue
+        files, md = write_outputs(args.out / safe_name(group.name), [module.build(group)], formats)
+        print(md)
+        print("\n".join(f"wrote {f}" for f in files))
+        done += 1
+    if not done:
+        print(f"{analysis}: applies to none of {', '.join(names) or 'the (empty) store'}")
+    return 0
