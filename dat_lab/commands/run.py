@@ -1,14 +1,18 @@
 """``dat-lab run``: train every variant x seed of an experiment file.
 
-    dat-lab run EXPERIMENT.yaml [key=value ...] [--dry-run] [--workers N] [--retry-failed] [--store DIR]
+    dat-lab run EXPERIMENT.yaml [key=value ...] [--dry-run] [--workers N] [--retry-failed]
+                [--store DIR]
 
 Finished runs are skipped, an interrupted run resumes from its last checkpoint, failed runs
-are retrained only with ``--retry-failed``. Exit status 1 when any run failed.
+are retrained only with ``--retry-failed``. Exit status: 0 when every run has finished, 1 when
+some failed (now or before), 2 on bad input (nothing trains), 130 on Ctrl-C (rerun to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +20,99 @@ from dat_lab.schema import ConfigError, parse_override
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("run", help="train every variant x seed of an experiment file",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "run",
+        help="train every variant x seed of an experiment file",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("experiment", type=Path, help="experiment YAML file (see experiments/)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides applied to every run, e.g. train.epochs=2")
-    p.add_argument("--store", type=Path, default=None,
-                   help="run store directory (default: the file's `store`, else ./runs)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, state, params, FLOPs) and exit")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (CPU threads are split)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides applied to every run, e.g. train.epochs=2",
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="run store directory (default: the file's `store`, else ./runs)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (runs, state, params, FLOPs) and exit",
+    )
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="parallel worker processes, CPU threads split between them (default auto: one "
+        "per CPU core for CPU runs, 1 on a GPU)",
+    )
     p.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     p.set_defaults(func=run)
     return p
 
 
+def _workers(text: str) -> int | None:
+    """``--workers``: a count >= 1, or ``auto`` (None: decided once the runs are known)."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"must be an integer >= 1 or 'auto', got {text!r}", "--workers")
+    return int(text)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
-    from dat_lab.experiments.plan import print_plan
-    from dat_lab.experiments.runner import run_experiment
+    from dat_lab.experiments.plan import print_plan, print_results
+    from dat_lab.experiments.runner import default_workers, run_experiment
     from dat_lab.experiments.spec import load_experiment
     from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
 
-    overrides = dict(parse_override(o) for o in args.overrides)
-    if args.workers < 1:
-        raise ConfigError(f"must be >= 1, got {args.workers}", "--workers")
-    exp, specs = load_experiment(args.experiment, overrides)
+    workers = _workers(args.workers)
+    overrides = dict(_parse(o) for o in args.overrides)
+    exp, specs = load_experiment(args.experiment, overrides)  # every bad input stops here
     store = RunStore(args.store or exp.store or DEFAULT_ROOT)
-    print(f"experiment {exp.name!r}: {len(specs)} runs ({len(exp.variants)} variants x "
-          f"{len(exp.seeds)} seeds), store {store.root}", flush=True)
+    print(
+        f"experiment {exp.name!r}: {len(specs)} runs ({len(exp.variants)} variants x "
+        f"{len(exp.seeds)} seeds), store {store.root}",
+        flush=True,
+    )
     if args.dry_run:
-        print_plan(specs, store)
+        print_plan(specs, store, retry_failed=args.retry_failed)
         return 0
-    outcomes = run_experiment(specs, store, workers=args.workers, retry_failed=args.retry_failed)
-    results = ("finished", "skipped", "failed", "not retried", "busy")
-    counts = {r: sum(o.result == r for o in outcomes) for r in results}
-    print("done: " + ", ".join(f"{n} {r}" for r, n in counts.items() if n), flush=True)
-    return 1 if counts["failed"] or counts["not retried"] else 0
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = ("--store", None) if args.store else ("store", args.experiment)
+        raise ConfigError(
+            f"cannot create the run store {store.root}: {err.strerror}", *where
+        ) from None
+    started = time.monotonic()
+    workers = workers or default_workers(specs)
+    outcomes = run_experiment(specs, store, workers=workers, retry_failed=args.retry_failed)
+    counts = Counter(o.result for o in outcomes)
+    print(
+        f"done in {time.monotonic() - started:.0f} s: "
+        + ", ".join(f"{n} {r}" for r, n in counts.items()),
+        flush=True,
+    )
+    print_results(specs, store)
+    if not all(o.ok for o in outcomes):
+        print(
+            "some runs did not finish: see the reasons above; rerun to resume, "
+            "--retry-failed to retrain failed runs",
+            flush=True,
+        )
+        return 1
+    return 0
+
+
+def _parse(text: str) -> tuple[str, Any]:
+    try:
+        return parse_override(text)
+    except ConfigError as err:
+        raise ConfigError(
+            f"{err.message} (e.g. train.epochs=2)", err.key, "command line"
+        ) from None

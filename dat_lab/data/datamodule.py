@@ -4,15 +4,16 @@
 model is built from them before any data is read), and files on disk are checked then too,
 so a wrong path fails before training with a :class:`~dat_lab.schema.ConfigError` naming
 ``data.path``. ``prepare_data`` only writes caches (it holds no state: Lightning runs it on one
-process); ``setup`` loads. Loaders shuffle (train only) and seed their workers from a
-``torch.Generator`` seeded with ``DataConfig.seed``, so batch order is the same on every run
-(under DDP Lightning swaps in a DistributedSampler, which shuffles by the global seed);
+process); ``setup`` loads. The training loader shuffles as a function of
+``(DataConfig.seed, epoch)`` and records its position in checkpoints
+(:mod:`dat_lab.data.sampling`), so batch order is the same on every run and after a resume;
 ``test_dataloader`` is the validation loader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from dat_lab.data import cifar10, digits, imagefolder, shapes
 from dat_lab.data.arrays import ArrayDataset
 from dat_lab.data.config import DataConfig
+from dat_lab.data.sampling import ResumableDataLoader
 from dat_lab.data.transforms import NORMALIZATION, MeanStd, imagenet_eval, imagenet_train
 from dat_lab.schema import ConfigError
 
@@ -47,6 +49,8 @@ class DatLabDataModule(pl.LightningDataModule):
         self.mean_std: MeanStd = NORMALIZATION[cfg.name]
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self._train_loader: ResumableDataLoader | None = None
+        self._resume_position: dict[str, int] | None = None
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         """The (train, val) data sets; called once, by :meth:`setup`."""
@@ -57,28 +61,50 @@ class DatLabDataModule(pl.LightningDataModule):
             self.train_set, self.val_set = self.build_datasets()
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        loader = ResumableDataLoader(
+            self._require(self.train_set), self.cfg.seed, **self._loader_kwargs()
+        )
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, int]:
+        """The training loader's position (epoch, batches done), stored in checkpoints.
+
+        The DataModule carries it, not only the loader (which Lightning also asks), because
+        Lightning restores the DataModule before building the loader, while a loader built
+        early (``estimated_stepping_batches`` in ``configure_optimizers`` builds it during
+        setup) is never handed its saved state.
+        """
+        return {} if self._train_loader is None else self._train_loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Keep a checkpoint's loader position for the next :meth:`train_dataloader`."""
+        self._resume_position = dict(state) if state else None
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return DataLoader(self._require(self.val_set), shuffle=False, **self._loader_kwargs())
 
     def test_dataloader(self) -> DataLoader:
         """The validation set: none of these data sets has a labelled test split of its own."""
         return self.val_dataloader()
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    @staticmethod
+    def _require(dataset: Dataset | None) -> Dataset:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a data loader")
-        workers = self.cfg.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.cfg.seed),
-        )
+        return dataset
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        # Workers are not persistent: each epoch starts them afresh with seeds derived from
+        # (seed, epoch), so a resumed run's workers draw what the uninterrupted run's drew.
+        return {
+            "batch_size": self.cfg.batch_size,
+            "num_workers": self.cfg.num_workers,
+            "pin_memory": torch.cuda.is_available(),
+        }
 
 
 class ShapesDataModule(DatLabDataModule):
@@ -134,7 +160,9 @@ class DigitsDataModule(DatLabDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         sets = [
-            ArrayDataset(*digits.load_digits_split(split, self.img_size), self.mean_std, self.img_size)
+            ArrayDataset(
+                *digits.load_digits_split(split, self.img_size), self.mean_std, self.img_size
+            )
             for split in ("train", "val")
         ]
         return sets[0], sets[1]

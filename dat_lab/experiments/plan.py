@@ -1,24 +1,107 @@
-"""The plan of an experiment: every run, its state in the store, its params and FLOPs."""
+"""The plan of an experiment (``--dry-run``) and its results table, read from the run store.
+
+The plan lists every run with its state in the store and what this invocation would do with
+it, and the parameters and FLOPs of each variant's model (counted once per distinct model).
+"""
 
 from __future__ import annotations
 
-from dat_lab.experiments.runner import run_cost
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from dat_lab.experiments.runner import VAL_TOP1, VAL_TOP1_BEST, run_cost
 from dat_lab.experiments.spec import RunSpec
-from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.store import RunState, RunStore
+
+Log = Callable[[str], None]
+
+# What `dat-lab run` does with a run in each live state.
+ACTIONS = {
+    "new": "train",
+    RunState.PENDING.value: "train",
+    RunState.INTERRUPTED.value: "resume",
+    RunState.RUNNING.value: "wait (another process is training it)",
+    RunState.FINISHED.value: "skip",
+    RunState.FAILED.value: "skip (--retry-failed retrains it)",
+}
 
 
-def print_plan(specs: list[RunSpec], store: RunStore) -> None:
-    """Print one row per run; params/FLOPs are computed once per distinct model."""
-    costs: dict[str, dict] = {}
-    print("| variant | seed | run id | state | params (M) | FLOPs (G) |")
-    print("|---|---|---|---|---|---|")
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def live_state(spec: RunSpec, store: RunStore) -> str:
+    """``new`` if the store has no such run, else its live state (``interrupted`` for a
+    run whose worker died)."""
+    return store.state(spec.run_id).value if store.get(spec.run_id) is not None else "new"
+
+
+def action(state: str, retry_failed: bool) -> str:
+    if state == RunState.FAILED.value and retry_failed:
+        return "retrain"
+    if state == RunState.INTERRUPTED.value:
+        return "resume"  # from checkpoints/last.ckpt, or from the start if there is none
+    return ACTIONS[state]
+
+
+def variant_costs(specs: list[RunSpec]) -> dict[str, dict]:
+    """Params and FLOPs of each variant's model, counted once per distinct model config."""
+    by_model: dict[str, dict] = {}
+    out = {}
     for spec in specs:
         key = spec.config.model.hash
-        if key not in costs:
-            costs[key] = run_cost(spec)
-        cost = costs[key]
+        if key not in by_model:
+            by_model[key] = run_cost(spec)
+        out.setdefault(spec.variant, by_model[key])
+    return out
+
+
+def print_plan(
+    specs: list[RunSpec], store: RunStore, retry_failed: bool = False, log: Log = _print
+) -> None:
+    """Per variant: params and FLOPs; per run: state and what ``dat-lab run`` would do."""
+    log("| variant | params | FLOPs (fvcore) | FLOPs (paper formula) |")
+    log("|---|---:|---:|---:|")
+    for variant, cost in variant_costs(specs).items():
+        log(f"| {variant} | {_count(cost['params'])} | {_count(cost['flops'])} | "
+            f"{_count(cost['flops_formula'])} |")  # fmt: skip
+    log("")
+    log("| variant | seed | run id | state | action |")
+    log("|---|---:|---|---|---|")
+    counts: Counter[str] = Counter()
+    for spec in specs:
+        state = live_state(spec, store)
+        todo = action(state, retry_failed)
+        counts[todo.split(" ")[0]] += 1
+        why = store.get(spec.run_id).reason if state == RunState.FAILED.value else None
+        log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state}"
+            f"{f' ({why})' if why else ''} | {todo} |")  # fmt: skip
+    log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))
+
+
+def print_results(specs: list[RunSpec], store: RunStore, log: Log = _print) -> None:
+    """One row per run as the store has it now: state, final val top-1, training time."""
+    log("| variant | seed | run id | state | val top-1 | best val top-1 | train time (s) |")
+    log("|---|---:|---|---|---:|---:|---:|")
+    for spec in specs:
         record = store.get(spec.run_id)
-        state = store.state(spec.run_id).value if record else "new"
-        flops = cost["flops"] / 1e9 if cost.get("flops") is not None else float("nan")
-        print(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state} | "
-              f"{cost['params'] / 1e6:.3f} | {flops:.4f} |", flush=True)
+        final: Mapping[str, float] = (record.final if record else None) or {}
+        state = live_state(spec, store)
+        if record is not None and record.reason and state == RunState.FAILED.value:
+            state = f"failed: {record.reason}"
+        log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state} | "
+            f"{_num(final.get(VAL_TOP1))} | {_num(final.get(VAL_TOP1_BEST))} | "
+            f"{_num(final.get('train_time_s'), 1)} |")  # fmt: skip
+
+
+def _count(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3f}{unit}"
+    return str(int(n))
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"

@@ -55,6 +55,11 @@ class RunConfig:
     data: DataConfig
     train: TrainConfig
 
+    def __post_init__(self) -> None:
+        # The model is stored with every applicable default written out, so the run id (and
+        # config.json) is the same whether a knob was left at its default or set to it.
+        object.__setattr__(self, "model", self.model.canonical())
+
     @property
     def run_id(self) -> str:
         return config_hash(self, length=16)
@@ -95,16 +100,24 @@ class ExperimentFile:
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")
         check(len(self.seeds) > 0, "seeds", "needs at least one seed")
-        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeats a seed: {list(self.seeds)}")
+        check(
+            len(set(self.seeds)) == len(self.seeds), "seeds", f"repeats a seed: {list(self.seeds)}"
+        )
         for s in self.seeds:
             check(s >= 0, "seeds", f"seeds must be >= 0, got {s}")
         check(len(self.variants) > 0, "variants", "needs at least one variant")
         for key in self.base:
-            check(key in SECTIONS, f"base.{key}", f"unknown section; allowed: {', '.join(SECTIONS)}")
+            check(
+                key in SECTIONS, f"base.{key}", f"unknown section; allowed: {', '.join(SECTIONS)}"
+            )
         for section in SECTIONS:
             check(section in self.base, f"base.{section}", "required section is missing")
         for name, overrides in self.variants.items():
-            check(isinstance(overrides, dict), f"variants.{name}", "must be a mapping of dotted overrides")
+            check(
+                isinstance(overrides, dict),
+                f"variants.{name}",
+                "must be a mapping of dotted overrides",
+            )
             for key in overrides or {}:
                 head = str(key).split(".", 1)[0]
                 check(
@@ -115,7 +128,9 @@ class ExperimentFile:
                 )
 
 
-def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[ExperimentFile, list[RunSpec]]:
+def load_experiment(
+    path: str | Path, overrides: dict[str, Any] | None = None
+) -> tuple[ExperimentFile, list[RunSpec]]:
     """Read, validate and expand an experiment file (plus command-line dotted overrides).
 
     Raises :class:`ConfigError` naming the file and key on any bad input, before any compute.
@@ -134,6 +149,26 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
             config = _resolve(exp.base, merged, seed, path, origins)
             specs.append(RunSpec(exp.name, variant, seed, config))
     return exp, specs
+
+
+def resolve_run(
+    exp: ExperimentFile,
+    path: str | Path,
+    variant: str | None,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """The validated RunConfig of one variant of ``exp`` (``None``: the base alone) and seed,
+    with dotted ``overrides`` on top; they win over the variant's, like command-line
+    overrides (used by sweeps, whose trials are overrides of one variant)."""
+    path = Path(path)
+    common = _split_overrides(overrides or {}, path, COMMAND_LINE)
+    own = _split_overrides(
+        (exp.variants[variant] or {}) if variant else {}, path, f"variants.{variant}"
+    )
+    merged = {s: {**own[s], **common[s]} for s in SECTIONS}
+    origins = _Origins(f"variants.{variant}" if variant else "base", common)
+    return _resolve(exp.base, merged, seed, path, origins)
 
 
 def _check_misplaced_sections(raw: dict[str, Any], path: Path) -> None:
@@ -156,13 +191,16 @@ def _check_misplaced_sections(raw: dict[str, Any], path: Path) -> None:
             )
 
 
-def _split_overrides(overrides: dict[str, Any], path: Path, where: str) -> dict[str, dict[str, Any]]:
+def _split_overrides(
+    overrides: dict[str, Any], path: Path, where: str
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in overrides.items():
         head, _, rest = str(key).partition(".")
         if head not in SECTIONS or not rest:
             raise ConfigError(
-                f"override {key!r} ({where}) must start with one of {', '.join(SECTIONS)} and a dot",
+                f"override {key!r} ({where}) must start with one of "
+                f"{', '.join(SECTIONS)} and a dot",
                 str(key),
                 path,
             )
@@ -178,7 +216,9 @@ class _Origins:
     variant: str
     common: dict[str, dict[str, Any]]
 
-    def locate(self, err: ConfigError, path: Path, section: str, overrides: dict[str, Any]) -> ConfigError:
+    def locate(
+        self, err: ConfigError, path: Path, section: str, overrides: dict[str, Any]
+    ) -> ConfigError:
         """``err`` with the file and the origin: ``base.KEY``, ``variants.NAME.KEY``, or
         ``KEY`` with "(command-line override)" added to the message."""
         key = err.key.removeprefix(f"{section}.")
@@ -188,15 +228,29 @@ class _Origins:
 
 
 def _names(key: str, overrides: dict[str, Any]) -> bool:
-    """Whether the dotted ``key`` is one of ``overrides`` or lies under one."""
-    return any(key == k or key.startswith(f"{k}.") for k in overrides)
+    """Whether the dotted ``key`` is one of ``overrides``, lies under one, or holds one
+    (``stages.9`` out of range for the override ``stages.9.dim``)."""
+    return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in overrides)
 
 
-def _resolve(base: dict[str, Any], overrides: dict[str, dict[str, Any]], seed: int, path: Path, origins: _Origins) -> RunConfig:
+def _resolve(
+    base: dict[str, Any],
+    overrides: dict[str, dict[str, Any]],
+    seed: int,
+    path: Path,
+    origins: _Origins,
+) -> RunConfig:
     """The RunConfig of one variant and seed; errors name where the bad value came from."""
     data_map = _section(base, "data", path)
     train_map = _section(base, "train", path)
-    data = _build(DataConfig, apply_overrides(data_map, overrides["data"]), path, "data", origins, overrides["data"])
+    data = _build(
+        DataConfig,
+        apply_overrides(data_map, overrides["data"]),
+        path,
+        "data",
+        origins,
+        overrides["data"],
+    )
     train_data = apply_overrides(train_map, {**overrides["train"], "seed": seed})
     train = _build(TrainConfig, train_data, path, "train", origins, overrides["train"])
     model = _resolve_model(base.get("model"), overrides, data, path, origins)
@@ -210,14 +264,27 @@ def _section(base: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _build(cls, data: dict[str, Any], path: Path, section: str, origins: _Origins, overrides: dict[str, Any]):
+def _build(
+    cls,
+    data: dict[str, Any],
+    path: Path,
+    section: str,
+    origins: _Origins,
+    overrides: dict[str, Any],
+):
     try:
         return from_mapping(cls, data, prefix=section)
     except ConfigError as err:
         raise origins.locate(err, path, section, overrides) from None
 
 
-def _resolve_model(spec: Any, overrides: dict[str, dict[str, Any]], data: DataConfig, path: Path, origins: _Origins) -> DatConfig:
+def _resolve_model(
+    spec: Any,
+    overrides: dict[str, dict[str, Any]],
+    data: DataConfig,
+    path: Path,
+    origins: _Origins,
+) -> DatConfig:
     """The model config, with num_classes / in_chans / img_size taken from the data set."""
     if spec is None:
         raise ConfigError("required section is missing", "base.model", path)
@@ -235,7 +302,8 @@ def _resolve_model(spec: Any, overrides: dict[str, dict[str, Any]], data: DataCo
     for key, value in {**given, **model_overrides}.items():
         if key in DATA_DERIVED and _norm(value) != _norm(derived[key]):
             err = ConfigError(
-                f"is set by the data ({data.name!r} gives {derived[key]!r}); remove it or change data",
+                f"is set by the data ({data.name!r} gives {derived[key]!r}); "
+                "remove it or change data",
                 f"model.{key}",
             )
             raise origins.locate(err, path, "model", model_overrides)
@@ -253,4 +321,4 @@ def describe(spec: RunSpec) -> str:
     return f"{spec.experiment}/{spec.variant} seed {spec.seed} ({spec.run_id})"
 
 
-__all__ = ["ExperimentFile", "RunConfig", "RunSpec", "describe", "load_experiment"]
+__all__ = ["ExperimentFile", "RunConfig", "RunSpec", "describe", "load_experiment", "resolve_run"]

@@ -13,7 +13,7 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          status.json                 state, reason, attempts, pid/host of the worker, times
          events.jsonl                journal of this run's state changes
          run.lock                    present while a worker holds the run (see locking.py)
-         logs/                       Lightning's CSVLogger: CSVLogger(run_dir, "logs", "")
+         logs/version_K/             Lightning's CSVLogger, one folder per attempt (K = 0, 1, ...)
          checkpoints/                Lightning's ModelCheckpoint: last.ckpt, best
          final.json cost.json provenance.json ...   written with write_json / mark_finished
 
@@ -181,12 +181,21 @@ class RunRecord:
 
     @property
     def logs_dir(self) -> Path:
-        """Where Lightning's ``CSVLogger(save_dir=path, name="logs", version="")`` writes."""
+        """Where Lightning's CSVLogger writes (``logs/version_K/metrics.csv``)."""
         return self.path / "logs"
 
     @property
-    def metrics_csv(self) -> Path:
-        return self.logs_dir / "metrics.csv"
+    def metrics_csvs(self) -> list[Path]:
+        """Lightning's ``metrics.csv`` files, one per training attempt, oldest first.
+
+        The trainer logs each attempt (first start, then each resume) into
+        ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
+        """
+        def attempt(path: Path) -> int:
+            tail = path.parent.name.removeprefix("version_")
+            return int(tail) if tail.isdigit() else -1
+
+        return sorted(self.logs_dir.glob("version_*/metrics.csv"), key=attempt)
 
     @property
     def checkpoints_dir(self) -> Path:

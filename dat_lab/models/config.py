@@ -224,6 +224,30 @@ class StageConfig:
             pos_enc=self.pos_enc or PosEnc.RELATIVE,
         )
 
+    def canonical(self, stage_index: int) -> StageConfig:
+        """This stage with every default that applies written out (``None`` only where unused).
+
+        Two stages that build the same modules have the same canonical form, so a preset's
+        default ``offset_range`` and an explicit ``offset_range: 2`` hash alike (same run id).
+        """
+        changes: dict[str, Any] = {}
+        if "S" in self.attn:
+            changes["shift"] = self.shift_size
+        if "P" in self.attn:
+            changes["sr_ratio"] = self.sr_ratio or 1
+        if "D" in self.attn:
+            spec = self.deformable(stage_index)
+            changes.update(offsets=spec.offsets, reduction=spec.reduction, pos_enc=spec.pos_enc)
+            if spec.offsets:
+                changes.update(
+                    offset_mode=spec.offset_mode,
+                    offset_groups=spec.offset_groups,
+                    offset_kernel=spec.offset_kernel,
+                )
+                if spec.offset_mode == OffsetMode.BOUNDED:
+                    changes["offset_range"] = spec.offset_range
+        return dataclasses.replace(self, **changes)
+
     @property
     def shift_size(self) -> int:
         """Shift of S blocks (official DAT: ceil(window / 2))."""
@@ -339,9 +363,14 @@ class DatConfig:
     def from_dict(cls, data: dict[str, Any], file: str | None = None, prefix: str = "") -> DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
+    def canonical(self) -> DatConfig:
+        """This config with every applicable default written out (see ``StageConfig.canonical``)."""
+        return self.replace(stages=tuple(s.canonical(i) for i, s in enumerate(self.stages)))
+
     @property
     def hash(self) -> str:
-        return config_hash(self)
+        """Hash of the canonical form: configs that build the same model hash alike."""
+        return config_hash(self.canonical())
 
 
 # Re-exported for callers that build configs in Python.

@@ -56,7 +56,8 @@ class TrainConfig:
             a float in (0, 1] a fraction; null = all.
         val_every_n_epochs: validate every this many epochs.
         ckpt_every_n_steps: also write ``last.ckpt`` every this many optimizer steps (null = at
-            epoch ends only). Resuming from a mid-epoch checkpoint is not exact (see trainer.py).
+            epoch ends only). Resuming from one is exact with dat-lab's DataModules (see
+            trainer.py).
         threads: CPU intra-op threads (``torch.set_num_threads``); null = leave torch's choice.
     """
 

@@ -94,6 +94,10 @@ class DatLitModule(pl.LightningModule):
         # ModuleDict keys cannot be "train" (nn.Module.train exists): "<split>_split".
         self.losses = nn.ModuleDict({f"{s}_split": MeanMetric() for s in SPLITS})
         self.accuracies = nn.ModuleDict({f"{s}_split": _accuracies(num_classes) for s in SPLITS})
+        # The training epoch's running sums go into checkpoints, so an epoch resumed from a
+        # mid-epoch checkpoint reports the same epoch mean as the uninterrupted run.
+        self.losses["train_split"].persistent(True)
+        self.accuracies["train_split"].persistent(True)
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)  # in state_dict, so a resume keeps the best so far
 

@@ -11,15 +11,15 @@ Each attempt (first start, then each resume) logs into a new ``version_K`` becau
 Lightning's CSVLogger deletes an existing metrics.csv; rows of an earlier attempt past the
 checkpoint it was resumed from are superseded by the later attempt's rows of the same step.
 
-Exact resume: from an end-of-epoch ``last.ckpt`` a resumed run equals the uninterrupted one
-(weights, optimizer, scheduler, loops, AMP scaler by Lightning; global RNGs by
-:class:`RngStateCheckpoint`), provided the training loader's order is restorable: shuffled
-from the global torch RNG, or as a function of (seed, epoch) through a sampler's
-``set_epoch``. A loader holding its own ``torch.Generator`` seeded once is not (its state is
-in no checkpoint): after a resume its order restarts. From a mid-epoch checkpoint (``ckpt_every_n_steps``) Lightning
-restarts a plain DataLoader at the start of the epoch, with a fresh shuffle, and ends the
-epoch after the remaining number of batches: training goes on with little lost, but the
-batches seen in that epoch differ from an uninterrupted run (Lightning warns).
+Exact resume: from an end-of-epoch or a mid-epoch ``last.ckpt`` a resumed run equals the
+uninterrupted one (weights, optimizer, scheduler, loops, AMP scaler by Lightning; global RNGs by
+:class:`RngStateCheckpoint`; the training epoch's running loss by the module), provided the
+training loader's order is restorable. dat-lab's DataModules make it so
+(:mod:`dat_lab.data.sampling`): the order is a function of (seed, epoch) and the position within
+the epoch is checkpointed. Any other loader must either shuffle from the global torch RNG or
+via a sampler's ``set_epoch`` (exact at epoch ends); from a mid-epoch checkpoint Lightning then
+restarts a plain loader at the start of the epoch and ends the epoch after the remaining
+number of batches, so the batches seen in that epoch differ (Lightning warns).
 """
 
 from __future__ import annotations

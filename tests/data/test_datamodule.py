@@ -72,16 +72,52 @@ def test_same_seed_same_batch_order_and_another_seed_another(tmp_path):
     assert runs[0] != runs[2]
 
 
-def test_epochs_are_shuffled_differently_but_reproducibly():
-    def two_epochs():
+def test_each_epoch_order_is_a_function_of_seed_and_epoch():
+    def epochs(order):
         dm = build_datamodule(DataConfig(name="digits", img_size=8, batch_size=2000, seed=3))
         dm.setup("fit")
         loader = dm.train_dataloader()
-        return [next(iter(loader))[1].tolist() for _ in range(2)]
+        labels = {}
+        for epoch in order:  # Lightning calls set_epoch before each epoch, resumes included
+            loader.sampler.set_epoch(epoch)
+            labels[epoch] = next(iter(loader))[1].tolist()
+        return labels
 
-    first, second = two_epochs()
-    assert first != second
-    assert two_epochs() == [first, second]
+    in_order = epochs([0, 1])
+    assert in_order[0] != in_order[1]
+    assert epochs([1, 0]) == in_order  # a resumed run that starts at epoch 1 sees epoch 1's order
+
+
+def test_loader_skips_the_batches_a_mid_epoch_checkpoint_had_seen(tmp_path):
+    dm = build_datamodule(shapes_cfg(tmp_path))
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(2)
+    batches = iter(loader)
+    whole = [next(batches)[1] for _ in range(len(loader))]
+    batches = iter(loader)
+    next(batches), next(batches)
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "batches_done": 2}
+
+    resumed = dm.train_dataloader()  # a new process: a fresh loader given the checkpoint's state
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)
+    rest = [y for _, y in resumed]
+    assert len(rest) == len(whole) - 2
+    assert all(torch.equal(a, b) for a, b in zip(rest, whole[2:]))
+    assert resumed.state_dict()["batches_done"] == len(whole)
+    resumed.sampler.set_epoch(3)  # the skip applied once: the next epoch is whole
+    assert len(list(resumed)) == len(whole)
+
+
+def test_an_epoch_end_position_does_not_skip_the_next_epoch(tmp_path):
+    dm = build_datamodule(shapes_cfg(tmp_path))
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.load_state_dict({"epoch": 0, "batches_done": len(loader)})
+    loader.sampler.set_epoch(1)
+    assert len(list(loader)) == len(loader)
 
 
 def test_workers_give_the_same_batches_as_the_main_process(tmp_path):
@@ -106,3 +142,23 @@ def test_shapes_that_cannot_be_drawn_fail_at_build_time(tmp_path):
         build_datamodule(cfg)
     assert info.value.key == "data.shapes"
     assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_under_ddp_lightning_rebuilds_the_loader_and_shards_the_epoch_order():
+    # What Lightning does to a training loader under DDP (its private helpers, as of 2.6):
+    # rebuild the same loader class around a DistributedSamplerWrapper of our sampler.
+    from lightning_fabric.utilities.data import _replace_dunder_methods
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dat_lab.data.sampling import ResumableDataLoader
+
+    with _replace_dunder_methods(DataLoader, "dataset"):
+        loader = ResumableDataLoader(TensorDataset(torch.arange(20)), 3, batch_size=4)
+    wrapped = DistributedSamplerWrapper(loader.sampler, num_replicas=2, rank=1, shuffle=False)
+    rank1 = _update_dataloader(loader, wrapped)
+    assert type(rank1) is ResumableDataLoader and rank1.seed == 3
+    rank1.sampler.set_epoch(1)  # forwarded to our sampler
+    seen = [i for (batch,) in rank1 for i in batch.tolist()]
+    assert seen == loader.sampler.order(1).tolist()[1::2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dat_lab.models import DatConfig, StageConfig, get_preset, resolve_model_config
+from dat_lab.models import DatConfig, PosEnc, StageConfig, get_preset, resolve_model_config
 from dat_lab.schema import ConfigError
 
 
@@ -86,3 +86,13 @@ def test_config_hash_depends_on_content_only():
     b = resolve_model_config({"preset": "dat_nano", "stages.2.offset_range": 4.0})
     c = resolve_model_config("dat_nano", {"stages.2.offset_range": 3})
     assert a.hash == b.hash != c.hash
+
+
+def test_a_default_and_the_same_value_written_out_hash_alike():
+    base = get_preset("dat_nano")
+    explicit = base.with_stage(2, offset_range=2.0, pos_enc=PosEnc.RELATIVE, reduction=1)
+    assert explicit != base and explicit.hash == base.hash
+    assert base.with_stage(2, offset_range=3.0).hash != base.hash
+    canonical = base.canonical()
+    assert canonical.stages[2].offset_range == 2.0 and canonical.stages[0].offset_range is None
+    assert canonical.canonical() == canonical

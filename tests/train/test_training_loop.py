@@ -150,3 +150,14 @@ def test_last_checkpoint_is_rewritten_every_epoch_even_without_a_new_best(tmp_pa
     assert sorted(p.name for p in ckpts.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 2
     assert run.trainer.checkpoint_callback.monitor == "val/acc1"  # what ckpt_path="best" uses
+
+
+@pytest.mark.parametrize("changes", [{"strategy": "ddp"}, {"devices": 2}])
+def test_ddp_is_lightnings_strategy_chosen_by_config(tmp_path, changes) -> None:
+    from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
+
+    single = build_trainer(fast_config(), tmp_path / "one")
+    assert isinstance(single.strategy, SingleDeviceStrategy)
+    trainer = build_trainer(fast_config(**changes), tmp_path / "ddp")  # built, not launched
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert trainer.num_devices == changes.get("devices", 1)

@@ -1,0 +1,75 @@
+"""The search space: which parameters a trial has (conditions), sampling them, and grids.
+
+Parameters are visited in file order; one with ``when`` exists only if every earlier
+parameter it names took one of the listed values. The same rule drives Optuna's
+define-by-run sampling (:func:`suggest`) and the explicit grid (:func:`grid_points`), so a
+grid point holds exactly the parameters a sampled trial would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+
+from dat_lab.sweeps.spec import ParamSpec
+
+
+def active(param: ParamSpec, chosen: dict[str, Any]) -> bool:
+    """Whether ``param`` exists, given the values ``chosen`` so far."""
+    for other, allowed in param.when.items():
+        wanted = allowed if isinstance(allowed, list) else [allowed]
+        if other not in chosen or chosen[other] not in wanted:
+            return False
+    return True
+
+
+def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Sample (or, for an enqueued trial, read back) the trial's parameters."""
+    chosen: dict[str, Any] = {}
+    for name, param in space.items():
+        if active(param, chosen):
+            chosen[name] = _suggest_one(trial, name, param)
+    return chosen
+
+
+def _suggest_one(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
+    if param.type == "categorical":
+        return trial.suggest_categorical(name, list(param.choice_names))
+    assert param.low is not None and param.high is not None
+    if param.type == "int":
+        step = int(param.step or 1)
+        return trial.suggest_int(name, int(param.low), int(param.high), step=step, log=param.log)
+    return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
+
+
+def grid_points(space: dict[str, ParamSpec]) -> Iterator[dict[str, Any]]:
+    """Every combination of the (finite) parameters' values, conditions applied, in order."""
+    yield from _expand(list(space.items()), {})
+
+
+def _expand(rest: list[tuple[str, ParamSpec]], chosen: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if not rest:
+        yield dict(chosen)
+        return
+    (name, param), tail = rest[0], rest[1:]
+    if not active(param, chosen):
+        yield from _expand(tail, chosen)
+        return
+    for value in param.values():
+        yield from _expand(tail, {**chosen, name: value})
+
+
+def label(params: dict[str, Any]) -> str:
+    """A short readable name of a trial's parameters (the run store's variant name)."""
+    if not params:
+        return "base"
+    return ",".join(f"{k}={_short(v)}" for k, v in params.items())
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["active", "grid_points", "label", "suggest"]

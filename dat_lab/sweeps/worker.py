@@ -1,0 +1,219 @@
+"""A sweep worker: claim a trial, train its run through the run store, report, repeat.
+
+Each trial is one run of the run store (``runner.run_spec``): the same resolved config is the
+same run, so a finished run is reused (not retrained), an interrupted one resumes from its
+checkpoint, and two trials that sample the same config share one training (the second waits
+for the first). The trial's ``user_attrs`` hold its ``run_id``.
+
+Faults: a trial whose run fails (an exception, a non-finite loss, an impossible config) is
+told FAIL with the reason in ``user_attrs["fail_reason"]`` and the worker goes on. Ctrl-C (or
+SIGTERM, e.g. from SLURM) fails the current trial as "interrupted", enqueues it again and
+stops: its run stays resumable, and rerunning the command completes the budget. A worker
+killed outright is found by the others (``liveness``) and its trial retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from dat_lab.experiments.locking import host_name
+from dat_lab.experiments.runner import RunStopped, failed_runs, quiet_lightning, run_spec
+from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments.store import RunStore
+from dat_lab.sweeps.liveness import (
+    ATTR_HOST,
+    ATTR_PID,
+    ATTR_RETRIED,
+    USER_FAIL_REASON,
+    Heartbeat,
+    Liveness,
+    fail_and_retry,
+)
+from dat_lab.sweeps.pruning import OptunaPruning
+from dat_lab.sweeps.space import label
+from dat_lab.sweeps.spec import COST_METRICS, Study
+from dat_lab.sweeps.storage import StorageLocation
+from dat_lab.sweeps.study import Claim, Idle, claim_trial, open_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker runs: the run store, retrying failed runs, liveness timing."""
+
+    store: Path
+    retry_failed: bool = False
+    liveness: Liveness = field(default_factory=Liveness)
+    quiet: bool = False  # no Lightning progress bar (parallel workers share one terminal)
+
+
+@dataclass
+class WorkerReport:
+    """What this worker did: trial outcomes by state name (``COMPLETE``, ``FAIL``, ...)."""
+
+    outcomes: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        return (
+            ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.outcomes.items())) or "no trials"
+        )
+
+
+class TrialFailed(Exception):
+    """The trial's run failed (or could not be built); the message is the reason."""
+
+
+def work(
+    study: Study, location: StorageLocation, options: WorkerOptions, log=print
+) -> WorkerReport:
+    """Run trials of ``study`` until its budget is used up (or Ctrl-C)."""
+    quiet_lightning()
+    storage = location.open()
+    with location.lock(study.name):
+        ostudy = open_study(study, location, storage)
+    store = RunStore(options.store)
+    report = WorkerReport()
+    while True:
+        with location.lock(study.name):
+            claim = claim_trial(ostudy, study, options.liveness, log)
+        if claim is Idle.DONE:
+            return report
+        if claim is Idle.WAIT:  # others still run the last trials; they may die: keep watching
+            time.sleep(options.liveness.poll_s)
+            continue
+        state = _run_claimed(ostudy, study, claim, store, options, log)
+        report.outcomes[state.name] += 1
+
+
+def _run_claimed(
+    ostudy: optuna.Study, study: Study, claim: Claim, store: RunStore, options: WorkerOptions, log
+) -> TrialState:
+    trial = claim.trial
+    log(f"trial {trial.number}: {label(claim.params)}")
+    try:
+        with Heartbeat(ostudy._storage, trial._trial_id, options.liveness.interval_s):
+            if claim.error is not None:
+                raise TrialFailed(claim.error)
+            values = _train_trial(ostudy, study, claim, store, options, log)
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C in fit into SystemExit
+        frozen = ostudy._storage.get_trial(trial._trial_id)
+        fail_and_retry(
+            ostudy,
+            frozen,
+            "interrupted (Ctrl-C or SIGTERM)",
+            study.file.max_retries,
+            force_retry=True,
+        )
+        log(
+            f"trial {trial.number}: interrupted; enqueued again (its run resumes from its checkpoint)"
+        )
+        raise KeyboardInterrupt from None
+    except RunStopped as stop:
+        return _tell(ostudy, trial, TrialState.PRUNED, None, log, str(stop))
+    except TrialFailed as err:
+        trial.set_user_attr(USER_FAIL_REASON, str(err))
+        return _tell(ostudy, trial, TrialState.FAIL, None, log, str(err))
+    except Exception as err:  # noqa: BLE001 - a bug or a storage error: fail this trial, go on
+        reason = f"{type(err).__name__}: {err}"
+        trial.set_user_attr(USER_FAIL_REASON, reason)
+        return _tell(ostudy, trial, TrialState.FAIL, None, log, reason)
+    return _tell(
+        ostudy, trial, TrialState.COMPLETE, values, log, ", ".join(f"{v:.4g}" for v in values)
+    )
+
+
+def _train_trial(
+    ostudy: optuna.Study, study: Study, claim: Claim, store: RunStore, options: WorkerOptions, log
+) -> list[float]:
+    """Train (or reuse) the trial's run; its objective values."""
+    assert claim.config is not None
+    spec = RunSpec(study.run_experiment_name, label(claim.params), study.seed, claim.config)
+    callbacks = []
+    if study.file.pruner.type != "none":
+        callbacks.append(OptunaPruning(claim.trial, study.file.objectives[0].metric))
+    retry = failed_runs([spec], store) if options.retry_failed else {}
+    while True:
+        holder_store = _store_for_lock_of(spec.run_id, store, ostudy)
+        outcome = run_spec(
+            spec,
+            holder_store,
+            retry,
+            log,
+            label=f"trial {claim.trial.number} ({spec.run_id})",
+            quiet=options.quiet,
+            extra_callbacks=callbacks,
+        )
+        if outcome.result != "busy":
+            break
+        time.sleep(options.liveness.poll_s)  # another trial trains this run: reuse its result
+    if outcome.result in ("failed", "not retried"):
+        raise TrialFailed(f"run {spec.run_id} {outcome.result}: {outcome.detail}")
+    claim.trial.set_user_attr("run", "reused" if outcome.result == "skipped" else "trained")
+    return objective_values(study, store, spec.run_id)
+
+
+def _store_for_lock_of(run_id: str, store: RunStore, ostudy: optuna.Study) -> RunStore:
+    """``store``, or, when the run's lock is held from another host by a worker of this study
+    that the heartbeats declared dead (its trial failed and retried), a view of the store that
+    takes that lock over. The store alone cannot tell a dead holder on another host from a
+    live one; the study's heartbeats can. Holders that are no worker of ours are waited for."""
+    holder = store.lock_holder(run_id) if store.get(run_id) is not None else None
+    if holder is None or holder.host == host_name():
+        return store  # same host: the store checks the pid itself
+    for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        attrs = trial.system_attrs
+        if (attrs.get(ATTR_HOST), attrs.get(ATTR_PID), attrs.get(ATTR_RETRIED)) == (
+            holder.host,
+            holder.pid,
+            True,
+        ):
+            return RunStore(store.root, foreign_lock_timeout=0.0)
+    return store
+
+
+def objective_values(study: Study, store: RunStore, run_id: str) -> list[float]:
+    """The objectives of a finished run, from its final.json and cost.json."""
+    record = store.require(run_id)
+    values = []
+    for objective in study.file.objectives:
+        source, name = (
+            (record.cost, "cost.json")
+            if objective.metric in COST_METRICS
+            else (record.final, "final.json")
+        )
+        value = (source or {}).get(objective.metric)
+        if value is None:
+            have = ", ".join(sorted(source or {})) or "nothing"
+            raise TrialFailed(
+                f"run {run_id} has no {objective.metric!r} in {name} (it has: {have})"
+            )
+        values.append(float(value))
+    return values
+
+
+def _tell(
+    ostudy: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    values: list[float] | None,
+    log,
+    detail: str,
+) -> TrialState:
+    try:
+        ostudy.tell(trial, values, state=state if values is None else None)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as err:
+        # Another worker took us for dead and failed the trial; the run is kept in the store.
+        log(f"trial {trial.number}: could not be told {state.name} ({err})")
+        return TrialState.FAIL
+    log(f"trial {trial.number}: {state.name.lower()} ({detail})")
+    return state
+
+
+__all__ = ["WorkerOptions", "WorkerReport", "objective_values", "work"]

@@ -1,0 +1,171 @@
+"""Trials are real (tiny) training runs of the run store: failures, pruning, Pareto fronts,
+budgets, reuse of finished runs. One worker, in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from sweep_helpers import OFFSET_KEYS, offset_grid
+
+from dat_lab.experiments.store import RunState, RunStore
+from dat_lab.sweeps.liveness import USER_FAIL_REASON, Liveness
+from dat_lab.sweeps.spec import load_study
+from dat_lab.sweeps.status import load_stored_study, status_text
+from dat_lab.sweeps.storage import StorageLocation
+from dat_lab.sweeps.worker import WorkerOptions, work
+
+FAST = Liveness(interval_s=1.0, grace_s=4.0)
+
+
+def sweep(
+    path: Path, tmp_path: Path, overrides: dict | None = None
+) -> tuple[optuna.Study, list[str]]:
+    """Run one in-process worker until the study's budget is used; the study and the log."""
+    study = load_study(path, overrides)
+    location = StorageLocation(journal=tmp_path / f"{study.name}.journal")
+    lines: list[str] = []
+    work(study, location, WorkerOptions(tmp_path / "store", liveness=FAST), lines.append)
+    return optuna.load_study(study_name=study.name, storage=location.open()), lines
+
+
+def lr_grid(*lrs: float) -> dict:
+    return {"lr": {"type": "categorical", "choices": list(lrs), "set": ["train.lr"]}}
+
+
+def test_a_failing_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path, study_file):
+    # lr 1e10 makes the loss non-finite within a step; the next trial still trains.
+    path = study_file("fails", space=lr_grid(1e10, 2e-3), sampler="grid")
+    ostudy, log = sweep(path, tmp_path)
+    failed, good = ostudy.trials
+    assert failed.state is TrialState.FAIL
+    assert "non-finite loss" in failed.user_attrs[USER_FAIL_REASON]
+    assert (
+        RunStore(tmp_path / "store").require(failed.user_attrs["run_id"]).state is RunState.FAILED
+    )
+    assert good.state is TrialState.COMPLETE and 0.0 <= good.value <= 1.0
+
+
+def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
+    # Digits (10 classes): lr 3e-3 learns within an epoch, lr 1e-9 stays at chance. With the
+    # good trial done first, the median pruner stops the bad one after its first epoch of 3.
+    exp = experiment(
+        data={"name": "digits", "train_size": None, "val_size": None, "batch_size": 64},
+        train={"epochs": 3, "limit_train_batches": 8, "min_lr": 0.0, "warmup_lr": 0.0},
+    )
+    path = study_file(
+        "pruned",
+        exp=exp,
+        space=lr_grid(3e-3, 1e-9),
+        sampler="grid",
+        pruner={"type": "median", "startup_trials": 1},
+    )
+    ostudy, log = sweep(path, tmp_path)
+    good, bad = ostudy.trials
+    assert good.state is TrialState.COMPLETE and len(good.intermediate_values) == 3
+    assert bad.state is TrialState.PRUNED
+    assert list(bad.intermediate_values) == [0]  # reported once, then stopped
+    assert bad.intermediate_values[0] < good.intermediate_values[0]
+    store = RunStore(tmp_path / "store")
+    run_id = bad.user_attrs["run_id"]
+    assert store.state(run_id) is RunState.INTERRUPTED  # not failed, not faked finished: resumable
+    assert store.require(run_id).last_checkpoint is not None
+
+
+def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
+    # Accuracy against FLOPs over r x s: r changes the FLOPs, s does not.
+    space = {
+        "r": {"type": "int", "low": 1, "high": 2, "set": ["model.stages.2.reduction"]},
+        **offset_grid([0.0, 4.0]),
+    }
+    objectives = [
+        {"metric": "val/acc1", "direction": "maximize"},
+        {"metric": "flops", "direction": "minimize"},
+    ]
+    path = study_file("pareto", space=space, objectives=objectives, sampler="grid")
+    ostudy, _ = sweep(path, tmp_path)
+    trials = ostudy.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    flops = {t.params["r"]: t.values[1] for t in trials}
+    assert flops[2] < flops[1]
+    front = {t.number for t in ostudy.best_trials}
+    dominated = {a.number for a in trials for b in trials if _dominates(b.values, a.values)}
+    assert front and front == {t.number for t in trials} - dominated
+    text = status_text(load_study(path), ostudy, StorageLocation(journal=Path("x")))
+    assert "Pareto front (maximize val/acc1, minimize flops)" in text
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """Whether a is at least as good as b in both objectives (acc up, flops down) and better
+    in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def test_resuming_completes_the_budget_and_reuses_finished_runs(tmp_path, study_file):
+    space = {"s": {"type": "float", "low": 0.0, "high": 8.0, "step": 4.0, "set": OFFSET_KEYS}}
+    path = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=2)
+    ostudy, _ = sweep(path, tmp_path)
+    assert len(ostudy.trials) == 2
+    ostudy, log = sweep(path, tmp_path)  # the same command again: the budget is used, nothing runs
+    assert len(ostudy.trials) == 2 and not any("trial" in line for line in log)
+
+    bigger = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=5)
+    ostudy, log = sweep(bigger, tmp_path)  # budget 5: three more, never 5 more
+    trials = ostudy.trials
+    assert len(trials) == 5 and all(t.state is TrialState.COMPLETE for t in trials)
+    # Three values of s, five trials: some configs repeat, and their runs are reused.
+    runs = [t.user_attrs["run_id"] for t in trials]
+    reused = [t for t in trials if t.user_attrs["run"] == "reused"]
+    assert len(set(runs)) <= 3 and len(reused) == 5 - len(set(runs))
+    assert all(RunStore(tmp_path / "store").require(r).attempts == 1 for r in set(runs))
+
+
+def test_status_lists_state_params_values_and_run_id(tmp_path, study_file):
+    path = study_file("status", space=offset_grid([0.0, 2.0]), sampler="grid")
+    study = load_study(path)
+    location = StorageLocation(journal=tmp_path / "status.journal")
+    assert "not started" in status_text(study, load_stored_study(study, location), location)
+    ostudy, _ = sweep(path, tmp_path)
+    text = status_text(
+        study,
+        load_stored_study(study, StorageLocation(journal=tmp_path / "status.journal")),
+        location,
+    )
+    lines = text.splitlines()
+    assert "2/2 trials of the budget used (2 complete)" in lines[0]
+    assert lines[1].split() == ["#", "state", "val/acc1", "params", "run", "id", "note"]
+    for trial, line in zip(ostudy.trials, lines[2:4], strict=True):
+        assert line.split()[:5] == [
+            str(trial.number),
+            "COMPLETE",
+            f"{trial.value:.4g}",
+            f"s={trial.params['s']:.4g}",
+            trial.user_attrs["run_id"],
+        ]
+    assert lines[4].startswith("best (maximize val/acc1): trial #")
+
+
+def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study_file):
+    space = {
+        "offsets": {
+            "type": "categorical",
+            "choices": [True, False],
+            "set": ["model.stages.3.offsets"],
+        },
+        "s": {
+            "type": "float",
+            "low": 0.5,
+            "high": 8.0,
+            "log": True,
+            "when": {"offsets": True},
+            "set": ["model.stages.3.offset_range"],
+        },
+    }
+    path = study_file(
+        "tpe", space=space, sampler={"type": "tpe", "seed": 0, "startup_trials": 2}, n_trials=4
+    )
+    ostudy, _ = sweep(path, tmp_path)
+    trials = ostudy.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert all(("s" in t.params) == t.params["offsets"] for t in trials)
