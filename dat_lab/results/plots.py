@@ -34,7 +34,7 @@ def metric_label(metric: str, setting: str = "") -> str:
     """``"final.val/acc1"`` -> ``"val/acc1 (%)"`` (+ the setting, e.g. the data set)."""
     name = metric.removeprefix("final.")
     unit = " (%)" if is_accuracy(metric) else ""
-    return f"{name}{unit}" + (f", {setting}" if setting else "")
+    return f"{name}{unit}" + (f"\n{setting}" if setting else "")  # two lines: fits the axis
 
 
 def finished_values(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
