@@ -51,7 +51,7 @@ def _build(name: str):
 
 
 def _input(name: str, batch: int, size: int, device: str) -> torch.Tensor:
-    if name.startswith(("D@", "G@")):
+    if name.endswith("@14x14x384"):
         return torch.randn(batch, 14, 14, 384, device=device)
     return torch.randn(batch, 3, size, size, device=device)
 
@@ -92,9 +92,10 @@ def measure(name: str, mode: str, args) -> tuple[float, float]:
     q = ctx.Queue()
     p = ctx.Process(target=_measure, args=(name, mode, args.batch, args.size, args.steps, args.device, args.threads, q))
     p.start()
-    result = q.get()
-    p.join()
-    return result
+    p.join()  # the result (a few floats) fits the queue's pipe buffer
+    if p.exitcode != 0 or q.empty():
+        raise RuntimeError(f"measuring {name} {mode} failed (exit code {p.exitcode}); see above")
+    return q.get()
 
 
 def main(argv: list[str] | None = None) -> int:
