@@ -141,7 +141,9 @@ def _deformable_terms(
     if spec.offsets or spec.reduction > 1 or cfg.sampling == Sampling.OFFICIAL:
         residue[KEY_SAMPLING] = A.bilinear_sampling(ns, c)
     if spec.pos_enc == PosEnc.RELATIVE:
-        residue[RELATIVE_LOOKUP] = A.relative_position_lookup(stage.heads, n, ns)
+        # Keys on the pixels: the table is read by an integer-index gather (0 FLOPs).
+        if spec.offsets or spec.reduction > 1 or cfg.sampling == Sampling.OFFICIAL:
+            residue[RELATIVE_LOOKUP] = A.relative_position_lookup(stage.heads, n, ns)
         if built is not None and built != hw:
             residue[TABLE_RESAMPLE] = A.relative_table_resample(stage.heads, h, w)
     if spec.pos_enc == PosEnc.DWCONV:

@@ -52,13 +52,22 @@ class RelativePositionBias(nn.Module):
             return t
         return F.interpolate(t[None], size=(2 * h - 1, 2 * w - 1), mode="bicubic")[0]
 
-    def forward(self, queries: torch.Tensor, pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Bias ``(B, heads, HW, Ns)``.
+    def forward(
+        self,
+        queries: torch.Tensor | None,
+        pos: torch.Tensor | None,
+        h: int,
+        w: int,
+    ) -> torch.Tensor:
+        """Bias ``(B, heads, HW, Ns)``; ``(1, heads, HW, HW)`` when the keys are the pixels.
 
         Args:
             queries: ``(HW, 2)`` normalised (y, x) query positions.
-            pos: ``(B*groups, Ns, 2)`` normalised (y, x) deformed key positions.
+            pos: ``(B*groups, Ns, 2)`` normalised (y, x) deformed key positions; ``None``
+                when the keys sit exactly on the pixels (no offsets, r = 1).
         """
+        if pos is None:
+            return self.on_pixel_grid(h, w)
         bg = pos.shape[0]
         if self.official:
             scale = pos.new_tensor([0.5, 0.5])
@@ -74,6 +83,22 @@ class RelativePositionBias(nn.Module):
         table = table.expand(bg // self.groups, -1, -1, -1, -1).reshape(bg, -1, *table.shape[-2:])
         bias = F.grid_sample(table, grid, mode="bilinear", align_corners=True)
         return bias.reshape(bg // self.groups, self.heads, *bias.shape[-2:])
+
+
+    def on_pixel_grid(self, h: int, w: int) -> torch.Tensor:  # called by forward
+        """Bias ``(1, heads, HW, HW)`` for keys exactly at the pixels (no offsets, r = 1).
+
+        Every displacement is then a whole number of pixels, where the bilinear read equals the
+        table entry itself: an integer-index gather (Swin's lookup), exact and much cheaper.
+        """
+        ys, xs = torch.meshgrid(
+            torch.arange(h, device=self.rpe_table.device),
+            torch.arange(w, device=self.rpe_table.device),
+            indexing="ij",
+        )
+        dy = ys.reshape(-1, 1) - ys.reshape(1, -1) + (h - 1)  # query - key, as table rows
+        dx = xs.reshape(-1, 1) - xs.reshape(1, -1) + (w - 1)
+        return self.table(h, w)[:, dy, dx][None]
 
 
 class FixedPositionBias(nn.Module):

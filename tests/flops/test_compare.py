@@ -80,7 +80,9 @@ def test_deformable_attention_over_every_knob(pos_enc, offsets, r, sampling):
     report = assert_exact_in_both_branches(cfg)
     attn = next(r for r in report.rows if r.kind == "D")
     assert (C.OFFSET_NORM in attn.residue) == offsets
-    assert (C.RELATIVE_LOOKUP in attn.residue) == (pos_enc == PosEnc.RELATIVE)
+    # Keys on the pixels (no offsets, r = 1, consistent): the table is gathered, 0 FLOPs.
+    on_pixels = not offsets and r == 1 and sampling == Sampling.CONSISTENT
+    assert (C.RELATIVE_LOOKUP in attn.residue) == (pos_enc == PosEnc.RELATIVE and not on_pixels)
     assert (C.DWCONV_PE in attn.residue) == (pos_enc == PosEnc.DWCONV)
 
 

@@ -42,21 +42,11 @@ def test_dat_tiny_is_4_59g_and_every_flop_is_accounted_for():
     assert report.params == 28_319_138
 
 
-ROW_2_REASON = (
-    "paper 4.57G, ours 4.5801G: we count the relative-position table read as what it runs, a "
-    "bilinear grid_sample (4 M HW Ns = 5,762,400 FLOPs); without it the row is 4.5743G. With "
-    "offsets off at r = 1 every displacement is a whole number of pixels, so that read equals an "
-    "integer-index gather (Swin's lookup, 0 in fvcore), the only convention found that gives all "
-    "seven rows; the official code does not (its no-offset path still runs the offset network: "
-    "4.58/4.59G). See docs/flops.md."
-)
-
-
 @pytest.mark.parametrize(
     "row, paper",
     [
         (("S", "off", "none"), 4.57),
-        pytest.param(("S", "off", "relative"), 4.57, marks=pytest.mark.xfail(strict=True, reason=ROW_2_REASON)),
+        (("S", "off", "relative"), 4.57),
         (("S", "on", "none"), 4.58),
         (("S", "on", "fixed"), 4.58),
         (("S", "on", "dwconv"), 4.59),
@@ -70,36 +60,20 @@ def test_ablation_table_rows(row, paper):
     assert round(gflops(report), 2) == paper
 
 
-def test_the_no_offsets_relative_row_differs_by_exactly_its_bilinear_table_lookup():
-    report = count_flops(ablation_row("S", "off", "relative"))
-    lookup = report.residue_by_item()[C.RELATIVE_LOOKUP]
-    assert lookup == 3 * 4 * 12 * 196 * 196 + 4 * 24 * 49 * 49  # stage 3 (3 D blocks), stage 4
-    assert round(gflops(report), 2) == 4.58
-    assert round((report.total - lookup) / 1e9, 2) == 4.57
-
-
-def test_without_offsets_the_bilinear_table_read_is_an_integer_index_gather():
-    # Why counting row 2's lookup as a gather (0 FLOPs) is defensible: same values, exactly.
+def test_without_offsets_the_table_is_gathered_with_the_bilinear_read_s_values():
+    # No offsets, r = 1: every displacement is whole pixels, so the model reads the relative
+    # table by an integer-index gather (0 FLOPs in fvcore); it must equal the bilinear read.
     h, w, heads = 5, 4, 2
     rpb = RelativePositionBias(heads, 1, (h, w), official=False)
     points = cell_centres(h, w).view(h * w, 2)
     with torch.no_grad():
-        bias = rpb(points, points[None], h, w)[0]  # heads, HW (queries), HW (keys)
-    ij = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).view(-1, 2)
-    d = ij[:, None, :] - ij[None, :, :]  # query - key, in pixels
-    gathered = rpb.rpe_table.detach()[:, d[..., 0] + h - 1, d[..., 1] + w - 1]
-    torch.testing.assert_close(bias, gathered, rtol=0, atol=1e-6)
-
-
-def test_the_paper_rows_in_the_gather_convention():
-    # Counting the lookup as a gather where offsets are off leaves every other row unchanged.
-    paper = {("S", "off", "none"): 4.57, ("S", "off", "relative"): 4.57, ("S", "on", "none"): 4.58,
-             ("S", "on", "fixed"): 4.58, ("S", "on", "dwconv"): 4.59, ("P", "on", "relative"): 4.48,
-             ("S", "on", "relative"): 4.59}
-    for row, figure in paper.items():
-        report = count_flops(ablation_row(*row))
-        gather = report.residue_by_item().get(C.RELATIVE_LOOKUP, 0) if row[1] == "off" else 0
-        assert round((report.total - gather) / 1e9, 2) == figure, row
+        bilinear = rpb(points, points[None], h, w)  # 1, heads, HW (queries), HW (keys)
+        gathered = rpb(None, None, h, w)
+    torch.testing.assert_close(gathered, bilinear, rtol=0, atol=1e-6)
+    report = count_flops(ablation_row("S", "off", "relative"))
+    assert C.RELATIVE_LOOKUP not in report.residue_by_item()
+    with_offsets = count_flops(ablation_row("S", "on", "relative")).residue_by_item()
+    assert with_offsets[C.RELATIVE_LOOKUP] == 3 * 4 * 12 * 196 * 196 + 4 * 24 * 49 * 49
 
 
 @pytest.mark.slow

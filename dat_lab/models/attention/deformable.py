@@ -145,10 +145,14 @@ class DeformableAttention(nn.Module):
             return ref, ref + offset.tanh() * cell * self.spec.offset_range
         return ref, (ref + offset).clamp(-1.0, 1.0)
 
+    def _keys_on_pixels(self) -> bool:
+        """No offsets, r = 1, consistent convention: the keys sit exactly on the pixels."""
+        return not self.spec.offsets and self.spec.reduction == 1 and not self.official
+
     def sample_keys(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Bilinear features at ``pos``: ``(B, H, W, C) -> (B, Ns, C)``, each group its points."""
         b, h, w, c = x.shape
-        if not self.spec.offsets and self.spec.reduction == 1 and not self.official:
+        if self._keys_on_pixels():
             return x.reshape(b, h * w, c)  # reference points are the pixels exactly
         x_cf = x.permute(0, 3, 1, 2)
         sampled = F.grid_sample(
@@ -184,6 +188,8 @@ class DeformableAttention(nn.Module):
     def _attention_bias(self, pos, h, w, hk, wk) -> torch.Tensor | None:
         pe = self.spec.pos_enc
         if pe == PosEnc.RELATIVE:
+            if self._keys_on_pixels():
+                return self.pos_bias(None, None, h, w)
             queries = cell_centres(h, w, pos.device, pos.dtype).view(h * w, 2)
             return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
         if pe == PosEnc.FIXED:
