@@ -204,14 +204,21 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+COMMAND_LINE = "command line"  # the "file" named by errors in command-line overrides
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"a.b=3"`` -> ``("a.b", 3)``; the value is parsed as YAML (so ``true``, ``[1, 2]``)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value")
+        raise ConfigError(
+            f"override {text!r} must look like key=value (e.g. train.epochs=2)", file=COMMAND_LINE
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override {text!r} has an empty key")
+        raise ConfigError(
+            f"override {text!r} has an empty key (e.g. train.epochs=2)", file=COMMAND_LINE
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

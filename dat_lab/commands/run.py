@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
 
     workers = _workers(args.workers)
-    overrides = dict(_parse(o) for o in args.overrides)
+    overrides = dict(parse_override(o) for o in args.overrides)
     exp, specs = load_experiment(args.experiment, overrides)  # every bad input stops here
     store = RunStore(args.store or exp.store or DEFAULT_ROOT)
     print(
@@ -107,12 +107,3 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _parse(text: str) -> tuple[str, Any]:
-    try:
-        return parse_override(text)
-    except ConfigError as err:
-        raise ConfigError(
-            f"{err.message} (e.g. train.epochs=2)", err.key, "command line"
-        ) from None

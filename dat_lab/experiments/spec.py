@@ -32,6 +32,7 @@ from dat_lab.data.datamodule import build_datamodule
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
 from dat_lab.schema import (
+    COMMAND_LINE,
     ConfigError,
     apply_overrides,
     check,
@@ -44,7 +45,6 @@ from dat_lab.train.config import TrainConfig
 
 SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
-COMMAND_LINE = "command line"
 
 
 @dataclass(frozen=True)
