@@ -377,6 +377,9 @@ def run_experiment(
     except KeyboardInterrupt:
         _stop(procs)
         raise
+    for k, proc in enumerate(procs, start=1):
+        if proc.exitcode != 0:  # its runs stay running/interrupted in the store: say why
+            log(f"worker {k} died (exit code {proc.exitcode}); rerun to resume its runs")
     return [stored_outcome(spec, store) for spec in specs]
 
 
@@ -435,12 +438,18 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent_pid: int | None = None) -> None:
     """Linux: SIGKILL this worker when its parent dies (a `kill -9` of `dat-lab run` must not
-    leave workers training behind it; their runs resume on the next invocation)."""
+    leave workers training behind it; their runs resume on the next invocation).
+
+    ``parent_pid``: the parent this process was started by. A spawned worker calls this only
+    after its imports; if the parent died meanwhile (the signal would never come), it exits.
+    """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # orphaned before the line above: nothing of ours to stop cleanly
 
 
 def _worker_main(
@@ -453,7 +462,7 @@ def _worker_main(
     poll_s: float,
 ) -> None:
     """One parallel worker: the same walk as a single process, without a progress bar."""
-    _die_with_parent()
+    die_with_parent(mp.parent_process().pid)
     torch.set_num_threads(threads)
     quiet_lightning()
     store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)

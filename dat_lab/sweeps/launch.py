@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from dat_lab.experiments.runner import die_with_parent
 from dat_lab.sweeps.storage import STORAGE_ENV
 
 STOP_GRACE_S = 60.0
@@ -40,7 +41,10 @@ def worker_envs(
 def run_workers(worker_args: Sequence[str], envs: Sequence[dict[str, str]], log=print) -> int:
     """Run ``dat-lab sweep WORKER_ARGS`` once per environment; the worst exit status."""
     command = [sys.executable, "-m", "dat_lab.cli", "sweep", *worker_args]
-    procs = [subprocess.Popen(command, env=env) for env in envs]
+    # Workers die with the launcher (a `kill -9` must not leave them running); a SIGTERM to
+    # the launcher stops them as Ctrl-C does.
+    procs = [subprocess.Popen(command, env=env, preexec_fn=die_with_parent) for env in envs]
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
     try:
         codes = [p.wait() for p in procs]
@@ -55,6 +59,10 @@ def run_workers(worker_args: Sequence[str], envs: Sequence[dict[str, str]], log=
                 p.kill()
         raise
     return max(codes, default=0)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 __all__ = ["run_workers", "worker_envs"]

@@ -69,7 +69,9 @@ def label(params: dict[str, Any]) -> str:
 
 
 def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    # 12 significant digits: short for grid values (2.0 -> "2"), distinct for TPE's floats,
+    # so two configs never share a variant name (reports group runs by it).
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 __all__ = ["active", "grid_points", "label", "suggest"]

@@ -122,7 +122,7 @@ class StorageLocation:
                 )
         except Exception as err:  # noqa: BLE001 - the driver's message may quote the URL
             raise StorageError(
-                f"cannot open storage {self.masked()}: {self.redact(str(err).splitlines()[0])}"
+                f"cannot open storage {self.masked()}: {self.redact(_first_line(err))}"
             ) from None
 
     @contextlib.contextmanager
@@ -155,7 +155,7 @@ class StorageLocation:
             conn = engine.connect()
         except Exception as err:  # noqa: BLE001
             raise StorageError(
-                f"cannot connect to {self.masked()}: {self.redact(str(err).splitlines()[0])}"
+                f"cannot connect to {self.masked()}: {self.redact(_first_line(err))}"
             ) from None
         try:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
@@ -196,6 +196,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             time.sleep(_LOCK_POLL_S)
     with held:
         yield
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an error's message (its type name when the message is empty)."""
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 __all__ = ["STORAGE_ENV", "StorageError", "StorageLocation", "mask_url"]

@@ -118,12 +118,10 @@ def _run_claimed(
     except RunStopped as stop:
         return _tell(ostudy, trial, TrialState.PRUNED, None, log, str(stop))
     except TrialFailed as err:
-        trial.set_user_attr(USER_FAIL_REASON, str(err))
-        return _tell(ostudy, trial, TrialState.FAIL, None, log, str(err))
+        return _tell(ostudy, trial, TrialState.FAIL, None, log, str(err), fail_reason=True)
     except Exception as err:  # noqa: BLE001 - a bug or a storage error: fail this trial, go on
         reason = f"{type(err).__name__}: {err}"
-        trial.set_user_attr(USER_FAIL_REASON, reason)
-        return _tell(ostudy, trial, TrialState.FAIL, None, log, reason)
+        return _tell(ostudy, trial, TrialState.FAIL, None, log, reason, fail_reason=True)
     return _tell(
         ostudy, trial, TrialState.COMPLETE, values, log, ", ".join(f"{v:.4g}" for v in values)
     )
@@ -205,8 +203,12 @@ def _tell(
     values: list[float] | None,
     log,
     detail: str,
+    fail_reason: bool = False,
 ) -> TrialState:
+    """Finish the trial; ``fail_reason``: also record ``detail`` as its failure reason."""
     try:
+        if fail_reason:
+            trial.set_user_attr(USER_FAIL_REASON, detail)
         ostudy.tell(trial, values, state=state if values is None else None)
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as err:
         # Another worker took us for dead and failed the trial; the run is kept in the store.

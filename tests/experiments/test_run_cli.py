@@ -134,7 +134,8 @@ def test_kill_9_of_the_parent_takes_its_workers_down(tmp_path, cache):
     _, specs = load_experiment(exp)
     store = RunStore(tmp_path / "store")
     parent = start(tmp_path, cache, "run", exp, "--store", store.root, "--workers", "2")
-    _wait_for(store.run_dir(specs[0].run_id) / "logs" / "version_0", parent)
+    for spec in specs:  # both workers train
+        _wait_for(store.run_dir(spec.run_id) / "logs" / "version_0", parent)
     children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
     workers = [int(pid) for pid in children]
     assert len(workers) >= 2, children  # the two workers (and maybe a resource tracker)
