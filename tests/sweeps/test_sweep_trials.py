@@ -96,6 +96,27 @@ def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     assert "Pareto front (maximize val/acc1, minimize flops)" in text
 
 
+def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(tmp_path, study_file):
+    space = {
+        "r": {"type": "int", "low": 1, "high": 2, "set": ["model.stages.2.reduction"]},
+        **offset_grid([0.0, 4.0]),
+    }
+    objectives = [
+        {"metric": "val/acc1", "direction": "maximize"},
+        {"metric": "flops", "direction": "minimize"},
+    ]
+    sampler = {"type": "nsga2", "seed": 0, "population_size": 2}
+    path = study_file("nsga2", space=space, objectives=objectives, sampler=sampler, n_trials=3)
+    ostudy, _ = sweep(path, tmp_path)
+    trials = ostudy.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    # NSGA-II, not the default TPE, chose them: it tags each trial with its generation.
+    assert all(any("generation" in k for k in t.system_attrs) for t in trials)
+    front = {t.number for t in ostudy.best_trials}
+    dominated = {a.number for a in trials for b in trials if _dominates(b.values, a.values)}
+    assert front and front == {t.number for t in trials} - dominated
+
+
 def _dominates(a: list[float], b: list[float]) -> bool:
     """Whether a is at least as good as b in both objectives (acc up, flops down) and better
     in one."""
