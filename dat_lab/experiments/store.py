@@ -74,6 +74,7 @@ __all__ = [
     "RunState",
     "RunStore",
     "StoreError",
+    "attempt_metrics_csvs",
 ]
 
 DEFAULT_ROOT = Path("runs")
@@ -153,6 +154,20 @@ class IndexEntry:
     event: str
 
 
+def attempt_metrics_csvs(run_dir: Path) -> list[Path]:
+    """A run's ``logs/version_K/metrics.csv`` files, one per training attempt, by K.
+
+    The trainer logs each attempt (first start, then each resume) into its own
+    ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
+    """
+
+    def attempt(path: Path) -> int:
+        tail = path.parent.name.removeprefix("version_")
+        return int(tail) if tail.isdigit() else -1
+
+    return sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=attempt)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A snapshot of one run as stored on disk (re-read with :meth:`RunStore.get`).
@@ -186,16 +201,8 @@ class RunRecord:
 
     @property
     def metrics_csvs(self) -> list[Path]:
-        """Lightning's ``metrics.csv`` files, one per training attempt, oldest first.
-
-        The trainer logs each attempt (first start, then each resume) into
-        ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
-        """
-        def attempt(path: Path) -> int:
-            tail = path.parent.name.removeprefix("version_")
-            return int(tail) if tail.isdigit() else -1
-
-        return sorted(self.logs_dir.glob("version_*/metrics.csv"), key=attempt)
+        """Lightning's ``metrics.csv`` files, one per training attempt, oldest first."""
+        return attempt_metrics_csvs(self.path)
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from dat_lab.experiments import durable
 from dat_lab.experiments.locking import read_holder
-from dat_lab.experiments.store import LOCK_NAME, RunState
+from dat_lab.experiments.store import LOCK_NAME, RunState, attempt_metrics_csvs
 from dat_lab.results.knobs import run_knobs
 from dat_lab.schema import ConfigError
 
@@ -157,17 +157,6 @@ def memberships(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _metrics_files(run_dir: Path) -> list[tuple[int, Path]]:
-    """``logs/version_K/metrics.csv`` files by K (``logs/metrics.csv`` counts as K = -1)."""
-    logs = run_dir / "logs"
-    found = [(-1, logs / "metrics.csv")] if (logs / "metrics.csv").is_file() else []
-    for path in logs.glob("version_*/metrics.csv"):
-        suffix = path.parent.name.removeprefix("version_")
-        if suffix.isdigit():
-            found.append((int(suffix), path))
-    return sorted(found)
-
-
 def _read_log(path: Path) -> list[tuple[str, float, float, float]]:
     """``(metric, step, epoch, value)`` of every non-empty cell of a Lightning metrics.csv."""
     out = []
@@ -200,7 +189,7 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     records = []
     for row in runs[["run_id", "variant", "seed", "path"]].itertuples(index=False):
         latest: dict[tuple[str, float], tuple] = {}
-        for _, path in _metrics_files(Path(row.path)):
+        for path in attempt_metrics_csvs(Path(row.path)):
             for metric, step, epoch, value in _read_log(path):
                 latest[(metric, step)] = (
                     row.run_id,

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments.store import DEFAULT_ROOT, RunState
+from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
 from dat_lab.results import analyses, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.load import load_runs, memberships
@@ -178,6 +179,18 @@ def state_counts(runs: pd.DataFrame) -> str:
     return ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no runs"
 
 
+def load_selection(
+    root: Path, names: Sequence[str], storage_url: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list[str]]:
+    """The stored runs, their (run, experiment) memberships, the Optuna studies found, and
+    the experiment/study names selected from ``names`` (all if empty)."""
+    runs = load_runs(root)
+    members = memberships(runs)
+    experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
+    known, found = attach_studies(experiments, studies.load_studies(root, storage_url))
+    return runs, members, found, select_groups(names, known, root)
+
+
 def build_report(
     root: str | Path = DEFAULT_ROOT,
     names: Sequence[str] = (),
@@ -195,11 +208,7 @@ def build_report(
     ``jobs``: processes that render groups (default: one per CPU; 1 = this process only).
     """
     root, out = Path(root), Path(out)
-    runs = load_runs(root)
-    members = memberships(runs)
-    experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
-    known, found = attach_studies(experiments, studies.load_studies(root, storage_url))
-    selected = select_groups(names, known, root)
+    runs, members, found, selected = load_selection(root, names, storage_url)
     log(f"report: {len(runs)} runs in {root} ({state_counts(runs)}); "
         f"{len(selected)} experiment(s)/stud(ies) -> {out}")  # fmt: skip
     if not found:
@@ -252,7 +261,7 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
     cols = [c for c in group.runs.columns if c not in ("identities", "path")]
     digest.update(group.runs[cols].to_csv(index=False).encode())
     for path in group.runs["path"]:
-        for log in sorted(Path(path).glob("logs/**/metrics.csv")):
+        for log in attempt_metrics_csvs(Path(path)):
             st = log.stat()
             digest.update(f"{log}:{st.st_size}:{st.st_mtime_ns}".encode())
     digest.update(repr((group.name, group.metric, tuple(formats), tuple(only or ()))).encode())
@@ -341,11 +350,7 @@ def script_main(analysis: str, argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         formats = parse_formats(args.format)
-        runs = load_runs(args.store)
-        members = memberships(runs)
-        experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
-        known, found = attach_studies(experiments, studies.load_studies(args.store))
-        names = select_groups(args.experiments, known, args.store)
+        _, members, found, names = load_selection(args.store, args.experiments)
     except ConfigError as err:
         print(f"error: {err}")
         return 2

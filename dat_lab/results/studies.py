@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dat_lab.schema import ConfigError
+
 RUN_ID_ATTR = "run_id"
 MAX_DEPTH = 3
 
@@ -55,13 +57,18 @@ def load_studies(root: str | Path, storage_url: str | None = None) -> dict[str, 
     if not journals and storage_url is None:
         return {}
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from dat_lab.sweeps.storage import StorageError, StorageLocation
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storages: list[Any] = [JournalStorage(JournalFileBackend(str(p))) for p in journals]
+    # Opened as `dat-lab sweep` opens them: the same driver, and errors without the password.
+    locations = [StorageLocation(journal=p) for p in journals]
     if storage_url is not None:
-        storages.append(storage_url)
+        locations.append(StorageLocation.parse(storage_url, default_journal=Path(root)))
+    try:
+        storages = [location.open() for location in locations]
+    except StorageError as err:
+        raise ConfigError(str(err), "--optuna-storage") from None
     studies = {}
     for storage in storages:
         for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):

@@ -297,3 +297,12 @@ def test_groups_rendered_in_worker_processes_equal_the_serial_report(tmp_path):
         p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*.png")
     )
     assert len(names) >= 2
+
+
+def test_an_unreachable_optuna_storage_is_bad_input_without_its_password(tmp_path):
+    from dat_lab.results.studies import load_studies
+    from dat_lab.schema import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_studies(tmp_path, "postgresql://dat:s3cr3t@127.0.0.1:1/nowhere")
+    assert err.value.key == "--optuna-storage" and "s3cr3t" not in str(err.value)
