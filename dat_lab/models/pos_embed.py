@@ -77,7 +77,11 @@ class RelativePositionBias(nn.Module):
             scale = pos.new_tensor([h / (2 * max(h - 1, 1)), w / (2 * max(w - 1, 1))])
         # Scale and reorder (y, x) -> (x, y) on the small tensors; one broadcast makes the grid.
         q_xy, p_xy = (queries * scale).flip(-1), (pos * scale).flip(-1)
-        grid = q_xy[None, :, None, :] - p_xy[:, None, :, :]  # B*G, HW, Ns, 2 (x, y)
+        n_q, n_k = q_xy.shape[0], p_xy.shape[1]
+        # Broadcast over rows of n_k (x, y) pairs rather than over pairs: with an innermost
+        # dimension of 2 the subtraction does not vectorise (4x slower forward on CPU).
+        q_rows = q_xy[:, None, :].expand(n_q, n_k, 2).reshape(1, n_q, n_k * 2)
+        grid = (q_rows - p_xy.reshape(bg, 1, n_k * 2)).view(bg, n_q, n_k, 2)  # x, y
         table = self.table(h, w)
         table = table.view(self.groups, self.heads // self.groups, *table.shape[-2:])
         table = table.expand(bg // self.groups, -1, -1, -1, -1).reshape(bg, -1, *table.shape[-2:])

@@ -55,6 +55,7 @@ def attend(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias), None
     logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
     if bias is not None:
-        logits = logits + bias
+        # In place: the product's backward needs q and k, not the logits; saves a pass.
+        logits = logits.add_(bias)
     weights = logits.softmax(dim=-1)
     return weights @ v, (weights if return_weights else None)
