@@ -16,11 +16,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dat_lab.schema import ConfigError, parse_override
 
-GPU_OVERRIDES = {"train.accelerator": "gpu", "train.deterministic": False}  # see _gpu_overrides
+if TYPE_CHECKING:
+    from dat_lab.sweeps.launch import WorkerPlan
+    from dat_lab.sweeps.liveness import Liveness
+    from dat_lab.sweeps.spec import Study
+    from dat_lab.sweeps.storage import StorageLocation
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -93,9 +97,25 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What one ``dat-lab sweep`` command works on, checked before anything starts."""
+
+    study: Study
+    path: Path  # the study file
+    store: Path
+    location: StorageLocation
+    liveness: Liveness  # from --heartbeat: the same for workers and every --status
+    n_workers: int
+    gpus: list[str] | None
+    gpu_overrides: dict[str, Any]  # the trial overrides that --gpus added
+
+
+def prepare(args: argparse.Namespace) -> Sweep:
+    """Parse and validate the command line and the study file (bad input: ConfigError)."""
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.store import DEFAULT_ROOT
+    from dat_lab.sweeps.launch import check_one_device, gpu_overrides, override_arg
     from dat_lab.sweeps.liveness import Liveness
     from dat_lab.sweeps.spec import find_study_file, load_study
     from dat_lab.sweeps.storage import StorageLocation
@@ -105,34 +125,44 @@ def _run(args: argparse.Namespace) -> int:
     workers = _check_workers(args.workers, gpus)
     if not args.heartbeat > 0:
         raise ConfigError(f"must be > 0 seconds, got {args.heartbeat}", "--heartbeat")
-    if gpus:
-        overrides = _gpu_overrides(overrides)
+    added = gpu_overrides(overrides) if gpus else {}
+    if added:
+        added_args = ", ".join(override_arg(k, v) for k, v in added.items())
+        print(f"on GPUs: {added_args}", file=sys.stderr)
     path = find_study_file(args.study)
-    study = load_study(path, overrides)
+    study = load_study(path, {**overrides, **added})
+    if gpus:
+        check_one_device(study)
     if args.study_name:
         study = dataclasses.replace(
             study, file=dataclasses.replace(study.file, name=args.study_name)
         )
-    store = args.store or study.experiment.store or DEFAULT_ROOT
-    location = StorageLocation.parse(
-        args.storage, Path(store) / "sweeps" / f"{study.name}.journal"
-    )
-    liveness = Liveness(interval_s=args.heartbeat, grace_s=4 * args.heartbeat)
+    store = Path(args.store or study.experiment.store or DEFAULT_ROOT)
+    location = StorageLocation.parse(args.storage, store / "sweeps" / f"{study.name}.journal")
+    liveness = Liveness.from_heartbeat(args.heartbeat)
+    return Sweep(study, path, store, location, liveness, workers, gpus, added)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dat_lab.sweeps.launch import WORKER_INDEX_ENV, launch
+
+    sweep = prepare(args)
+    study, location = sweep.study, sweep.location
     if args.status:
         from dat_lab.sweeps.status import load_stored_study, status_text
 
-        print(status_text(study, load_stored_study(study, location), location, liveness))
+        print(status_text(study, load_stored_study(study, location), location, sweep.liveness))
         return 0
-    worker_index = os.environ.get("DAT_LAB_WORKER_INDEX")
+    worker_index = os.environ.get(WORKER_INDEX_ENV)
     if worker_index is None:
         print(
             f"study {study.name!r}: budget {study.n_trials} trials, storage {location.masked()}, "
-            f"store {store}",
+            f"store {sweep.store}",
             flush=True,
         )
-    if workers > 1 or gpus:
-        return _launch(args, study, path, location, workers, gpus)
-    return _work(study, location, store, args.retry_failed, liveness, worker_index)
+    if sweep.n_workers > 1 or sweep.gpus:
+        return launch(worker_plan(args, sweep), study, location, sweep.liveness, _print)
+    return _work(study, location, sweep.store, args.retry_failed, sweep.liveness, worker_index)
 
 
 def _work(study, location, store, retry_failed: bool, liveness, worker_index: str | None) -> int:
@@ -143,7 +173,7 @@ def _work(study, location, store, retry_failed: bool, liveness, worker_index: st
     log = lambda msg: print(prefix + msg, flush=True)  # noqa: E731
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SLURM's time limit: stop like Ctrl-C
     options = WorkerOptions(Path(store), retry_failed, liveness, quiet=worker_index is not None)
-    report = work(study, location, options, log)
+    report = work(study, location, options, log)  # creates or loads the study, under its lock
     log(f"done: {report}")
     if worker_index is None:
         print(
@@ -152,25 +182,20 @@ def _work(study, location, store, retry_failed: bool, liveness, worker_index: st
     return 0
 
 
-def _launch(args, study, path: Path, location, workers: int, gpus: list[str] | None) -> int:
-    from dat_lab.sweeps.launch import run_workers, worker_envs
-    from dat_lab.sweeps.status import load_stored_study, status_text
-    from dat_lab.sweeps.study import open_study
+def worker_plan(args: argparse.Namespace, sweep: Sweep) -> WorkerPlan:
+    """The command line and environments of the workers that --workers/--gpus start: this
+    command's options and overrides, plus the overrides --gpus added (once), but neither
+    --workers nor --gpus (each worker is one process, on its one GPU)."""
+    from dat_lab.sweeps.launch import override_arg, plan_workers
 
-    with location.lock(study.name):  # create tables and study once, before the workers race
-        open_study(study, location, location.open())
-    worker_args = ["--study", str(path), *_passthrough(args)]
-    if location.url is None:
-        worker_args += ["--storage", str(location.journal)]
-    worker_args += args.overrides
-    if gpus:
-        worker_args += [
-            f"{k}={_yaml(v)}" for k, v in GPU_OVERRIDES.items() if k not in _given(args)
-        ]
-    envs = worker_envs(workers, gpus, location.url)
-    code = run_workers(worker_args, envs)
-    print(status_text(study, load_stored_study(study, location), location), flush=True)
-    return code
+    overrides = [*args.overrides, *(override_arg(k, v) for k, v in sweep.gpu_overrides.items())]
+    return plan_workers(
+        sweep.path, _passthrough(args), overrides, sweep.location, sweep.gpus, sweep.n_workers
+    )
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -184,14 +209,6 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--retry-failed")
     out += ["--heartbeat", str(args.heartbeat)]
     return out
-
-
-def _given(args: argparse.Namespace) -> set[str]:
-    return {parse_override(o)[0] for o in args.overrides}
-
-
-def _yaml(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _parse_gpus(text: str | None) -> list[str] | None:
@@ -213,17 +230,6 @@ def _check_workers(workers: int, gpus: list[str] | None) -> int:
             f"got {workers} workers for {len(gpus)} GPUs; --gpus starts one per GPU", "--workers"
         )
     return len(gpus) if gpus else workers
-
-
-def _gpu_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Trials on GPUs: accelerator gpu and, unless given, deterministic off (grid_sample's
-    CUDA backward, used by deformable attention, has no deterministic kernel and raises)."""
-    added = {k: v for k, v in GPU_OVERRIDES.items() if k not in overrides}
-    if added:
-        print(
-            "on GPUs: " + ", ".join(f"{k}={_yaml(v)}" for k, v in added.items()), file=sys.stderr
-        )
-    return {**overrides, **added}
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -2,10 +2,13 @@
 
 Each worker is the same ``dat-lab sweep`` command (so a worker here is no different from one
 joining from another machine) with its own environment: ``CUDA_VISIBLE_DEVICES`` set to its
-GPU, ``OMP_NUM_THREADS`` to its share of the CPU cores, and the storage URL in
+one GPU, ``OMP_NUM_THREADS`` to its share of the CPU cores, and the storage URL in
 ``DAT_LAB_STORAGE`` rather than on its command line (where ``ps`` would show a password).
-Ctrl-C reaches the workers (same process group); each fails and re-enqueues its current
-trial and exits, and this parent waits for them.
+
+The launcher itself neither opens the storage nor creates the study: each worker creates or
+loads it under the study lock (``worker.work``), the one place where that happens. Ctrl-C
+reaches the workers (same process group); each fails and re-enqueues its current trial and
+exits, and this parent waits for them.
 """
 
 from __future__ import annotations
@@ -14,22 +17,81 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from dat_lab.experiments.runner import die_with_parent
-from dat_lab.sweeps.storage import STORAGE_ENV
+from dat_lab.schema import ConfigError
+from dat_lab.sweeps.liveness import Liveness
+from dat_lab.sweeps.spec import Study
+from dat_lab.sweeps.storage import STORAGE_ENV, StorageLocation
 
 STOP_GRACE_S = 60.0
+WORKER_INDEX_ENV = "DAT_LAB_WORKER_INDEX"  # set: this process is a launched worker
+# What a trial on a GPU needs, unless the user gave it: grid_sample's CUDA backward (used by
+# deformable attention) has no deterministic kernel and raises under deterministic=True.
+GPU_OVERRIDES = {"train.accelerator": "gpu", "train.deterministic": False}
+
+
+def gpu_overrides(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial overrides that ``--gpus`` adds: those of GPU_OVERRIDES not in ``given``."""
+    return {k: v for k, v in GPU_OVERRIDES.items() if k not in given}
+
+
+def check_one_device(study: Study) -> None:
+    """``--gpus`` shows each worker one GPU; a trial asking for more devices cannot run."""
+    devices = study.base.train.devices
+    if devices != 1:
+        raise ConfigError(
+            f"got {devices}; --gpus runs one worker per GPU and each sees only its own "
+            "(CUDA_VISIBLE_DEVICES), so trials must use train.devices=1",
+            "train.devices",
+        )
+
+
+def override_arg(key: str, value: Any) -> str:
+    """``KEY=VALUE`` as the command line writes it (YAML booleans are lower case)."""
+    return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The local workers of one launch: one command line for all, one environment each."""
+
+    argv: list[str]
+    envs: list[dict[str, str]]
+
+
+def plan_workers(
+    study_path: Path,
+    options: Sequence[str],
+    overrides: Sequence[str],
+    location: StorageLocation,
+    gpus: Sequence[str] | None,
+    n_workers: int,
+    cpu_count: int | None = None,
+) -> WorkerPlan:
+    """``dat-lab sweep --study STUDY_PATH OPTIONS [--storage JOURNAL] OVERRIDES`` for each
+    worker. ``options`` must not hold ``--workers``/``--gpus`` (a worker is one process), and
+    ``overrides`` are all trial overrides, the ones ``--gpus`` adds included, each once."""
+    argv = [sys.executable, "-m", "dat_lab.cli", "sweep", "--study", str(study_path), *options]
+    if location.url is None:  # a database URL goes in the environment, never on argv
+        argv += ["--storage", str(location.journal)]
+    argv += overrides
+    n = len(gpus) if gpus else n_workers
+    return WorkerPlan(argv, worker_envs(n, gpus, location.url, cpu_count))
 
 
 def worker_envs(
     n: int, gpus: Sequence[str] | None, storage_url: str | None, cpu_count: int | None = None
 ) -> list[dict[str, str]]:
-    """The environment of each of ``n`` workers."""
+    """The environment of each of ``n`` workers (worker i gets GPU ``gpus[i]`` alone)."""
     threads = max(1, (cpu_count or os.cpu_count() or 1) // n)
     envs = []
     for i in range(n):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), DAT_LAB_WORKER_INDEX=str(i))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), **{WORKER_INDEX_ENV: str(i)})
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
         if storage_url:
@@ -38,31 +100,61 @@ def worker_envs(
     return envs
 
 
-def run_workers(worker_args: Sequence[str], envs: Sequence[dict[str, str]], log=print) -> int:
-    """Run ``dat-lab sweep WORKER_ARGS`` once per environment; the worst exit status."""
-    command = [sys.executable, "-m", "dat_lab.cli", "sweep", *worker_args]
+def launch(
+    plan: WorkerPlan, study: Study, location: StorageLocation, liveness: Liveness, log=print
+) -> int:
+    """Run the planned workers, then print the study's status, judging liveness as the
+    workers do (``liveness`` from ``--heartbeat``); the worst exit status."""
+    from dat_lab.sweeps.status import load_stored_study, status_text
+
+    code = run_workers(plan, log)
+    log(status_text(study, load_stored_study(study, location), location, liveness))
+    return code
+
+
+def run_workers(plan: WorkerPlan, log=print) -> int:
+    """Run one process per environment of ``plan``; the worst exit status."""
     # Workers die with the launcher (a `kill -9` must not leave them running); a SIGTERM to
     # the launcher stops them as Ctrl-C does.
-    procs = [subprocess.Popen(command, env=env, preexec_fn=die_with_parent) for env in envs]
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    procs = [
+        subprocess.Popen(plan.argv, env=env, preexec_fn=die_with_parent) for env in plan.envs
+    ]
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
     try:
-        codes = [p.wait() for p in procs]
+        return max((p.wait() for p in procs), default=0)
     except KeyboardInterrupt:
-        for p in procs:  # they got the terminal's SIGINT too; this covers `kill -INT <parent>`
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
         raise
-    return max(codes, default=0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    """Ctrl-C each worker still running (they got the terminal's SIGINT too; this covers
+    ``kill -INT <launcher>``) and wait for it to re-enqueue its trial; kill it if it hangs."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-__all__ = ["run_workers", "worker_envs"]
+__all__ = [
+    "GPU_OVERRIDES",
+    "WorkerPlan",
+    "check_one_device",
+    "gpu_overrides",
+    "launch",
+    "override_arg",
+    "plan_workers",
+    "run_workers",
+    "worker_envs",
+]

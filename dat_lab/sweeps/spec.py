@@ -21,6 +21,7 @@ A study file::
       - {metric: flops, direction: minimize}
     sampler: tpe             # tpe | grid | nsga2 | random, or {type: tpe, seed: 0, ...}
     pruner: none             # none | median | hyperband, or {type: median, warmup_epochs: 1}
+                             #   or {type: hyperband, min_epochs: 1, reduction_factor: 3}
     n_trials: 20             # the study's total budget (a grid defaults to all its points)
 
 ``sampler: grid`` expands the space (categorical choices, int ranges, floats with a ``step``)
@@ -195,7 +196,8 @@ class ObjectiveSpec:
             self.metric in COST_METRICS or self.metric.startswith(RUN_METRIC_PREFIXES),
             "metric",
             f"got {self.metric!r}; allowed: a run metric starting with "
-            f"{' or '.join(RUN_METRIC_PREFIXES)} (e.g. val/acc1), or one of {', '.join(COST_METRICS)}",
+            f"{' or '.join(RUN_METRIC_PREFIXES)} (e.g. val/acc1), "
+            f"or one of {', '.join(COST_METRICS)}",
         )
 
     @property
@@ -226,17 +228,38 @@ class SamplerSpec:
 
 @dataclass(frozen=True)
 class PrunerSpec:
-    """Whether and when a trial is stopped early (single-objective studies only)."""
+    """Whether and when a trial is stopped early (single-objective studies only).
+
+    The pruning callback reports the objective after each epoch at step = the epoch's index
+    from 0 (as Optuna's own Lightning callback does). Hyperband's largest budget is the base
+    run's ``train.epochs`` (checked against ``min_epochs`` by :func:`load_study`).
+
+    Attributes:
+        startup_trials: median: trials that finish before any is pruned.
+        warmup_epochs: median: epochs of a trial that are never pruned.
+        min_epochs: hyperband: Optuna's ``min_resource``, the first rung: trials of the most
+            aggressive bracket are first compared at epoch index ``min_epochs``, i.e. after
+            ``min_epochs + 1`` epochs. Must be < ``train.epochs``.
+        reduction_factor: hyperband: at each rung only the best 1/reduction_factor of the
+            trials of a bracket go on (a lone first trial always does); also sets the number
+            of brackets, ``floor(log_rf(train.epochs / min_epochs)) + 1``.
+    """
 
     type: PrunerName = "none"
-    startup_trials: int = 2  # median: trials that finish before any is pruned
-    warmup_epochs: int = 0  # median: epochs of a trial that are never pruned
-    min_epochs: int = 1  # hyperband: the smallest budget of a bracket
+    startup_trials: int = 2
+    warmup_epochs: int = 0
+    min_epochs: int = 1
+    reduction_factor: int = 3
 
     def __post_init__(self) -> None:
         for key in ("startup_trials", "warmup_epochs"):
             check(getattr(self, key) >= 0, key, f"got {getattr(self, key)}, must be >= 0")
         check(self.min_epochs >= 1, "min_epochs", f"got {self.min_epochs}, must be >= 1")
+        check(
+            self.reduction_factor >= 2,
+            "reduction_factor",
+            f"got {self.reduction_factor}, must be >= 2 (keep the best 1/reduction_factor)",
+        )
 
 
 @dataclass(frozen=True)
@@ -432,6 +455,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     base = _resolve_base(exp, exp_path, spec.variant, seed, spec.overrides, command_line, path)
     study = Study(spec, path, exp, exp_path, seed, merged, base)
     _check_values(study)
+    _check_hyperband_budget(study)
     if spec.sampler.type == "grid":
         study = Study(spec, path, exp, exp_path, seed, merged, base, tuple(_grid(study)))
         if spec.n_trials is not None and spec.n_trials > len(study.grid):
@@ -488,6 +512,39 @@ def _check_values(study: Study) -> None:
                     f"space.{name}",
                     study.path,
                 ) from None
+
+
+def _check_hyperband_budget(study: Study) -> None:
+    """Hyperband's budgets run from ``min_epochs`` to the base run's ``train.epochs``: that
+    must leave room to stop a trial, and no trial may change it."""
+    pruner = study.file.pruner
+    if pruner.type != "hyperband":
+        return
+    epochs = study.base.train.epochs
+    _check_in_file(
+        pruner.min_epochs < epochs,
+        "pruner.min_epochs",
+        f"got {pruner.min_epochs}; hyperband first compares trials at epoch index min_epochs "
+        f"(counted from 0), so it must be < train.epochs ({epochs}) or no trial is ever stopped",
+        study.path,
+    )
+    for name, param in study.file.space.items():
+        keys = set(param.set)
+        if isinstance(param.choices, dict):
+            keys.update(k for overrides in param.choices.values() for k in overrides or {})
+        _check_in_file(
+            "train.epochs" not in keys,
+            f"space.{name}",
+            "sets train.epochs, but hyperband's largest budget is the base run's train.epochs; "
+            "search it with another pruner, or set it in overrides",
+            study.path,
+        )
+
+
+def _check_in_file(ok: bool, key: str, message: str, path: Path) -> None:
+    """``schema.check`` for a whole study: raise ConfigError naming the study file."""
+    if not ok:
+        raise ConfigError(message, key, path)
 
 
 def _grid(study: Study) -> list[GridPoint]:

@@ -48,7 +48,8 @@ def status_text(
     summary = ", ".join(f"{n} {s.name.lower()}" for s, n in by_state.items() if n)
     metrics = [o.metric for o in study.file.objectives]
     lines = [
-        f"{head}: {budget_used(trials)}/{study.n_trials} trials of the budget used ({summary or 'none'})"
+        f"{head}: {budget_used(trials)}/{study.n_trials} trials of the budget used "
+        f"({summary or 'none'})"
     ]
     rows = [["#", "state", *metrics, "params", "run id", "note"]]
     rows += [_row(t, liveness, len(metrics)) for t in trials]
@@ -62,7 +63,9 @@ def _row(trial: FrozenTrial, liveness: Liveness, n_values: int) -> list[str]:
     if trial.state is TrialState.PRUNED and trial.intermediate_values:
         step = max(trial.intermediate_values)
         values = [trial.intermediate_values[step]]
-    note = trial.user_attrs.get(USER_FAIL_REASON, "")
+    # Only a failed trial's reason: a reaper racing a worker's tell may leave one on a trial
+    # that completed after all (liveness.fail_and_retry: the state change decides).
+    note = trial.user_attrs.get(USER_FAIL_REASON, "") if trial.state is TrialState.FAIL else ""
     if trial.state is TrialState.RUNNING:
         dead = stale_reason(trial, liveness)
         note = f"{dead}: will be retried" if dead else ""

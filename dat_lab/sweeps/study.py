@@ -25,7 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 from dat_lab.experiments.spec import RunConfig
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import (
+    USER_RUN_ID,
     Liveness,
+    Retry,
     counts_toward_budget,
     fail_and_retry,
     mark_alive,
@@ -36,7 +38,6 @@ from dat_lab.sweeps.spec import PrunerSpec, SamplerSpec, Study, describe_run_err
 from dat_lab.sweeps.storage import StorageLocation
 
 ATTR_FINGERPRINT = "dat_lab:fingerprint"
-USER_RUN_ID = "run_id"
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -59,12 +60,18 @@ def make_sampler(spec: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSam
 
 
 def make_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner of a study whose trials train ``epochs`` epochs. Steps are epoch indices
+    from 0 (``pruning.OptunaPruning``), as in Optuna's own Lightning callback."""
     if spec.type == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs
         )
     if spec.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=spec.min_epochs, max_resource=epochs)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=spec.min_epochs,
+            max_resource=epochs,
+            reduction_factor=spec.reduction_factor,
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -127,9 +134,10 @@ def reap_dead_workers(ostudy: optuna.Study, study: Study, liveness: Liveness, lo
     for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = stale_reason(trial, liveness)
         if reason is not None:
-            retried = fail_and_retry(ostudy, trial, reason, study.file.max_retries)
-            log(f"trial {trial.number} failed: {reason}" + ("; enqueued again" if retried else ""))
-            reaped += 1
+            outcome = fail_and_retry(ostudy, trial, reason, study.file.max_retries)
+            if outcome is not Retry.SETTLED:  # else its worker told it meanwhile: not dead
+                log(f"trial {trial.number} failed: {reason}; {outcome.value}")
+                reaped += 1
     return reaped
 
 

@@ -7,9 +7,10 @@ for the first). The trial's ``user_attrs`` hold its ``run_id``.
 
 Faults: a trial whose run fails (an exception, a non-finite loss, an impossible config) is
 told FAIL with the reason in ``user_attrs["fail_reason"]`` and the worker goes on. Ctrl-C (or
-SIGTERM, e.g. from SLURM) fails the current trial as "interrupted", enqueues it again and
-stops: its run stays resumable, and rerunning the command completes the budget. A worker
-killed outright is found by the others (``liveness``) and its trial retried.
+SIGTERM, e.g. from SLURM) fails the current trial as "interrupted", enqueues it again (once:
+under the study lock, and not if another worker already failed and retried it) and stops: its
+run stays resumable, and rerunning the command completes the budget. A worker killed outright
+is found by the others (``liveness``) and its trial retried.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dat_lab.sweeps.liveness import (
     USER_FAIL_REASON,
     Heartbeat,
     Liveness,
+    Retry,
     fail_and_retry,
 )
 from dat_lab.sweeps.pruning import OptunaPruning
@@ -88,12 +90,18 @@ def work(
         if claim is Idle.WAIT:  # others still run the last trials; they may die: keep watching
             time.sleep(options.liveness.poll_s)
             continue
-        state = _run_claimed(ostudy, study, claim, store, options, log)
+        state = _run_claimed(ostudy, study, claim, store, options, location, log)
         report.outcomes[state.name] += 1
 
 
 def _run_claimed(
-    ostudy: optuna.Study, study: Study, claim: Claim, store: RunStore, options: WorkerOptions, log
+    ostudy: optuna.Study,
+    study: Study,
+    claim: Claim,
+    store: RunStore,
+    options: WorkerOptions,
+    location: StorageLocation,
+    log,
 ) -> TrialState:
     trial = claim.trial
     log(f"trial {trial.number}: {label(claim.params)}")
@@ -103,17 +111,7 @@ def _run_claimed(
                 raise TrialFailed(claim.error)
             values = _train_trial(ostudy, study, claim, store, options, log)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C in fit into SystemExit
-        frozen = ostudy._storage.get_trial(trial._trial_id)
-        fail_and_retry(
-            ostudy,
-            frozen,
-            "interrupted (Ctrl-C or SIGTERM)",
-            study.file.max_retries,
-            force_retry=True,
-        )
-        log(
-            f"trial {trial.number}: interrupted; enqueued again (its run resumes from its checkpoint)"
-        )
+        requeue_interrupted(ostudy, study, trial._trial_id, location, log)
         raise KeyboardInterrupt from None
     except RunStopped as stop:
         return _tell(ostudy, trial, TrialState.PRUNED, None, log, str(stop))
@@ -125,6 +123,21 @@ def _run_claimed(
     return _tell(
         ostudy, trial, TrialState.COMPLETE, values, log, ", ".join(f"{v:.4g}" for v in values)
     )
+
+
+def requeue_interrupted(
+    ostudy: optuna.Study, study: Study, trial_id: int, location: StorageLocation, log=print
+) -> Retry:
+    """Fail a trial stopped by Ctrl-C and enqueue it again, at most once: under the study lock,
+    as the reaper does, so that a reaper that took this worker for dead (and failed and retried
+    the trial already) and this worker never both enqueue it."""
+    with location.lock(study.name):
+        trial = ostudy._storage.get_trial(trial_id)
+        reason = "interrupted (Ctrl-C or SIGTERM)"
+        outcome = fail_and_retry(ostudy, trial, reason, study.file.max_retries, force_retry=True)
+    note = " (its run resumes from its checkpoint)" if outcome is Retry.ENQUEUED else ""
+    log(f"trial {trial.number}: interrupted; {outcome.value}{note}")
+    return outcome
 
 
 def _train_trial(
@@ -218,4 +231,4 @@ def _tell(
     return state
 
 
-__all__ = ["WorkerOptions", "WorkerReport", "objective_values", "work"]
+__all__ = ["WorkerOptions", "WorkerReport", "objective_values", "requeue_interrupted", "work"]

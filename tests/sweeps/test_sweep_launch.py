@@ -1,14 +1,27 @@
 """Local workers: one process per GPU with its own CUDA_VISIBLE_DEVICES, CPU cores split, the
-storage URL passed in the environment (never on a command line), GPU trial overrides."""
+storage URL passed in the environment (never on a command line), the GPU trial overrides given
+once; the launcher leaves creating the study to its workers and judges their liveness as they
+do. No GPU here: the tests check the command lines and environments the launcher builds."""
 
 from __future__ import annotations
 
-from sweep_helpers import offset_grid
+import sys
+import time
 
-from dat_lab.commands.sweep import GPU_OVERRIDES, _gpu_overrides, _parse_gpus
-from dat_lab.sweeps.launch import worker_envs
-from dat_lab.sweeps.spec import load_study
+import pytest
+from sweep_helpers import offset_grid, worker_env
+
+from dat_lab.cli import build_parser
+from dat_lab.commands.sweep import _parse_gpus, prepare, worker_plan
+from dat_lab.schema import ConfigError
+from dat_lab.sweeps.launch import WORKER_INDEX_ENV, WorkerPlan, launch, worker_envs
+from dat_lab.sweeps.liveness import ATTR_HEARTBEAT, ATTR_HOST, Liveness, mark_alive
 from dat_lab.sweeps.storage import STORAGE_ENV
+from dat_lab.sweeps.study import open_study
+
+
+def _sweep_args(*argv: str):
+    return build_parser().parse_args(["sweep", *argv])
 
 
 def test_each_gpu_worker_sees_only_its_gpu_and_gets_the_storage_in_its_environment():
@@ -17,7 +30,7 @@ def test_each_gpu_worker_sees_only_its_gpu_and_gets_the_storage_in_its_environme
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2", "3"]
     assert [e["OMP_NUM_THREADS"] for e in envs] == ["8", "8"]
     assert all(e[STORAGE_ENV] == url for e in envs)
-    assert [e["DAT_LAB_WORKER_INDEX"] for e in envs] == ["0", "1"]
+    assert [e[WORKER_INDEX_ENV] for e in envs] == ["0", "1"]
 
 
 def test_cpu_workers_split_the_cores_and_leave_the_gpus_alone(monkeypatch):
@@ -28,15 +41,77 @@ def test_cpu_workers_split_the_cores_and_leave_the_gpus_alone(monkeypatch):
     assert all("CUDA_VISIBLE_DEVICES" not in e and STORAGE_ENV not in e for e in envs)
 
 
-def test_trials_on_gpus_train_on_the_gpu_without_deterministic_kernels(study_file):
-    study = load_study(
-        study_file("gpu", space=offset_grid([2.0]), sampler="grid"),
-        _gpu_overrides({"train.epochs": 2}),
-    )
-    assert study.base.train.accelerator == "gpu" and study.base.train.deterministic is False
-    assert study.base.train.epochs == 2
-    kept = _gpu_overrides({"train.deterministic": True})  # the user's own choice wins
-    assert (
-        kept["train.deterministic"] is True
-        and kept["train.accelerator"] == GPU_OVERRIDES["train.accelerator"]
-    )
+def test_gpu_workers_get_one_gpu_each_and_the_gpu_overrides_once(tmp_path, study_file):
+    path = study_file("gpu", space=offset_grid([2.0]), sampler="grid")
+    args = _sweep_args("--study", str(path), "--store", str(tmp_path), "--gpus", "2,3",
+                       "--heartbeat", "5", "train.epochs=2")  # fmt: skip
+    launcher = prepare(args)
+    plan = worker_plan(args, launcher)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in plan.envs] == ["2", "3"]
+    assert [e[WORKER_INDEX_ENV] for e in plan.envs] == ["0", "1"]
+    trial_overrides = [a for a in plan.argv if a.startswith("train.")]
+    assert trial_overrides == [
+        "train.epochs=2",
+        "train.accelerator=gpu",
+        "train.deterministic=false",
+    ]
+    assert "--gpus" not in plan.argv and "--workers" not in plan.argv
+    # What each worker makes of that command line: one plain worker of the same study, whose
+    # trials train on its one (visible) GPU.
+    assert plan.argv[:3] == [sys.executable, "-m", "dat_lab.cli"]
+    worker = prepare(build_parser().parse_args(plan.argv[3:]))
+    assert (worker.n_workers, worker.gpus, worker.gpu_overrides) == (1, None, {})
+    train = worker.study.base.train
+    assert (train.accelerator, train.deterministic, train.devices) == ("gpu", False, 1)
+    assert train.epochs == 2
+    assert worker.study.fingerprint() == launcher.study.fingerprint()  # the same stored study
+    assert (worker.location, worker.liveness) == (launcher.location, launcher.liveness)
+
+
+def test_the_users_own_gpu_choices_are_kept_and_a_multi_device_trial_is_refused(study_file):
+    path = study_file("gpu_own", space=offset_grid([2.0]), sampler="grid")
+    args = _sweep_args("--study", str(path), "--gpus", "0", "train.deterministic=true")
+    plan = worker_plan(args, prepare(args))
+    assert [a for a in plan.argv if a.startswith("train.")] == [
+        "train.deterministic=true",
+        "train.accelerator=gpu",
+    ]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in plan.envs] == ["0"]  # one worker, one GPU
+    with pytest.raises(ConfigError, match="one worker per GPU") as info:
+        prepare(_sweep_args("--study", str(path), "--gpus", "0,1", "train.devices=2"))
+    assert info.value.key == "train.devices"
+
+
+FINISHED_WORKER = [sys.executable, "-c", "pass"]  # stands in for a worker that found no work
+
+
+def test_the_launcher_leaves_creating_the_study_to_its_workers(tmp_path, study_file):
+    path = study_file("lazy", space=offset_grid([2.0]), sampler="grid")
+    args = _sweep_args("--study", str(path), "--store", str(tmp_path / "store"), "--workers", "2")
+    launcher = prepare(args)
+    lines: list[str] = []
+    plan = WorkerPlan(FINISHED_WORKER, [worker_env()])
+    assert launch(plan, launcher.study, launcher.location, launcher.liveness, lines.append) == 0
+    assert "not started" in lines[-1]
+    assert not launcher.location.journal.exists()  # no storage opened, no study created
+
+
+def test_the_launchers_status_judges_liveness_by_the_heartbeat_like_its_workers(
+    tmp_path, study_file
+):
+    path = study_file("silent", space=offset_grid([2.0]), sampler="grid")
+    args = _sweep_args("--study", str(path), "--store", str(tmp_path), "--heartbeat", "1")
+    launcher = prepare(args)
+    assert launcher.liveness == Liveness(interval_s=1.0, grace_s=4.0)
+    # A worker on another host went silent 30 s ago: dead for workers with --heartbeat 1.
+    ostudy = open_study(launcher.study, launcher.location, launcher.location.open())
+    trial = ostudy.ask()
+    mark_alive(ostudy._storage, trial._trial_id)
+    ostudy._storage.set_trial_system_attr(trial._trial_id, ATTR_HOST, "elsewhere")
+    ostudy._storage.set_trial_system_attr(trial._trial_id, ATTR_HEARTBEAT, time.time() - 30)
+    lines: list[str] = []
+    plan = WorkerPlan(FINISHED_WORKER, [worker_env()])
+    launch(plan, launcher.study, launcher.location, launcher.liveness, lines.append)
+    (row,) = [line for line in lines[-1].splitlines() if line.startswith("0 ")]
+    assert "RUNNING" in row and "sent no heartbeat for 30 s: will be retried" in row
+

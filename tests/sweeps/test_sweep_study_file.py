@@ -67,6 +67,22 @@ BAD_STUDIES = [
         "pruner",
         "multi-objective",
     ),
+    (  # the tiny experiment trains 1 epoch: hyperband could never stop a trial
+        {"pruner": {"type": "hyperband", "min_epochs": 1}},
+        "pruner.min_epochs",
+        "must be < train.epochs (1)",
+    ),
+    ({"pruner": {"type": "hyperband", "min_epochs": 0}}, "pruner.min_epochs", ">= 1"),
+    ({"pruner": {"type": "hyperband", "reduction_factor": 1}}, "pruner.reduction_factor", ">= 2"),
+    (
+        {
+            "overrides": {"train.epochs": 3},
+            "pruner": "hyperband",
+            "space": {"e": {"type": "int", "low": 2, "high": 3, "set": ["train.epochs"]}},
+        },
+        "space.e",
+        "hyperband's largest budget is the base run's train.epochs",
+    ),
     ({"variant": "nope"}, "variant", "has: default"),
     ({"experiment": "missing.yaml"}, "experiment", "not found"),
 ]

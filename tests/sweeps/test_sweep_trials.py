@@ -70,7 +70,37 @@ def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
     store = RunStore(tmp_path / "store")
     run_id = bad.user_attrs["run_id"]
     assert store.state(run_id) is RunState.INTERRUPTED  # not failed, not faked finished: resumable
-    assert store.require(run_id).last_checkpoint is not None
+    assert store.require(run_id).final is None and store.require(run_id).last_checkpoint
+
+
+def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, experiment):
+    # 3 epochs, min_epochs 1, reduction factor 4: one bracket (floor(log_4(3 / 1)) + 1), so
+    # both trials meet at its first rung, epoch index 1, whatever bracket Optuna hashes them
+    # to. There only the best 1/4 go on (the first trial alone always does): the good trial
+    # (lr 3e-3 learns digits within an epoch) goes on, the bad one (lr 1e-9) stops there.
+    exp = experiment(
+        data={"name": "digits", "train_size": None, "val_size": None, "batch_size": 64},
+        train={"epochs": 3, "limit_train_batches": 8, "min_lr": 0.0, "warmup_lr": 0.0},
+    )
+    pruner = {"type": "hyperband", "min_epochs": 1, "reduction_factor": 4}
+    space = lr_grid(3e-3, 1e-9)
+    path = study_file("hyperband", exp=exp, space=space, sampler="grid", pruner=pruner)
+    ostudy, log = sweep(path, tmp_path)
+    good, bad = ostudy.trials
+    assert good.state is TrialState.COMPLETE and list(good.intermediate_values) == [0, 1, 2]
+    assert bad.state is TrialState.PRUNED
+    assert list(bad.intermediate_values) == [0, 1]  # 2 of its 3 epochs, then stopped
+    assert bad.intermediate_values[1] < good.intermediate_values[1]
+    # Hyperband's successive halving recorded both at its first rung (a median pruner would not).
+    assert bad.system_attrs["completed_rung_0"] == bad.intermediate_values[1]
+    assert good.system_attrs["completed_rung_0"] == good.intermediate_values[1]
+    store = RunStore(tmp_path / "store")
+    run = store.require(bad.user_attrs["run_id"])
+    assert store.state(run.run_id) is RunState.INTERRUPTED  # not failed, not faked finished
+    assert run.final is None and run.last_checkpoint is not None  # no result; resumable
+    assert store.state(good.user_attrs["run_id"]) is RunState.FINISHED
+    text = status_text(load_study(path), ostudy, StorageLocation(journal=Path("x")))
+    assert "pruned after epoch 2" in text
 
 
 def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
@@ -96,7 +126,9 @@ def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     assert "Pareto front (maximize val/acc1, minimize flops)" in text
 
 
-def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(tmp_path, study_file):
+def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(
+    tmp_path, study_file
+):
     space = {
         "r": {"type": "int", "low": 1, "high": 2, "set": ["model.stages.2.reduction"]},
         **offset_grid([0.0, 4.0]),

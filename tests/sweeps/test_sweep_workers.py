@@ -19,8 +19,17 @@ from optuna.trial import TrialState
 from sweep_helpers import cli, offset_grid, url_password, worker_env
 
 from dat_lab.experiments.store import RunState, RunStore
-from dat_lab.sweeps.liveness import ATTR_PID, ATTR_RETRIED, USER_FAIL_REASON
+from dat_lab.sweeps.liveness import (
+    ATTR_HEARTBEAT,
+    ATTR_HOST,
+    ATTR_PID,
+    ATTR_RETRIED,
+    USER_FAIL_REASON,
+    Liveness,
+)
+from dat_lab.sweeps.spec import load_study
 from dat_lab.sweeps.storage import StorageLocation
+from dat_lab.sweeps.study import reap_dead_workers
 
 GRID = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
 
@@ -114,7 +123,10 @@ def _wait_for_a_checkpointed_run(
     raise AssertionError("no run reached its first checkpoint")
 
 
-def test_ctrl_c_stops_cleanly_and_re_enqueues_the_trial(tmp_path, study_file, experiment):
+@pytest.mark.parametrize("reaped_first", [False, True], ids=["alone", "after_the_reaper"])
+def test_ctrl_c_stops_cleanly_and_enqueues_the_trial_once(
+    reaped_first, tmp_path, study_file, experiment
+):
     exp = experiment(data={"train_size": 256}, train={"epochs": 4})
     path = study_file("ctrl_c", exp=exp, space=offset_grid([2.0]), sampler="grid")
     store, journal = tmp_path / "store", tmp_path / "ctrl_c.journal"
@@ -124,19 +136,34 @@ def test_ctrl_c_stops_cleanly_and_re_enqueues_the_trial(tmp_path, study_file, ex
     )
     try:
         run_dir = _wait_for_a_checkpointed_run(RunStore(store), worker)
+        if reaped_first:  # another worker took this live one for dead and retried its trial
+            _reap_as_if_silent(path, journal)
         worker.send_signal(signal.SIGINT)
         output, _ = worker.communicate(timeout=120)
     finally:
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 130, output[-2000:]
-    interrupted, retry = _trials(journal, "ctrl_c")
-    assert (
-        interrupted.state is TrialState.FAIL
-        and "interrupted" in interrupted.user_attrs[USER_FAIL_REASON]
-    )
+    interrupted, retry = _trials(journal, "ctrl_c")  # one retry, never a second
+    reason = "no heartbeat" if reaped_first else "interrupted"  # whoever failed it first
+    assert interrupted.state is TrialState.FAIL
+    assert reason in interrupted.user_attrs[USER_FAIL_REASON]
     assert (
         retry.state is TrialState.WAITING
         and retry.system_attrs["fixed_params"] == interrupted.params
     )
     assert RunStore(store).state(run_dir.name) is RunState.INTERRUPTED  # resumable, lock released
+    if reaped_first:
+        assert "trial 0: interrupted; left alone" in output
+
+
+def _reap_as_if_silent(path: Path, journal: Path) -> None:
+    """What a worker on another host does when the running trial's heartbeat looks old."""
+    study = load_study(path)
+    location = StorageLocation(journal=journal)
+    ostudy = optuna.load_study(study_name=study.name, storage=location.open())
+    (running,) = ostudy.get_trials(states=(TrialState.RUNNING,))
+    ostudy._storage.set_trial_system_attr(running._trial_id, ATTR_HOST, "elsewhere")
+    ostudy._storage.set_trial_system_attr(running._trial_id, ATTR_HEARTBEAT, time.time() - 60)
+    with location.lock(study.name):
+        assert reap_dead_workers(ostudy, study, Liveness.from_heartbeat(1.0), lambda _: None) == 1
