@@ -3,7 +3,8 @@
 ``build_datamodule(DataConfig(...))`` gives a LightningDataModule whose ``num_classes``,
 ``in_chans`` and ``img_size`` are known before any data is read:
 
-- ``shapes``: synthetic Pathfinder / SVRT-1 long-range tasks, generated and cached;
+- ``shapes``: synthetic long-range tasks (Pathfinder, SVRT-1, an SVRT-style row/column
+  relation), generated and cached;
 - ``digits``: scikit-learn's bundled 8x8 digits, upsampled;
 - ``cifar10``: the binary CIFAR-10 batches at a user path;
 - ``imagefolder``: an ImageNet-layout folder at a user path, with the paper's augmentation.

@@ -1,7 +1,8 @@
-"""``shapes``: seeded synthetic long-range tasks (Pathfinder and SVRT problem 1), cached on disk.
+"""``shapes``: seeded synthetic long-range tasks (Pathfinder, SVRT problem 1 and an SVRT-style
+spatial relation), cached on disk.
 
-Both tasks put the evidence for the label in parts of the image that lie far apart, so a model
-has to combine distant places in one decision - where attention looks matters
+All three tasks put the evidence for the label in parts of the image that lie far apart, so a
+model has to combine distant places in one decision - where attention looks matters
 (DESIGN.md section 8).
 
 - ``pathfinder`` (Linsley et al., NeurIPS 2018; LRA Pathfinder-32, Tay et al., ICLR 2021): two
@@ -15,18 +16,26 @@ has to combine distant places in one decision - where attention looks matters
 - ``svrt`` (Fleuret et al., PNAS 2011, problem 1): two random closed polygon outlines of
   ``vertices`` corners whose centres are at least ``min_distance`` x image side apart; both
   share one jittered scale. Label 1: the same shape (a translated copy); label 0: two shapes.
+- ``aligned`` (an SVRT-style spatial relation; spatial-relation problems are the ones CNNs and
+  transformers learn fast, same/different ones hard: Kim, Ricci & Serre, "Not-so-CLEVR", 2018):
+  two filled random polygons at least ``min_distance`` x image side apart along a row (label 1)
+  or a column (label 0), off it by up to ``misalign`` x side, among ``distractors`` outlined
+  polygons. One shape's position has exactly the same distribution in both classes (see
+  ``_aligned_pair``), so only relating the two filled shapes gives the label. The defaults
+  (``misalign`` near ``min_distance``, 4 distractors) make the relation one to read
+  precisely, across the image, past clutter: dat_nano needs 3-6 of its 8 epochs to get it.
 
 Images are grey, 1 channel, uint8 in [0, 255] (ink bright on black), shape N x 1 x S x S.
 Labels are int64 and exactly balanced: sample ``i`` has label ``i % 2``. Sample ``i`` of a
 split is drawn from its own random stream ``(seed, split, i)``, so a data set is a function
 of its parameters alone (same seed -> byte-identical arrays) and a larger set starts with the
 samples of a smaller one. Strokes and dashes have the same size in pixels at every
-``img_size``; SVRT shapes scale with the image.
+``img_size``; SVRT and aligned shapes scale with the image.
 
 Generated sets are cached as ``.npz`` files under ``cache_dir`` (default
 ``~/.cache/dat_lab/shapes``, or ``$XDG_CACHE_HOME/dat_lab/shapes``), named by a hash of every
-generation parameter and :data:`GENERATOR_VERSION`, and written atomically (temp file, then
-rename), so concurrent workers never read a half-written file.
+generation parameter, :data:`GENERATOR_VERSION` and this file's text, and written atomically
+(temp file, then rename), so concurrent workers never read a half-written file.
 """
 
 from __future__ import annotations
@@ -49,8 +58,15 @@ log = logging.getLogger(__name__)
 # Bump when the drawing code changes what a given seed produces: old cache files then stop
 # matching instead of silently serving images the current code would not make.
 GENERATOR_VERSION = 1
+# The cache key also covers this file's own text, so that an edit which forgets the bump (or
+# a work-in-progress generator) cannot be served stale images: any edit regenerates the set.
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 SPLITS = ("train", "val")
-CLASS_NAMES = {"pathfinder": ("apart", "connected"), "svrt": ("different", "same")}
+CLASS_NAMES = {
+    "pathfinder": ("apart", "connected"),
+    "svrt": ("different", "same"),
+    "aligned": ("column", "row"),
+}
 
 # Geometry in pixels, the same at every img_size: a larger image holds longer and more snakes,
 # as Pathfinder-128 (LRA Path-X) keeps the paddles of Pathfinder-32.
@@ -61,6 +77,7 @@ MARKER = 1.6  # radius of a Pathfinder endpoint circle
 SEPARATION = 2.0  # least distance between two snakes, or a snake and a marker's edge
 MAX_TURN = math.radians(35)  # largest change of direction from one dash to the next
 SVRT_RADIUS = 0.19  # polygon radius as a fraction of the image side
+ALIGN_RADIUS = 0.1  # aligned: smaller shapes than svrt, so a row has room for both far apart
 SAMPLE_STEP = 0.3  # spacing of the points a stroke is drawn from
 PLACE_TRIES = 20  # tries to place one snake clear of the others
 MAX_TRIES = 1000  # redraws of one image before giving up (only impossible settings get there)
@@ -84,7 +101,12 @@ class ShapesSpec:
     def key(self) -> str:
         """A short hash of the spec and the generator version."""
         text = json.dumps(
-            {"version": GENERATOR_VERSION, **self.__dict__, "params": dict(self.params)},
+            {
+                "version": GENERATOR_VERSION,
+                "source": _SOURCE_HASH,
+                **self.__dict__,
+                "params": dict(self.params),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -341,11 +363,114 @@ def _svrt_image(
     return canvas
 
 
+def _spaced_pair(rng: np.random.Generator, low: float, high: float, apart: float) -> np.ndarray:
+    """Two coordinates in [low, high] at least ``apart`` from each other, in random order."""
+    gap = rng.uniform(apart, high - low)
+    first = rng.uniform(low, high - gap)
+    return np.array([first, first + gap])[rng.permutation(2)]
+
+
+def _aligned_image(
+    rng: np.random.Generator,
+    label: int,
+    size: int,
+    vertices: int,
+    min_distance: float,
+    misalign: float,
+    distractors: int,
+) -> np.ndarray:
+    """Two filled polygons far apart in one row (label 1) or one column (label 0), among
+    ``distractors`` outlined polygons placed anywhere clear of them.
+
+    Each shape's position has the same distribution in both classes; only the direction
+    from one filled shape to the other tells the classes apart.
+    """
+    radius = ALIGN_RADIUS * size * rng.uniform(0.85, 1.15)
+    low, high = radius + 1.0, size - 2.0 - radius
+    largest = ALIGN_RADIUS * size * 1.15
+    if min_distance * size > size - 3.0 - 2 * largest:
+        raise LayoutError(
+            f"aligned: two shapes of radius up to {largest:.1f} px cannot be {min_distance} x "
+            f"{size} px apart in one row; lower min_distance or raise img_size"
+        )
+    for _ in range(MAX_TRIES):
+        keys = _aligned_pair(rng, label, low, high, min_distance * size, misalign * size)
+        others = _scatter(rng, keys, distractors, low, high, 2 * radius + SEPARATION)
+        if others is not None:
+            break
+    else:
+        raise LayoutError(
+            f"aligned: no room for {distractors} distractors beside the pair in {size} px; "
+            "use fewer or a larger img_size"
+        )
+    canvas = np.zeros((size, size), dtype=np.float32)
+    for centre in keys:  # star-shaped around its centre: nested outlines fill it
+        corners = _polygon(rng, vertices) * radius
+        rings = np.linspace(1.0, 0.0, int(radius / STROKE) + 1, endpoint=False)
+        _stamp(canvas, np.concatenate([_outline(corners * t + centre) for t in rings]), STROKE)
+    for centre in others:
+        _stamp(canvas, _outline(_polygon(rng, vertices) * radius + centre), STROKE)
+    return canvas
+
+
+def _aligned_pair(
+    rng: np.random.Generator, label: int, low: float, high: float, apart: float, misalign: float
+) -> np.ndarray:
+    """Centres (2, 2) as x, y: ``apart`` or more apart along a row (label 1) or a column, and
+    at most ``misalign`` apart across it.
+
+    One centre's x and y have the same distribution in both classes, so its position alone
+    says nothing: a pair spans the image, and a row drawn uniformly would put row pairs at the
+    left and right edges, column pairs at top and bottom. So the shared row is drawn like one
+    end of a pair, and the second shape's offset from it by a Metropolis step whose stationary
+    law is that same end-of-a-pair density (so both shapes' across coordinates keep it).
+    """
+    along = _spaced_pair(rng, low, high, apart)
+    first = _spaced_pair(rng, low, high, apart)[0]
+    proposal = first + rng.uniform(-misalign, misalign)
+    here = _pair_end_density(first - low, high - low, apart)
+    there = _pair_end_density(proposal - low, high - low, apart)
+    second = proposal if here > 0 and rng.uniform() * here < there else first
+    across = np.array([first, second])
+    return np.stack([along, across], axis=1) if label == 1 else np.stack([across, along], axis=1)
+
+
+def _pair_end_density(t: float, span: float, apart: float) -> float:
+    """Density (times ``span - apart``) of one end of :func:`_spaced_pair` at ``low + t``.
+
+    The lower end is ``t ~ U[0, span - gap]`` with ``gap ~ U[apart, span]``, so its density
+    is ``ln((span - apart) / t)`` for ``0 < t < span - apart``; the upper end mirrors it.
+    """
+
+    def lower(u: float) -> float:
+        return math.log((span - apart) / u) if 0 < u < span - apart else 0.0
+
+    return 0.5 * (lower(t) + lower(span - t))
+
+
+def _scatter(
+    rng: np.random.Generator, fixed: np.ndarray, count: int, low: float, high: float, gap: float
+) -> np.ndarray | None:
+    """``count`` random points in [low, high]^2, each ``gap`` or more from all others (and
+    from ``fixed``); ``None`` when one does not fit in PLACE_TRIES draws."""
+    points = list(fixed)
+    for _ in range(count):
+        for _ in range(PLACE_TRIES):
+            point = rng.uniform(low, high, size=2)
+            if min(np.linalg.norm(point - p) for p in points) >= gap:
+                points.append(point)
+                break
+        else:
+            return None
+    return np.array(points[len(fixed) :]).reshape(-1, 2)
+
+
 # ---------------------------------------------------------------------------- data sets
 
 _TASKS: dict[str, Callable[..., np.ndarray]] = {
     "pathfinder": _pathfinder_image,
     "svrt": _svrt_image,
+    "aligned": _aligned_image,
 }
 
 

@@ -126,7 +126,7 @@ def test_paper_numbers_beside_ours_labelled_with_both_settings(offset_store):
         assert md[variant]["Paper top-1 (%)"] == f"{paper.OFFSET_RANGE[s].top1:.2f}"
     assert paper.SETTING in md_text  # the paper's data set, size and epochs
     config = experiment_configs("offset_range")[0][1]
-    assert "Ours: shapes (pathfinder" in md_text
+    assert f"Ours: shapes ({config['data']['shapes']['task']}" in md_text
     assert f"), {config['data']['img_size']} px, {config['train']['epochs']} epochs" in md_text
 
 
