@@ -40,6 +40,9 @@ SHAPES_DEFAULTS: dict[str, dict[str, int | float]] = {
 SHAPES_SIZES = (2000, 1000)  # default train_size, val_size
 SHAPES_IMG_SIZE = (16, 256)  # drawn at this size; strokes have a fixed width in pixels
 MAX_DISTRACTORS = 32
+# A 2-dash snake's two ends lie too close for two markers and the gap between snakes: no
+# layout exists at any img_size (the generator would try MAX_TRIES times and give up).
+MIN_PATH_LENGTH = 3
 MAX_PATH_LENGTH = 64
 
 
@@ -51,7 +54,7 @@ class ShapesConfig:
         task: ``pathfinder`` (are the two markers on one path?), ``svrt`` (SVRT problem 1:
             are the two far-apart shapes the same?) or ``aligned`` (an SVRT-style spatial
             relation: are the two filled shapes in one row or in one column?).
-        path_length: pathfinder: dashes per snake (Linsley et al. use 6, 9, 14), 2..64;
+        path_length: pathfinder: dashes per snake (Linsley et al. use 6, 9, 14), 3..64;
             ``None`` = 5. A dash plus its gap is 4 px.
         distractors: pathfinder: unmarked snakes beside the two main ones; aligned: outlined
             shapes beside the two filled ones; 0..32; ``None`` = 0 (pathfinder), 4 (aligned).
@@ -83,9 +86,9 @@ class ShapesConfig:
                     )
         if self.path_length is not None:
             check(
-                2 <= self.path_length <= MAX_PATH_LENGTH,
+                MIN_PATH_LENGTH <= self.path_length <= MAX_PATH_LENGTH,
                 "path_length",
-                f"must be in 2..{MAX_PATH_LENGTH} dashes, got {self.path_length}",
+                f"must be in {MIN_PATH_LENGTH}..{MAX_PATH_LENGTH} dashes, got {self.path_length}",
             )
         if self.distractors is not None:
             check(

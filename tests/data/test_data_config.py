@@ -53,7 +53,9 @@ def test_config_round_trips_through_a_mapping():
         ({"name": "digits", "num_workers": -1}, "data.num_workers", ">= 0"),
         ({"name": "digits", "seed": -1}, "data.seed", ">= 0"),
         ({"name": "shapes", "train_size": 1}, "data.train_size", ">= 2"),
-        ({"name": "shapes", "shapes": {"path_length": 1}}, "data.shapes.path_length", "2..64"),
+        ({"name": "shapes", "shapes": {"path_length": 1}}, "data.shapes.path_length", "3..64"),
+        # 2 dashes: no layout fits at any size, so it is refused before any drawing
+        ({"name": "shapes", "shapes": {"path_length": 2}}, "data.shapes.path_length", "3..64"),
         ({"name": "shapes", "shapes": {"distractors": -1}}, "data.shapes.distractors", "0..32"),
         ({"name": "shapes", "shapes": {"task": "svrt", "vertices": 2}}, "data.shapes.vertices",
          "3..16"),
