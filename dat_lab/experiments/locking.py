@@ -87,6 +87,12 @@ def process_start_ticks(pid: int) -> int | None:
     return int(stat[19]) if stat else None
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` on this host (Linux), or None where unknown."""
+    stat = _proc_stat(pid)
+    return int(stat[1]) if stat else None
+
+
 def _proc_stat(pid: int) -> list[str] | None:
     """Fields 3.. of ``/proc/PID/stat`` (after the parenthesised command name), or None."""
     try:

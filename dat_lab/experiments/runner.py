@@ -34,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 
 from dat_lab.experiments import provenance
+from dat_lab.experiments.locking import host_name, parent_pid
 from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
@@ -308,26 +309,34 @@ def work_through(
     log: Log = _print,
     quiet: bool = False,
     poll_s: float = POLL_S,
+    quiet_siblings: bool = False,
 ) -> list[Outcome]:
     """Run every spec in order; then wait for those another process holds, taking over any
-    whose holder dies, until every run is settled. Outcomes in the order of ``specs``."""
+    whose holder dies, until every run is settled. Outcomes in the order of ``specs``.
+
+    ``quiet_siblings``: a parallel worker does not say it waits for runs that its sibling
+    workers hold (their own lines report those runs); it still names any other holder."""
     n = len(specs)
     labels = {s.run_id: f"[{i + 1}/{n}] {run_label(s)}" for i, s in enumerate(specs)}
     outcomes: dict[str, Outcome] = {}
     pending = list(specs)
-    announced: set[str] = set()
+    waited: set[str] = set()  # runs found held by another process
+    said: set[str] = set()  # ... of which we said so
     while pending:
         busy = []
         for spec in pending:
             outcome = run_spec(spec, store, retry, log, labels[spec.run_id], quiet)
             if outcome.result == "busy":
                 busy.append(spec)
-                if spec.run_id not in announced:
-                    announced.add(spec.run_id)
-                    log(f"{labels[spec.run_id]}: {outcome.detail}; will wait for it")
+                if spec.run_id not in waited:
+                    waited.add(spec.run_id)
+                    if not quiet_siblings or _held_outside(store, spec.run_id):
+                        said.add(spec.run_id)
+                        log(f"{labels[spec.run_id]}: {outcome.detail}; will wait for it")
                 continue
-            if spec.run_id in announced and outcome.result == "skipped":
-                log(f"{labels[spec.run_id]}: finished by the other process")
+            if spec.run_id in waited and outcome.result == "skipped":
+                if spec.run_id in said:
+                    log(f"{labels[spec.run_id]}: finished by the other process")
             elif outcome.result not in ("finished", "failed"):  # those were logged by run_spec
                 log(f"{labels[spec.run_id]}: {outcome.result}: {outcome.detail}")
             outcomes[spec.run_id] = outcome
@@ -335,6 +344,15 @@ def work_through(
         if pending:
             time.sleep(poll_s)
     return [outcomes[s.run_id] for s in specs]
+
+
+def _held_outside(store: RunStore, run_id: str) -> bool:
+    """Whether a process other than this ``dat-lab run``'s own workers (same host, same
+    parent) holds the run; where that cannot be told (another OS), True."""
+    holder = store.lock_holder(run_id)
+    if holder is None:  # released since: whoever held it will have reported it
+        return False
+    return holder.host != host_name() or parent_pid(holder.pid) != os.getppid()
 
 
 def run_experiment(
@@ -468,7 +486,7 @@ def _worker_main(
     store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)
     log = lambda msg: print(f"[worker {index}] {msg}", flush=True)
     try:
-        work_through(specs, store, retry, log, quiet=True, poll_s=poll_s)
+        work_through(specs, store, retry, log, quiet=True, poll_s=poll_s, quiet_siblings=True)
     except KeyboardInterrupt:
         pass  # the parent stops everyone; the run stays resumable
 
