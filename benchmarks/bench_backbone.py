@@ -10,7 +10,11 @@ resident set size above the process's size after building the model; on CUDA
 ``torch.cuda.max_memory_allocated``. Targets (issue 3): DAT-T no slower than 1.25x Swin-T,
 D no slower than 1.3x G.
 
-    python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--threads N] [--device cpu]
+Measurements of one comparison are interleaved and repeated (``--repeats``, median reported
+with its range) so that a slow minute of a shared machine falls on both sides alike.
+
+    python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--repeats 3]
+        [--threads N] [--device cpu]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import dataclasses
 import multiprocessing as mp
 import resource
+import statistics
 import sys
 import time
 
@@ -103,20 +108,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="measurements per model and mode")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads per measurement (0: torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
+    if args.repeats < 1 or args.steps < 1:
+        ap.error("--repeats and --steps must be >= 1")
     print(f"torch {torch.__version__}, device {args.device}, threads {args.threads or torch.get_num_threads()}, "
-          f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up")
+          f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up, "
+          f"{args.repeats} interleaved repeats")
     mem = "peak MiB (" + ("CUDA allocated" if args.device == "cuda" else "RSS above post-build") + ")"
-    print(f"| model | mode | img/s | {mem} |\n|---|---|---|---|")
+    print(f"| model | mode | img/s median (range) | {mem}, largest |\n|---|---|---|---|")
     results = {}
     for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "D-noPE@14x14x384", "G@14x14x384")):
         for mode in ("fwd", "fwd+bwd"):
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in pair}
+            for _ in range(args.repeats):  # interleaved: drift of the machine hits all alike
+                for name in pair:
+                    runs[name].append(measure(name, mode, args))
             for name in pair:
-                results[name, mode] = measure(name, mode, args)
+                speeds = [ips for ips, _ in runs[name]]
+                results[name, mode] = statistics.median(speeds), max(p for _, p in runs[name])
                 ips, peak = results[name, mode]
-                print(f"| {name} | {mode} | {ips:.1f} | {peak:.0f} |", flush=True)
+                print(f"| {name} | {mode} | {ips:.1f} ({min(speeds):.1f}-{max(speeds):.1f}) "
+                      f"| {peak:.0f} |", flush=True)
     print()
     for mode in ("fwd", "fwd+bwd"):  # context, no target
         ratio = results["G@14x14x384", mode][0] / results["D-noPE@14x14x384", mode][0]
