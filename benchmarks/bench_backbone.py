@@ -13,6 +13,11 @@ D no slower than 1.3x G.
 Measurements of one comparison are interleaved and repeated (``--repeats``, median reported
 with its range) so that a slow minute of a shared machine falls on both sides alike.
 
+A third table splits D's forward+backward into its parts, each timed alone on the module's own
+methods (offset network, bilinear key sampling, relative position term, attention core), next
+to G's. The parts D has and G lacks set a floor under D's time that no tuning of the rest can
+remove; the script prints that floor against the 1.3x target.
+
     python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--repeats 3]
         [--threads N] [--device cpu]
 """
@@ -92,6 +97,89 @@ def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: st
     out.put((steps * batch / (time.perf_counter() - t0), peak))
 
 
+def _parts(batch: int, steps: int, repeats: int, device: str, threads: int, out) -> None:
+    """Forward+backward ms of D's parts and of G's, each alone on the modules' own code."""
+    import dat_lab.models as dm
+    from dat_lab.models.attention import DeformableAttention, GlobalAttention
+    from dat_lab.models.attention._core import attend
+
+    torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
+    h = w = 14
+    c, heads = 384, 12
+    spec = dm.get_preset("dat_tiny").stages[2].deformable(2)
+    d_attn = DeformableAttention(c, heads, spec, (h, w)).to(device)
+    g_attn = GlobalAttention(c, heads).to(device)
+    x = torch.randn(batch, h, w, c, device=device)
+    with torch.no_grad():
+        _, pos = d_attn.sample_points(d_attn.proj_q(x))
+    n = h * w
+    qkv = [torch.randn(batch, heads, n, c // heads, device=device) for _ in range(3)]
+    bias = torch.randn(batch, heads, n, n, device=device)
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().clone().requires_grad_()
+
+    # Each part: a function of fresh leaves that needs their gradients, as inside the block.
+    parts = {
+        "D: offset network (sample_points)": lambda: d_attn.sample_points(leaf(x))[1],
+        "D: key sampling (sample_keys)": lambda: d_attn.sample_keys(leaf(x), leaf(pos)),
+        "D: relative position term": lambda: d_attn.attention_bias(leaf(pos), h, w, h, w),
+        "D: attention core with learned bias": lambda: attend(*map(leaf, qkv), leaf(bias))[0],
+        "G: attention core (SDPA)": lambda: attend(*map(leaf, qkv))[0],
+        "D: whole module": lambda: d_attn(leaf(x)),
+        "G: whole module": lambda: g_attn(leaf(x)),
+    }
+    grads = {name: torch.randn_like(f()) for name, f in parts.items()}
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(repeats):  # interleaved, like the comparisons above
+        for name, f in parts.items():
+            f().backward(grads[name])  # warm-up
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                f().backward(grads[name])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) / steps * 1000)
+    out.put({name: statistics.median(t) for name, t in times.items()})
+
+
+def print_parts(args) -> None:
+    """D's parts against G: what D has and G lacks, and the floor that sets under D's time."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    steps = 4 * args.steps  # a part takes milliseconds: more steps for a steadier median
+    p = ctx.Process(
+        target=_parts, args=(args.batch, steps, args.repeats, args.device, args.threads, q)
+    )
+    p.start()
+    p.join()
+    if p.exitcode != 0 or q.empty():
+        raise RuntimeError(f"measuring D's parts failed (exit code {p.exitcode}); see above")
+    ms = q.get()
+    g = ms["G: whole module"]
+    print(f"\nD's parts at 14x14x384, forward+backward, batch {args.batch}, each alone "
+          f"(median of {args.repeats}):\n| part | ms | x G's whole module |\n|---|---|---|")
+    for name, t in ms.items():
+        print(f"| {name} | {t:.1f} | {t / g:.2f} |")
+    # Projections are the same four linears in both; what D adds is its own parts plus its
+    # attention core's extra cost over SDPA's (a learned bias rules the fused kernel out).
+    core_extra = ms["D: attention core with learned bias"] - ms["G: attention core (SDPA)"]
+    extra = (
+        ms["D: offset network (sample_points)"]
+        + ms["D: key sampling (sample_keys)"]
+        + ms["D: relative position term"]
+        + max(0.0, core_extra)
+    )
+    print(
+        f"D's own parts add {extra:.1f} ms to G's {g:.1f} ms: a floor of {(g + extra) / g:.2f}x G "
+        f"with every shared part as fast as G's (target <= 1.3x leaves {0.3 * g:.1f} ms)"
+    )
+
+
 def measure(name: str, mode: str, args) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -132,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 ips, peak = results[name, mode]
                 print(f"| {name} | {mode} | {ips:.1f} ({min(speeds):.1f}-{max(speeds):.1f}) "
                       f"| {peak:.0f} |", flush=True)
+    print_parts(args)
     print()
     for mode in ("fwd", "fwd+bwd"):  # context, no target
         ratio = results["G@14x14x384", mode][0] / results["D-noPE@14x14x384", mode][0]

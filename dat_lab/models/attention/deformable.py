@@ -173,7 +173,7 @@ class DeformableAttention(nn.Module):
         k = self.proj_k(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
         v = self.proj_v(x_s).view(b, hk * wk, self.heads, d).transpose(1, 2)
         q_h = q.view(b, h * w, self.heads, d).transpose(1, 2)  # B, heads, HW, d
-        bias = self._attention_bias(pos, h, w, hk, wk)
+        bias = self.attention_bias(pos, h, w, hk, wk)
         out, weights = attend(q_h, k, v, bias, fused=self.fused_attn, return_weights=self.record)
         out = out.transpose(1, 2).reshape(b, h, w, c)
         if self.spec.pos_enc == PosEnc.DWCONV:
@@ -185,7 +185,14 @@ class DeformableAttention(nn.Module):
             )
         return self.proj_out(out)
 
-    def _attention_bias(self, pos, h, w, hk, wk) -> torch.Tensor | None:
+    def attention_bias(
+        self, pos: torch.Tensor, h: int, w: int, hk: int, wk: int
+    ) -> torch.Tensor | None:
+        """The position term added to the logits (relative or fixed), or None.
+
+        ``pos``: ``(B*G, Hk, Wk, 2)`` deformed points; the bias is ``(B, heads, HW, Ns)`` (or
+        ``(1, heads, HW, HW)`` when the keys sit on the pixels).
+        """
         pe = self.spec.pos_enc
         if pe == PosEnc.RELATIVE:
             if self._keys_on_pixels():

@@ -1,0 +1,42 @@
+"""The benchmark scripts still run against the package (they are not timed here)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """``benchmarks/bench_backbone.py`` as a module its spawned measuring processes can import."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # spawn passes sys.path on to the children
+    return importlib.import_module("bench_backbone")
+
+
+def _tiny_args() -> argparse.Namespace:
+    return argparse.Namespace(batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1)
+
+
+def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys):
+    bench.print_parts(_tiny_args())
+    text = capsys.readouterr().out
+    for part in ("offset network", "key sampling", "relative position term",
+                 "attention core with learned bias", "G: attention core (SDPA)",
+                 "D: whole module", "G: whole module"):
+        row = re.search(rf"\| [^|]*{re.escape(part)}[^|]* \| ([0-9.]+) \| ([0-9.]+) \|", text)
+        assert row, f"no row for {part!r} in:\n{text}"
+        assert float(row.group(1)) > 0
+    floor = re.search(r"a floor of ([0-9.]+)x G", text)
+    assert floor and float(floor.group(1)) > 1.0, text
+
+
+def test_bench_backbone_measures_d_and_g_in_their_own_processes(bench):
+    for name in ("D@14x14x384", "G@14x14x384"):
+        images_per_s, _peak = bench.measure(name, "fwd+bwd", _tiny_args())
+        assert images_per_s > 0
