@@ -13,7 +13,7 @@ D no slower than 1.3x G.
 Measurements of one comparison are interleaved and repeated (``--repeats``, median reported
 with its range) so that a slow minute of a shared machine falls on both sides alike.
 
-A third table splits D's forward+backward into its parts, each timed alone on the module's own
+A second table splits D's forward+backward into its parts, each timed alone on the module's own
 methods (offset network, bilinear key sampling, relative position term, attention core), next
 to G's. The parts D has and G lacks set a floor under D's time that no tuning of the rest can
 remove; the script prints that floor against the 1.3x target.
