@@ -97,6 +97,18 @@ def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: st
     out.put((steps * batch / (time.perf_counter() - t0), peak))
 
 
+def _in_own_process(what: str, target, *args):
+    """``target(*args, queue)`` in a fresh spawned process (own threads, own peak memory)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    p.join()  # the result (a few floats) fits the queue's pipe buffer
+    if p.exitcode != 0 or q.empty():
+        raise RuntimeError(f"measuring {what} failed (exit code {p.exitcode}); see above")
+    return q.get()
+
+
 def _parts(batch: int, steps: int, repeats: int, device: str, threads: int, out) -> None:
     """Forward+backward ms of D's parts and of G's, each alone on the modules' own code."""
     import dat_lab.models as dm
@@ -149,17 +161,10 @@ def _parts(batch: int, steps: int, repeats: int, device: str, threads: int, out)
 
 def print_parts(args) -> None:
     """D's parts against G: what D has and G lacks, and the floor that sets under D's time."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
     steps = 4 * args.steps  # a part takes milliseconds: more steps for a steadier median
-    p = ctx.Process(
-        target=_parts, args=(args.batch, steps, args.repeats, args.device, args.threads, q)
+    ms = _in_own_process(
+        "D's parts", _parts, args.batch, steps, args.repeats, args.device, args.threads
     )
-    p.start()
-    p.join()
-    if p.exitcode != 0 or q.empty():
-        raise RuntimeError(f"measuring D's parts failed (exit code {p.exitcode}); see above")
-    ms = q.get()
     g = ms["G: whole module"]
     print(f"\nD's parts at 14x14x384, forward+backward, batch {args.batch}, each alone "
           f"(median of {args.repeats}):\n| part | ms | x G's whole module |\n|---|---|---|")
@@ -181,14 +186,10 @@ def print_parts(args) -> None:
 
 
 def measure(name: str, mode: str, args) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_measure, args=(name, mode, args.batch, args.size, args.steps, args.device, args.threads, q))
-    p.start()
-    p.join()  # the result (a few floats) fits the queue's pipe buffer
-    if p.exitcode != 0 or q.empty():
-        raise RuntimeError(f"measuring {name} {mode} failed (exit code {p.exitcode}); see above")
-    return q.get()
+    return _in_own_process(
+        f"{name} {mode}", _measure,
+        name, mode, args.batch, args.size, args.steps, args.device, args.threads,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
