@@ -66,7 +66,9 @@ def _input(name: str, batch: int, size: int, device: str) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, device=device)
 
 
-def _measure(name: str, mode: str, batch: int, size: int, steps: int, device: str, threads: int, out) -> None:
+def _measure(
+    name: str, mode: str, batch: int, size: int, steps: int, device: str, threads: int, out
+) -> None:
     torch.manual_seed(0)
     if threads:
         torch.set_num_threads(threads)
@@ -166,8 +168,10 @@ def print_parts(args) -> None:
         "D's parts", _parts, args.batch, steps, args.repeats, args.device, args.threads
     )
     g = ms["G: whole module"]
-    print(f"\nD's parts at 14x14x384, forward+backward, batch {args.batch}, each alone "
-          f"(median of {args.repeats}):\n| part | ms | x G's whole module |\n|---|---|---|")
+    print(
+        f"\nD's parts at 14x14x384, forward+backward, batch {args.batch}, each alone "
+        f"(median of {args.repeats}):\n| part | ms | x G's whole module |\n|---|---|---|"
+    )
     for name, t in ms.items():
         print(f"| {name} | {t:.1f} | {t / g:.2f} |")
     # Projections are the same four linears in both; what D adds is its own parts plus its
@@ -187,8 +191,15 @@ def print_parts(args) -> None:
 
 def measure(name: str, mode: str, args) -> tuple[float, float]:
     return _in_own_process(
-        f"{name} {mode}", _measure,
-        name, mode, args.batch, args.size, args.steps, args.device, args.threads,
+        f"{name} {mode}",
+        _measure,
+        name,
+        mode,
+        args.batch,
+        args.size,
+        args.steps,
+        args.device,
+        args.threads,
     )
 
 
@@ -198,15 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="measurements per model and mode")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads per measurement (0: torch's default)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="CPU threads per measurement (0: torch's default)"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.steps < 1:
         ap.error("--repeats and --steps must be >= 1")
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads or torch.get_num_threads()}, "
-          f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up, "
-          f"{args.repeats} interleaved repeats")
-    mem = "peak MiB (" + ("CUDA allocated" if args.device == "cuda" else "RSS above post-build") + ")"
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads or torch.get_num_threads()}, "
+        f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up, "
+        f"{args.repeats} interleaved repeats"
+    )
+    mem = (
+        "peak MiB ("
+        + ("CUDA allocated" if args.device == "cuda" else "RSS above post-build")
+        + ")"
+    )
     print(f"| model | mode | img/s median (range) | {mem}, largest |\n|---|---|---|---|")
     results = {}
     for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "D-noPE@14x14x384", "G@14x14x384")):
@@ -219,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
                 speeds = [ips for ips, _ in runs[name]]
                 results[name, mode] = statistics.median(speeds), max(p for _, p in runs[name])
                 ips, peak = results[name, mode]
-                print(f"| {name} | {mode} | {ips:.1f} ({min(speeds):.1f}-{max(speeds):.1f}) "
-                      f"| {peak:.0f} |", flush=True)
+                print(
+                    f"| {name} | {mode} | {ips:.1f} ({min(speeds):.1f}-{max(speeds):.1f}) "
+                    f"| {peak:.0f} |",
+                    flush=True,
+                )
     print_parts(args)
     print()
     for mode in ("fwd", "fwd+bwd"):  # context, no target
@@ -233,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             slowdown = results[ref, mode][0] / results[ours, mode][0]
             verdict = "ok" if slowdown <= limit else "SLOWER THAN TARGET"
             ok &= slowdown <= limit
-            print(f"{ours} vs {ref} {mode}: {slowdown:.2f}x the time (target <= {limit}x): {verdict}")
+            print(
+                f"{ours} vs {ref} {mode}: {slowdown:.2f}x the time (target <= {limit}x): {verdict}"
+            )
     return 0 if ok else 1
 
 

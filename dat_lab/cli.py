@@ -20,7 +20,9 @@ COMMANDS = ("run", "sweep", "flops", "report", "visualize")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dat-lab", description="DAT ablation and research framework")
+    parser = argparse.ArgumentParser(
+        prog="dat-lab", description="DAT ablation and research framework"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"dat_lab.commands.{name}").add_parser(sub)
@@ -35,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: finished work is recorded; rerun the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: finished work is recorded; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 

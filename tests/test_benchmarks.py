@@ -26,9 +26,15 @@ def _tiny_args() -> argparse.Namespace:
 def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys):
     bench.print_parts(_tiny_args())
     text = capsys.readouterr().out
-    for part in ("offset network", "key sampling", "relative position term",
-                 "attention core with learned bias", "G: attention core (SDPA)",
-                 "D: whole module", "G: whole module"):
+    for part in (
+        "offset network",
+        "key sampling",
+        "relative position term",
+        "attention core with learned bias",
+        "G: attention core (SDPA)",
+        "D: whole module",
+        "G: whole module",
+    ):
         row = re.search(rf"\| [^|]*{re.escape(part)}[^|]* \| ([0-9.]+) \| ([0-9.]+) \|", text)
         assert row, f"no row for {part!r} in:\n{text}"
         assert float(row.group(1)) > 0

@@ -43,10 +43,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("target", help="a preset name or an experiment YAML file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides: model keys for a preset, model./data. keys for a file")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="one more override, as the positional ones (repeatable)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides: model keys for a preset, model./data. keys for a file",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more override, as the positional ones (repeatable)",
+    )
     p.add_argument("--size", help="input size HxW or S (default: the config's img_size)")
     p.add_argument("--per-module", action="store_true", help="a row per module, not per stage")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
@@ -119,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(render(reports, args.per_module))
     bad = [name for name, r in reports if not r.ok]
     if bad:
-        print(f"dat-lab flops: not every FLOP is accounted for (a difference, an unsupported op "
-              f"or a skipped module) in: {', '.join(bad)}", file=sys.stderr)
+        print(
+            f"dat-lab flops: not every FLOP is accounted for (a difference, an unsupported op "
+            f"or a skipped module) in: {', '.join(bad)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -147,51 +160,93 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _part_rows(report) -> list[list[Any]]:
-    rows = [[s.name, s.fvcore, s.formula, s.residue, s.difference, s.params]
-            for s in report.stages]
-    rows.append(["total", report.total, report.formula_total, report.residue_total,
-                 report.difference, report.params])
+    rows = [
+        [s.name, s.fvcore, s.formula, s.residue, s.difference, s.params] for s in report.stages
+    ]
+    rows.append(
+        [
+            "total",
+            report.total,
+            report.formula_total,
+            report.residue_total,
+            report.difference,
+            report.params,
+        ]
+    )
     return rows
 
 
 def _module_rows(report) -> list[list[Any]]:
-    return [[r.name, r.kind, r.fvcore, r.formula, _items(r.residue), r.difference]
-            for r in report.rows]
+    return [
+        [r.name, r.kind, r.fvcore, r.formula, _items(r.residue), r.difference] for r in report.rows
+    ]
 
 
 def render_markdown(reports: list, per_module: bool) -> str:
     out = io.StringIO()
     if len(reports) > 1:
-        out.write(_md_table(
-            ["variant", "FLOPs", "fvcore", "formula", "residue", "difference", "params",
-             "all accounted"],
-            [[n, human(r.total), f"{r.total:,}", f"{r.formula_total:,}", f"{r.residue_total:,}",
-              f"{r.difference:,}", f"{r.params:,}", "yes" if r.ok else "NO"] for n, r in reports],
-        ))
+        out.write(
+            _md_table(
+                [
+                    "variant",
+                    "FLOPs",
+                    "fvcore",
+                    "formula",
+                    "residue",
+                    "difference",
+                    "params",
+                    "all accounted",
+                ],
+                [
+                    [
+                        n,
+                        human(r.total),
+                        f"{r.total:,}",
+                        f"{r.formula_total:,}",
+                        f"{r.residue_total:,}",
+                        f"{r.difference:,}",
+                        f"{r.params:,}",
+                        "yes" if r.ok else "NO",
+                    ]
+                    for n, r in reports
+                ],
+            )
+        )
     for name, r in reports:
         if len(reports) > 1 and not per_module:
             continue
         out.write(f"\n## {name} (config {r.config_hash}, input {r.size[0]}x{r.size[1]})\n\n")
-        out.write(_md_table(
-            ["part", "fvcore", "formula", "residue", "difference", "params"],
-            [[row[0], *(f"{v:,}" for v in row[1:])] for row in _part_rows(r)],
-        ))
+        out.write(
+            _md_table(
+                ["part", "fvcore", "formula", "residue", "difference", "params"],
+                [[row[0], *(f"{v:,}" for v in row[1:])] for row in _part_rows(r)],
+            )
+        )
         out.write("\n")
-        out.write(_md_table(["residue item", "FLOPs"],
-                            [[k, f"{v:,}"] for k, v in r.residue_by_item().items()]))
+        out.write(
+            _md_table(
+                ["residue item", "FLOPs"], [[k, f"{v:,}"] for k, v in r.residue_by_item().items()]
+            )
+        )
         if per_module:
             out.write("\n")
-            out.write(_md_table(
-                ["module", "kind", "fvcore", "formula", "residue items", "difference"],
-                [[m[0], m[1], f"{m[2]:,}", f"{m[3]:,}", m[4], f"{m[5]:,}"]
-                 for m in _module_rows(r)],
-            ))
+            out.write(
+                _md_table(
+                    ["module", "kind", "fvcore", "formula", "residue items", "difference"],
+                    [
+                        [m[0], m[1], f"{m[2]:,}", f"{m[3]:,}", m[4], f"{m[5]:,}"]
+                        for m in _module_rows(r)
+                    ],
+                )
+            )
         status = "all differences 0" if r.ok else "DIFFERENCES FOUND"
         unsupported = ", ".join(r.unsupported) or "none"
         skipped = ", ".join(r.skipped) or "none"
-        out.write(f"\n{human(r.total)} FLOPs (multiply-adds, fvcore convention), "
-                  f"{human(r.params)} params; {status}; unsupported ops: {unsupported}; "
-                  f"skipped modules: {skipped}\n")
+        out.write(
+            f"\n{human(r.total)} FLOPs (multiply-adds, fvcore convention), "
+            f"{human(r.params)} params; {status}; unsupported ops: {unsupported}; "
+            f"skipped modules: {skipped}\n"
+        )
     return out.getvalue()
 
 
@@ -206,14 +261,25 @@ def render_csv(reports: list, per_module: bool) -> str:
             writer.writerows([name, *row] for row in _part_rows(r))
         return out.getvalue()
     items = list(dict.fromkeys(k for _, r in reports for row in r.rows for k in row.residue))
-    writer.writerow(["variant", "module", "kind", "stage", "fvcore", "formula", *items,
-                     "difference"])
+    writer.writerow(
+        ["variant", "module", "kind", "stage", "fvcore", "formula", *items, "difference"]
+    )
     for name, r in reports:
         for row in r.rows:
             stage = "" if row.stage is None else row.stage
             residue = [row.residue.get(k, 0) for k in items]
-            writer.writerow([name, row.name, row.kind, stage, row.fvcore, row.formula, *residue,
-                             row.difference])
+            writer.writerow(
+                [
+                    name,
+                    row.name,
+                    row.kind,
+                    stage,
+                    row.fvcore,
+                    row.formula,
+                    *residue,
+                    row.difference,
+                ]
+            )
     return out.getvalue()
 
 
@@ -223,7 +289,12 @@ def render_json(reports: list, per_module: bool) -> str:
         doc = r.to_dict()
         if not per_module:
             doc.pop("rows")
-        doc.update(name=name, formula_total=r.formula_total, residue_total=r.residue_total,
-                   difference=r.difference, ok=r.ok)
+        doc.update(
+            name=name,
+            formula_total=r.formula_total,
+            residue_total=r.residue_total,
+            difference=r.difference,
+            ok=r.ok,
+        )
         docs.append(doc)
     return json.dumps(docs, indent=1) + "\n"

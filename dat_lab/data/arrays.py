@@ -26,7 +26,9 @@ class ArrayDataset(Dataset):
         augment: bool = False,
     ):
         if images.dtype != np.uint8 or images.ndim != 4:
-            raise ValueError(f"expected uint8 (N, C, H, W) images, got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"expected uint8 (N, C, H, W) images, got {images.dtype} {images.shape}"
+            )
         if labels.shape != (len(images),):
             raise ValueError(f"expected {len(images)} labels, got shape {labels.shape}")
         self.images = torch.from_numpy(np.ascontiguousarray(images))

@@ -50,7 +50,9 @@ def read_batch(file: Path, key: str = "data.path") -> tuple[np.ndarray, np.ndarr
     """uint8 images (N, 3, 32, 32) and int64 labels (N,) of one ``.bin`` file."""
     raw = np.fromfile(file, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
-        raise ConfigError(f"cifar10 file {str(file)!r} is not whole {RECORD_BYTES}-byte records", key)
+        raise ConfigError(
+            f"cifar10 file {str(file)!r} is not whole {RECORD_BYTES}-byte records", key
+        )
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     if labels.max() >= NUM_CLASSES:
@@ -63,7 +65,9 @@ def read_batch(file: Path, key: str = "data.path") -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def load_cifar10_split(path: Path, split: str, key: str = "data.path") -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10_split(
+    path: Path, split: str, key: str = "data.path"
+) -> tuple[np.ndarray, np.ndarray]:
     """All records of ``split`` (train: the five data batches; val: the test batch)."""
     files = TRAIN_FILES if split == "train" else VAL_FILES
     parts = [read_batch(path / name, key) for name in files]

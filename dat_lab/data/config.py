@@ -216,9 +216,7 @@ class DataConfig:
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
-        check(
-            8 <= self.img_size <= 1024, "img_size", f"must be in 8..1024, got {self.img_size}"
-        )
+        check(8 <= self.img_size <= 1024, "img_size", f"must be in 8..1024, got {self.img_size}")
         if self.name == "shapes":
             low, high = SHAPES_IMG_SIZE
             check(
@@ -243,8 +241,7 @@ class DataConfig:
             check(
                 self.path is None,
                 "path",
-                f"{self.name!r} is bundled and takes no path; path is for "
-                f"{' and '.join(ON_DISK)}",
+                f"{self.name!r} is bundled and takes no path; path is for {' and '.join(ON_DISK)}",
             )
         for key in ("train_size", "val_size", "cache_dir", "shapes"):
             check(

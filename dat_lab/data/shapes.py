@@ -170,9 +170,7 @@ class _Snake:
         return (self.starts[:, None, :] + t * self.directions[:, None, :]).reshape(-1, 2)
 
 
-def _walk(
-    rng: np.random.Generator, start: np.ndarray, length: int, size: int
-) -> _Snake | None:
+def _walk(rng: np.random.Generator, start: np.ndarray, length: int, size: int) -> _Snake | None:
     """A snake of ``length`` dashes from ``start``, turning at most MAX_TURN per dash.
 
     Each dash tries a few turns and takes the first whose end stays inside the image;

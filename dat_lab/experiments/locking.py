@@ -40,7 +40,7 @@ import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class LockLost(RuntimeError):
 
 def now_iso() -> str:
     """The current time as a UTC ISO-8601 string with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def host_name() -> str:

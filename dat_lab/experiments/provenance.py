@@ -17,7 +17,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ RECORDED_ENV = (
 def collect(seed: int) -> dict[str, Any]:
     """Provenance of a run about to start with ``seed`` (see the module docstring)."""
     return {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "dat_lab": {"version": dat_lab.__version__, **git_state(_package_dir())},
         "python": {

@@ -433,9 +433,7 @@ def default_workers(specs: list[RunSpec]) -> int:
     dat_nano runs ~2x faster than one 2-thread process here, and a 2-thread process is much
     slower still when anything else loads the machine (OpenMP threads wait on each other).
     """
-    on_gpu = torch.cuda.is_available() and any(
-        s.config.train.accelerator != "cpu" for s in specs
-    )
+    on_gpu = torch.cuda.is_available() and any(s.config.train.accelerator != "cpu" for s in specs)
     return 1 if on_gpu else max(1, min(usable_cpus(), len(specs)))
 
 

@@ -478,9 +478,7 @@ class RunStore:
             self.index_path, {"time": when, "run_id": run_id, "event": event, **identity.as_dict()}
         )
 
-    def _identities(
-        self, path: Path, first: RunIdentity | None = None
-    ) -> tuple[RunIdentity, ...]:
+    def _identities(self, path: Path, first: RunIdentity | None = None) -> tuple[RunIdentity, ...]:
         """Every identity recorded for the run, ``first`` first, without repeats."""
         found: list[RunIdentity] = [first] if first else []
         for rec in durable.read_records(path / "events.jsonl"):

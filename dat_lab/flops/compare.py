@@ -159,7 +159,10 @@ def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
     h0, w0 = sizes[0]
     rows = [
         Expected(
-            "stem", "stem", None, ("stem",),
+            "stem",
+            "stem",
+            None,
+            ("stem",),
             A.patch_embed(h0 * w0, cfg.in_chans, c0, cfg.patch_size),
             {NORM: A.layer_norm(h0 * w0, c0)},
         )
@@ -170,8 +173,12 @@ def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
         if i > 0:
             rows.append(
                 Expected(
-                    f"stages.{i}.downsample", "merge", i, (f"stages.{i}.downsample",),
-                    A.patch_merging(n, cfg.stages[i - 1].dim, c), {NORM: A.layer_norm(n, c)},
+                    f"stages.{i}.downsample",
+                    "merge",
+                    i,
+                    (f"stages.{i}.downsample",),
+                    A.patch_merging(n, cfg.stages[i - 1].dim, c),
+                    {NORM: A.layer_norm(n, c)},
                 )
             )
         for j, letter in enumerate(stage.letters):
@@ -179,18 +186,33 @@ def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
             formula, residue = attention_terms(cfg, i, letter, (h, w), built[i] if built else None)
             pre = {PRE_NORM: A.layer_norm(n, c)}
             rows.append(
-                Expected(f"{p}.attn", letter, i, (f"{p}.norm1", f"{p}.attn"), formula,
-                         _nonzero({**pre, **residue}))
+                Expected(
+                    f"{p}.attn",
+                    letter,
+                    i,
+                    (f"{p}.norm1", f"{p}.attn"),
+                    formula,
+                    _nonzero({**pre, **residue}),
+                )
             )
             rows.append(
-                Expected(f"{p}.mlp", "mlp", i, (f"{p}.norm2", f"{p}.mlp"),
-                         A.mlp(n, c, int(c * cfg.mlp_ratio)), pre)
+                Expected(
+                    f"{p}.mlp",
+                    "mlp",
+                    i,
+                    (f"{p}.norm2", f"{p}.mlp"),
+                    A.mlp(n, c, int(c * cfg.mlp_ratio)),
+                    pre,
+                )
             )
     h, w = sizes[-1]
     c = cfg.stages[-1].dim
     rows.append(
         Expected(
-            "head", "head", None, ("norm", "head", ""),
+            "head",
+            "head",
+            None,
+            ("norm", "head", ""),
             A.classifier(c, cfg.num_classes),
             {FINAL_NORM: A.layer_norm(h * w, c), AVG_POOL: A.average_pool(h * w, c)},
         )
@@ -209,6 +231,7 @@ def compare_counts(expected: list[Expected], by_module: Mapping[str, int]) -> li
 
     The module name ``""`` in a row stands for the root's own scope (see :func:`root_own_count`).
     """
+
     def count(name: str) -> int:
         return root_own_count(by_module) if name == "" else int(by_module[name])
 

@@ -136,7 +136,9 @@ class StageConfig:
         )
         check(len(self.attn) > 0, "attn", "needs at least one letter")
         for c in self.attn:
-            check(c in LETTERS, "attn", f"unknown letter {c!r} in {self.attn!r}; allowed: {LETTERS}")
+            check(
+                c in LETTERS, "attn", f"unknown letter {c!r} in {self.attn!r}; allowed: {LETTERS}"
+            )
         check(
             self.depth % len(self.attn) == 0,
             "attn",
@@ -184,7 +186,9 @@ class StageConfig:
         if self.reduction is not None:
             check(self.reduction >= 1, "reduction", f"r must be >= 1, got {self.reduction}")
         if self.offset_groups is not None:
-            check(self.offset_groups >= 1, "offset_groups", f"must be >= 1, got {self.offset_groups}")
+            check(
+                self.offset_groups >= 1, "offset_groups", f"must be >= 1, got {self.offset_groups}"
+            )
             check(
                 self.heads % self.offset_groups == 0,
                 "offset_groups",
@@ -331,7 +335,9 @@ class DatConfig:
                 f"{sr} is larger than the {h}x{w} feature map; allowed: 1..{min(h, w)}",
             )
 
-    def feature_size(self, stage_index: int, img_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    def feature_size(
+        self, stage_index: int, img_size: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
         """Feature-map (H, W) of a stage at ``img_size`` (stem, then /2 per stage)."""
         size = img_size or self.img_size
         if size is None:
@@ -360,7 +366,9 @@ class DatConfig:
         return to_mapping(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], file: str | None = None, prefix: str = "") -> DatConfig:
+    def from_dict(
+        cls, data: dict[str, Any], file: str | None = None, prefix: str = ""
+    ) -> DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
     def canonical(self) -> DatConfig:

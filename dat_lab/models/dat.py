@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from timm.layers import trunc_normal_
@@ -40,7 +40,9 @@ class DAT(nn.Module):
                 DatStage(stage, i, dim_in, size, cfg.mlp_ratio, dprs[i], cfg.sampling)
             )
         self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()
+        self.head = (
+            nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()
+        )
         self.apply(_init_weights)
 
     # -- forward ---------------------------------------------------------------------------
@@ -66,7 +68,9 @@ class DAT(nn.Module):
             out.append(x.permute(0, 3, 1, 2))
         return out
 
-    def forward_deformable_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[DeformableRecord]]:
+    def forward_deformable_maps(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[DeformableRecord]]:
         """Logits and, for every D block, its reference/sampled points and attention weights.
 
         Attention is computed explicitly to expose the weights; logits equal ``forward``'s
@@ -111,7 +115,9 @@ class DAT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Full names of position tables (no weight decay on them, as the official code)."""
         return {
-            n for n, _ in self.named_parameters() if n.endswith(("relative_position_bias_table", "rpe_table"))
+            n
+            for n, _ in self.named_parameters()
+            if n.endswith(("relative_position_bias_table", "rpe_table"))
         }
 
 

@@ -20,6 +20,7 @@ from torch import nn
 # Buffers the official code saves that we rebuild at run time.
 DROPPED = re.compile(r"\.(relative_position_index|attn_mask)$")
 
+
 def _block(m: re.Match) -> str:
     return f"stages.{m['s']}.blocks.{m['b']}"
 
@@ -35,25 +36,54 @@ _S, _B, _P = r"(?P<s>\d+)", r"(?P<b>\d+)", r"(?P<p>weight|bias)"
 RENAMES: list[tuple[str, object]] = [
     (rf"patch_proj\.0\.{_P}", lambda m, _: f"stem.proj.{m['p']}"),
     (rf"patch_proj\.1\.norm\.{_P}", lambda m, _: f"stem.norm.{m['p']}"),
-    (rf"down_projs\.{_S}\.0\.weight", lambda m, _: f"stages.{int(m['s']) + 1}.downsample.proj.weight"),
-    (rf"down_projs\.{_S}\.1\.norm\.{_P}", lambda m, _: f"stages.{int(m['s']) + 1}.downsample.norm.{m['p']}"),
+    (
+        rf"down_projs\.{_S}\.0\.weight",
+        lambda m, _: f"stages.{int(m['s']) + 1}.downsample.proj.weight",
+    ),
+    (
+        rf"down_projs\.{_S}\.1\.norm\.{_P}",
+        lambda m, _: f"stages.{int(m['s']) + 1}.downsample.norm.{m['p']}",
+    ),
     (
         rf"stages\.{_S}\.layer_norms\.{_B}\.norm\.{_P}",  # two norms per block: 2j, 2j+1
-        lambda m, _: f"stages.{m['s']}.blocks.{int(m['b']) // 2}.norm{1 + int(m['b']) % 2}.{m['p']}",
+        lambda m, _: (
+            f"stages.{m['s']}.blocks.{int(m['b']) // 2}.norm{1 + int(m['b']) % 2}.{m['p']}"
+        ),
     ),
-    (rf"stages\.{_S}\.mlps\.{_B}\.chunk\.linear1\.{_P}", lambda m, _: f"{_block(m)}.mlp.fc1.{m['p']}"),
-    (rf"stages\.{_S}\.mlps\.{_B}\.chunk\.linear2\.{_P}", lambda m, _: f"{_block(m)}.mlp.fc2.{m['p']}"),
+    (
+        rf"stages\.{_S}\.mlps\.{_B}\.chunk\.linear1\.{_P}",
+        lambda m, _: f"{_block(m)}.mlp.fc1.{m['p']}",
+    ),
+    (
+        rf"stages\.{_S}\.mlps\.{_B}\.chunk\.linear2\.{_P}",
+        lambda m, _: f"{_block(m)}.mlp.fc2.{m['p']}",
+    ),
     (rf"stages\.{_S}\.attns\.{_B}\.proj_qkv\.{_P}", lambda m, _: f"{_block(m)}.attn.qkv.{m['p']}"),
     (
         rf"stages\.{_S}\.attns\.{_B}\.relative_position_bias_table",
         lambda m, _: f"{_block(m)}.attn.relative_position_bias_table",
     ),
-    (rf"stages\.{_S}\.attns\.{_B}\.(?P<n>proj_[qkv])\.{_P}", lambda m, _: f"{_block(m)}.attn.{m['n']}.{m['p']}"),
+    (
+        rf"stages\.{_S}\.attns\.{_B}\.(?P<n>proj_[qkv])\.{_P}",
+        lambda m, _: f"{_block(m)}.attn.{m['n']}.{m['p']}",
+    ),
     (rf"stages\.{_S}\.attns\.{_B}\.proj_out\.{_P}", _proj_out),
-    (rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.0\.{_P}", lambda m, _: f"{_block(m)}.attn.conv_offset.dwconv.{m['p']}"),
-    (rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.1\.norm\.{_P}", lambda m, _: f"{_block(m)}.attn.conv_offset.norm.{m['p']}"),
-    (rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.3\.weight", lambda m, _: f"{_block(m)}.attn.conv_offset.proj.weight"),
-    (rf"stages\.{_S}\.attns\.{_B}\.rpe_table", lambda m, _: f"{_block(m)}.attn.pos_bias.rpe_table"),
+    (
+        rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.0\.{_P}",
+        lambda m, _: f"{_block(m)}.attn.conv_offset.dwconv.{m['p']}",
+    ),
+    (
+        rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.1\.norm\.{_P}",
+        lambda m, _: f"{_block(m)}.attn.conv_offset.norm.{m['p']}",
+    ),
+    (
+        rf"stages\.{_S}\.attns\.{_B}\.conv_offset\.3\.weight",
+        lambda m, _: f"{_block(m)}.attn.conv_offset.proj.weight",
+    ),
+    (
+        rf"stages\.{_S}\.attns\.{_B}\.rpe_table",
+        lambda m, _: f"{_block(m)}.attn.pos_bias.rpe_table",
+    ),
     (rf"cls_norm\.norm\.{_P}", lambda m, _: f"norm.{m['p']}"),
     (rf"cls_head\.{_P}", lambda m, _: f"head.{m['p']}"),
 ]
@@ -74,7 +104,9 @@ def _rename(key: str, model_keys: set[str]) -> str:
     raise CheckpointMismatch(f"official key {key!r} has no counterpart in dat-lab's DAT")
 
 
-def convert_official_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(
+    state: dict[str, torch.Tensor], model: nn.Module
+) -> dict[str, torch.Tensor]:
     """Official v1 keys and shapes -> ours. Raises :class:`CheckpointMismatch` naming keys."""
     ours = model.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -83,7 +115,9 @@ def convert_official_state_dict(state: dict[str, torch.Tensor], model: nn.Module
             continue
         new = _rename(key, set(ours))
         if new not in ours:
-            raise CheckpointMismatch(f"official key {key!r} -> {new!r}, which this model lacks (unexpected key)")
+            raise CheckpointMismatch(
+                f"official key {key!r} -> {new!r}, which this model lacks (unexpected key)"
+            )
         if value.dim() == 4 and ours[new].dim() == 2 and value.shape[2:] == (1, 1):
             value = value.flatten(1)  # 1x1 conv -> linear
         if value.shape != ours[new].shape:

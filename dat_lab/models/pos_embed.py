@@ -88,7 +88,6 @@ class RelativePositionBias(nn.Module):
         bias = F.grid_sample(table, grid, mode="bilinear", align_corners=True)
         return bias.reshape(bg // self.groups, self.heads, *bias.shape[-2:])
 
-
     def on_pixel_grid(self, h: int, w: int) -> torch.Tensor:  # called by forward
         """Bias ``(1, heads, HW, HW)`` for keys exactly at the pixels (no offsets, r = 1).
 

@@ -7,7 +7,8 @@ L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from timm.models import register_model
 
@@ -36,7 +37,10 @@ def get_preset(name: str) -> DatConfig:
 
 
 def resolve_model_config(
-    spec: str | dict[str, Any], overrides: dict[str, Any] | None = None, file: str | None = None, key: str = "model"
+    spec: str | dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    file: str | None = None,
+    key: str = "model",
 ) -> DatConfig:
     """A model config from a preset name or a mapping, plus dotted overrides.
 

@@ -116,9 +116,7 @@ def run_workers(plan: WorkerPlan, log=print) -> int:
     """Run one process per environment of ``plan``; the worst exit status."""
     # Workers die with the launcher (a `kill -9` must not leave them running); a SIGTERM to
     # the launcher stops them as Ctrl-C does.
-    procs = [
-        subprocess.Popen(plan.argv, env=env, preexec_fn=die_with_parent) for env in plan.envs
-    ]
+    procs = [subprocess.Popen(plan.argv, env=env, preexec_fn=die_with_parent) for env in plan.envs]
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
     try:

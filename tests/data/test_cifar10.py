@@ -13,7 +13,9 @@ from dat_lab.schema import ConfigError
 
 def write_batch(file, images: np.ndarray, labels: np.ndarray) -> None:
     """CIFAR-10 binary layout: label byte, then R, G, B planes of 32x32, row-major."""
-    records = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(len(images), -1)], 1)
+    records = np.concatenate(
+        [labels.astype(np.uint8)[:, None], images.reshape(len(images), -1)], 1
+    )
     file.write_bytes(records.astype(np.uint8).tobytes())
 
 

@@ -41,9 +41,16 @@ def test_config_round_trips_through_a_mapping():
         ({"name": "digits", "cache_dir": "/tmp"}, "data.cache_dir", "shapes knob"),
         ({"name": "digits", "shapes": {}}, "data.shapes", "shapes knob"),
         ({"name": "shapes", "augment": {}}, "data.augment", "imagefolder knob"),
-        ({"name": "cifar10", "path": "/x", "augment": {"reprob": 0}}, "data.augment", "imagefolder"),
-        ({"name": "shapes", "shapes": {"task": "svrt", "distractors": 2}}, "data.shapes.distractors",
-         "pathfinder knob"),
+        (
+            {"name": "cifar10", "path": "/x", "augment": {"reprob": 0}},
+            "data.augment",
+            "imagefolder",
+        ),
+        (
+            {"name": "shapes", "shapes": {"task": "svrt", "distractors": 2}},
+            "data.shapes.distractors",
+            "pathfinder knob",
+        ),
         ({"name": "shapes", "shapes": {"vertices": 4}}, "data.shapes.vertices", "svrt knob"),
         ({"name": "shapes", "shapes": {"task": "mazes"}}, "data.shapes.task", "'pathfinder'"),
         ({"name": "mnist"}, "data.name", "'digits'"),
@@ -57,18 +64,36 @@ def test_config_round_trips_through_a_mapping():
         # 2 dashes: no layout fits at any size, so it is refused before any drawing
         ({"name": "shapes", "shapes": {"path_length": 2}}, "data.shapes.path_length", "3..64"),
         ({"name": "shapes", "shapes": {"distractors": -1}}, "data.shapes.distractors", "0..32"),
-        ({"name": "shapes", "shapes": {"task": "svrt", "vertices": 2}}, "data.shapes.vertices",
-         "3..16"),
-        ({"name": "shapes", "shapes": {"task": "svrt", "min_distance": 0.9}},
-         "data.shapes.min_distance", "(0, 0.6]"),
-        ({"name": "imagefolder", "path": "/x", "augment": {"reprob": 1.5}},
-         "data.augment.reprob", "[0, 1]"),
-        ({"name": "imagefolder", "path": "/x", "augment": {"crop_pct": 0}},
-         "data.augment.crop_pct", "(0, 1]"),
-        ({"name": "imagefolder", "path": "/x", "augment": {"interpolation": "lanczos3"}},
-         "data.augment.interpolation", "'bicubic'"),
-        ({"name": "imagefolder", "path": "/x", "augment": {"auto_augment": "rand-q9"}},
-         "data.augment.auto_augment", "timm cannot parse"),
+        (
+            {"name": "shapes", "shapes": {"task": "svrt", "vertices": 2}},
+            "data.shapes.vertices",
+            "3..16",
+        ),
+        (
+            {"name": "shapes", "shapes": {"task": "svrt", "min_distance": 0.9}},
+            "data.shapes.min_distance",
+            "(0, 0.6]",
+        ),
+        (
+            {"name": "imagefolder", "path": "/x", "augment": {"reprob": 1.5}},
+            "data.augment.reprob",
+            "[0, 1]",
+        ),
+        (
+            {"name": "imagefolder", "path": "/x", "augment": {"crop_pct": 0}},
+            "data.augment.crop_pct",
+            "(0, 1]",
+        ),
+        (
+            {"name": "imagefolder", "path": "/x", "augment": {"interpolation": "lanczos3"}},
+            "data.augment.interpolation",
+            "'bicubic'",
+        ),
+        (
+            {"name": "imagefolder", "path": "/x", "augment": {"auto_augment": "rand-q9"}},
+            "data.augment.auto_augment",
+            "timm cannot parse",
+        ),
         ({"name": "digits", "img_szie": 32}, "data.img_szie", "did you mean 'img_size'"),
     ],
 )
@@ -87,5 +112,9 @@ def test_bad_value_names_file_key_and_what_is_allowed(data, key, words):
 def test_paper_augmentation_is_the_default_and_parses():
     aug = build(name="imagefolder", img_size=224, batch_size=8, path="/data").augmentation()
     assert aug == AugmentConfig()
-    assert (aug.auto_augment, aug.reprob, aug.interpolation) == ("rand-m9-mstd0.5-inc1", 0.25, "bicubic")
+    assert (aug.auto_augment, aug.reprob, aug.interpolation) == (
+        "rand-m9-mstd0.5-inc1",
+        0.25,
+        "bicubic",
+    )
     assert AugmentConfig(auto_augment=None).auto_augment is None

@@ -156,5 +156,7 @@ def test_randaugment_posterize_to_zero_bits_gives_black_instead_of_crashing(tmp_
     assert ops and all(op.aug_fn is _posterize_keeping_zero_bits for op in ops)
     image = Image.new("RGB", (8, 8), (200, 100, 50))
     assert np.asarray(_posterize_keeping_zero_bits(image, 0)).max() == 0
-    assert np.asarray(_posterize_keeping_zero_bits(image, 8)).tolist() == np.asarray(image).tolist()
+    assert (
+        np.asarray(_posterize_keeping_zero_bits(image, 8)).tolist() == np.asarray(image).tolist()
+    )
     assert np.asarray(_posterize_keeping_zero_bits(image, 1))[0, 0].tolist() == [128, 0, 0]

@@ -144,8 +144,10 @@ def test_cache_key_changes_with_every_generation_parameter():
         spec(params=(("distractors", 1), ("path_length", 5))),
         spec("svrt", SVRT),
         spec("aligned", ALIGNED),
-        spec("aligned", (("distractors", 2), ("min_distance", 0.3), ("misalign", 0.2),
-                         ("vertices", 6))),
+        spec(
+            "aligned",
+            (("distractors", 2), ("min_distance", 0.3), ("misalign", 0.2), ("vertices", 6)),
+        ),
     ]
     names = {base.file_name()} | {v.file_name() for v in variants}
     assert len(names) == 1 + len(variants)
@@ -204,8 +206,11 @@ def test_default_set_generates_in_seconds():
     "knobs, key, words",
     [
         ({"task": "aligned", "misalign": 0.3}, "misalign", "got misalign 0.3, min_distance 0.3"),
-        ({"task": "aligned", "min_distance": 0.5, "misalign": 0.5}, "misalign",
-         "[0, min_distance)"),
+        (
+            {"task": "aligned", "min_distance": 0.5, "misalign": 0.5},
+            "misalign",
+            "[0, min_distance)",
+        ),
         ({"task": "aligned", "misalign": -0.1}, "misalign", "[0, min_distance)"),
         ({"task": "aligned", "min_distance": 0.2}, "min_distance", "got misalign 0.28"),
         ({"task": "pathfinder", "misalign": 0.1}, "misalign", "aligned knob"),

@@ -16,7 +16,9 @@ from dat_lab.data import DataConfig, build_datamodule
 
 def small_cnn() -> nn.Module:
     def block(cin: int, cout: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
+        )
 
     return nn.Sequential(
         block(1, 16), block(16, 16), nn.MaxPool2d(2),

@@ -1,8 +1,8 @@
 """A separate process for the run-store tests (run as a script, never imported by pytest).
 
-    python _store_worker.py hold  ROOT RUN_ID READY_FILE          take the lock, then sleep
-    python _store_worker.py race  ROOT RUN_ID GO_AT RESULT_FILE N try_lock at time GO_AT
-    python _store_worker.py churn ROOT RUN_ID READY_FILE          rewrite files until killed
+python _store_worker.py hold  ROOT RUN_ID READY_FILE          take the lock, then sleep
+python _store_worker.py race  ROOT RUN_ID GO_AT RESULT_FILE N try_lock at time GO_AT
+python _store_worker.py churn ROOT RUN_ID READY_FILE          rewrite files until killed
 """
 
 import json

@@ -54,7 +54,14 @@ def test_kill_9_mid_run_then_rerun_resumes_exactly_and_skips_finished_runs(
     store, ref_store = RunStore(tmp_path / "store"), RunStore(tmp_path / "ref_store")
 
     reference = start(
-        tmp_path, cache, "run", ref, "--store", ref_store.root, "--workers", "1",
+        tmp_path,
+        cache,
+        "run",
+        ref,
+        "--store",
+        ref_store.root,
+        "--workers",
+        "1",
         log=tmp_path / "ref.log",
     )
     victim = start(tmp_path, cache, "run", exp, "--store", store.root, "--workers", "1")
@@ -102,8 +109,17 @@ def test_two_processes_on_one_store_train_each_run_exactly_once(tmp_path, cache)
     # that all three walk the same list together; eight runs keep the workers busy longer
     # than the plain process takes to start.
     _wait_for(store.run_dir(specs[0].run_id) / "logs" / "version_0", parallel)
-    single = start(tmp_path, cache, "run", exp, "--store", store.root, "--workers", "1",
-                   log=tmp_path / "single.log")
+    single = start(
+        tmp_path,
+        cache,
+        "run",
+        exp,
+        "--store",
+        store.root,
+        "--workers",
+        "1",
+        log=tmp_path / "single.log",
+    )
     assert single.wait(timeout=400) == 0, (tmp_path / "single.log").read_text()
     assert parallel.wait(timeout=400) == 0, (tmp_path / "parallel.log").read_text()
 
@@ -251,7 +267,11 @@ BAD_INPUT = {
             )
         ],
     ),
-    "no workers": ({}, ["--workers", "0"], ["--workers: must be an integer >= 1 or 'auto', got '0'"]),
+    "no workers": (
+        {},
+        ["--workers", "0"],
+        ["--workers: must be an integer >= 1 or 'auto', got '0'"],
+    ),
 }
 
 

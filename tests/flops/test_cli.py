@@ -69,8 +69,17 @@ def test_csv_per_module_has_one_column_per_residue_item(capsys):
 
 
 def test_overrides_and_size_change_the_count(capsys):
-    code, out, _ = flops(capsys, "dat_nano", "stages.2.reduction=2", "--set", "stages.0.attn=LG",
-                         "--size", "48x40", "--format", "json")
+    code, out, _ = flops(
+        capsys,
+        "dat_nano",
+        "stages.2.reduction=2",
+        "--set",
+        "stages.0.attn=LG",
+        "--size",
+        "48x40",
+        "--format",
+        "json",
+    )
     assert code == 0
     [doc] = json.loads(out)
     cfg = get_preset("dat_nano").with_stage(2, reduction=2).with_stage(0, attn="LG")
@@ -114,13 +123,22 @@ def test_an_unsupported_op_exits_1(capsys, monkeypatch):
     "argv, names",
     [
         (["dat_bogus"], ["model.preset", "unknown preset 'dat_bogus'", "dat_tiny"]),
-        (["dat_nano", "stages.2.ofset_range=3"], ["model.stages.2.ofset_range", "did you mean 'offset_range'"]),
-        (["dat_nano", "--set", "stages.0.offsets=false"], ["model.stages.0.offsets", "no D block"]),
+        (
+            ["dat_nano", "stages.2.ofset_range=3"],
+            ["model.stages.2.ofset_range", "did you mean 'offset_range'"],
+        ),
+        (
+            ["dat_nano", "--set", "stages.0.offsets=false"],
+            ["model.stages.0.offsets", "no D block"],
+        ),
         (["dat_nano", "stages.2.reduction"], ["must look like key=value"]),
         (["dat_nano", "--size", "32y32"], ["--size", "'32y32'"]),
         (["dat_nano", "--size", "8"], ["--size", "cannot run at 8x8", "feature map is empty"]),
         (["dat_nano", "stages.2.pos_enc=fixed", "--size", "64"], ["--size", "pos_enc fixed"]),
-        (["experiments/stage_placement.yaml", "model.stages.9.attn=L"], ["stage_placement.yaml", "model.stages"]),
+        (
+            ["experiments/stage_placement.yaml", "model.stages.9.attn=L"],
+            ["stage_placement.yaml", "model.stages"],
+        ),
         (["experiments/nope.yaml"], ["experiments/nope.yaml", "file not found"]),
     ],
 )

@@ -12,17 +12,23 @@ import itertools
 
 import pytest
 
-from dat_lab.flops import count_model
 from dat_lab.flops import compare as C
+from dat_lab.flops import count_model
 from dat_lab.models import build_model, get_preset, list_presets
 from dat_lab.models.config import DatConfig, OffsetMode, PosEnc, Sampling, StageConfig
 
 
-def one_stage(img_size, size=None, sampling=Sampling.CONSISTENT, mlp_ratio=4.0, **stage) -> DatConfig:
+def one_stage(
+    img_size, size=None, sampling=Sampling.CONSISTENT, mlp_ratio=4.0, **stage
+) -> DatConfig:
     stage = {"dim": 32, "depth": 1, "heads": 4, **stage}
     return DatConfig(
-        stages=(StageConfig(**stage),), img_size=img_size, patch_size=1, num_classes=5,
-        mlp_ratio=mlp_ratio, sampling=sampling,
+        stages=(StageConfig(**stage),),
+        img_size=img_size,
+        patch_size=1,
+        num_classes=5,
+        mlp_ratio=mlp_ratio,
+        sampling=sampling,
     )
 
 
@@ -76,7 +82,9 @@ D_GRID = list(itertools.product(PosEnc, [True, False], [1, 2], Sampling))
 @pytest.mark.parametrize("pos_enc, offsets, r, sampling", D_GRID)
 def test_deformable_attention_over_every_knob(pos_enc, offsets, r, sampling):
     knobs = {"offset_groups": 2, "offset_kernel": 3} if offsets else {}
-    cfg = one_stage((9, 7), attn="D", pos_enc=pos_enc, offsets=offsets, reduction=r, sampling=sampling, **knobs)
+    cfg = one_stage(
+        (9, 7), attn="D", pos_enc=pos_enc, offsets=offsets, reduction=r, sampling=sampling, **knobs
+    )
     report = assert_exact_in_both_branches(cfg)
     attn = next(r for r in report.rows if r.kind == "D")
     assert (C.OFFSET_NORM in attn.residue) == offsets
@@ -98,7 +106,9 @@ def test_deformable_attention_over_every_knob(pos_enc, offsets, r, sampling):
     ],
 )
 @pytest.mark.parametrize("offsets", [True, False])
-def test_deformable_attention_over_shapes_widths_groups_and_kernels(hw, dim, heads, groups, r, k, offsets):
+def test_deformable_attention_over_shapes_widths_groups_and_kernels(
+    hw, dim, heads, groups, r, k, offsets
+):
     knobs = {"offset_groups": groups, "offset_kernel": k} if offsets else {}
     cfg = one_stage(hw, attn="D", dim=dim, heads=heads, reduction=r, offsets=offsets, **knobs)
     report = assert_exact_in_both_branches(cfg)
@@ -118,7 +128,9 @@ def test_every_letter_in_one_stage_at_a_non_square_size(letters):
 
 def test_clamped_offsets_count_like_bounded_ones():
     bounded = assert_exact_in_both_branches(one_stage((8, 8), attn="D"))
-    clamped = assert_exact_in_both_branches(one_stage((8, 8), attn="D", offset_mode=OffsetMode.CLAMPED))
+    clamped = assert_exact_in_both_branches(
+        one_stage((8, 8), attn="D", offset_mode=OffsetMode.CLAMPED)
+    )
     assert bounded.total == clamped.total
 
 
@@ -142,12 +154,21 @@ def test_small_presets_with_stem_downsampling_and_head_rows(name):
 
 def test_every_preset_is_named_here():
     # The big presets are counted in test_paper_figures.py (unsupported ops included).
-    assert set(list_presets()) == {"dat_nano", "dat_micro", "dat_tiny", "dat_small", "dat_base", "dat_base_384"}
+    assert set(list_presets()) == {
+        "dat_nano",
+        "dat_micro",
+        "dat_tiny",
+        "dat_small",
+        "dat_base",
+        "dat_base_384",
+    }
 
 
 def test_the_papers_worked_example_block_counted_by_fvcore():
     # H = W = 14, C = 384, r = 2 (Ns = 49), k = 5, 12 heads, 3 groups: docs/flops.md quotes this.
-    cfg = one_stage((14, 14), attn="D", dim=384, heads=12, reduction=2, offset_kernel=5, offset_groups=3)
+    cfg = one_stage(
+        (14, 14), attn="D", dim=384, heads=12, reduction=2, offset_kernel=5, offset_groups=3
+    )
     attn = next(r for r in assert_exact_in_both_branches(cfg).rows if r.kind == "D")
     assert attn.formula == 79_629_312 + 508_032
     assert attn.residue == {

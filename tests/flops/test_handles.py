@@ -33,7 +33,9 @@ def test_sdpa_counts_its_two_matmuls_like_the_explicit_branch(with_bias):
     bias = torch.randn(h, nq, nk) if with_bias else None
     expected = b * h * nq * nk * d * 2  # q k^T and weights v, one multiply-add each
     for fused in (True, False):
-        total, unsupported, _ = count(Fn(lambda q, k, v: attend(q, k, v, bias, fused=fused)[0]), q, k, v)
+        total, unsupported, _ = count(
+            Fn(lambda q, k, v: attend(q, k, v, bias, fused=fused)[0]), q, k, v
+        )
         assert total == expected
         assert not unsupported
 
@@ -80,7 +82,10 @@ def test_layer_norm_grid_sample_mean_and_bicubic_follow_fvcores_estimates():
     x = torch.randn(1, 6, 5, 4)
     assert count(nn.LayerNorm(4), x)[0] == 5 * x.numel()
     grid = torch.rand(1, 3, 2, 2) * 2 - 1
-    assert count(Fn(lambda x, g: F.grid_sample(x, g, align_corners=False)), x, grid)[0] == 4 * 6 * 3 * 2
+    assert (
+        count(Fn(lambda x, g: F.grid_sample(x, g, align_corners=False)), x, grid)[0]
+        == 4 * 6 * 3 * 2
+    )
     assert count(Fn(lambda x: x.mean(dim=(1, 2))), x)[0] == x.numel()
     up = Fn(lambda x: F.interpolate(x, size=(7, 9), mode="bicubic"))
     assert count(up, x)[0] == 16 * 6 * 7 * 9

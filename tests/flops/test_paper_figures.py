@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from dat_lab.flops import compare as C

@@ -16,7 +16,11 @@ def nano_dict() -> dict:
     "overrides, key, message",
     [
         ({"stages.2.heads": 5}, "model.stages.2.heads", "dim 64 is not divisible by heads 5"),
-        ({"stages.2.offset_groups": 3}, "model.stages.2.offset_groups", "heads 4 are not divisible by offset_groups 3"),
+        (
+            {"stages.2.offset_groups": 3},
+            "model.stages.2.offset_groups",
+            "heads 4 are not divisible by offset_groups 3",
+        ),
         ({"stages.0.offset_range": 2}, "model.stages.0.offset_range", "stage has no D block"),
         ({"stages.1.reduction": 2}, "model.stages.1.reduction", "stage has no D block"),
         ({"stages.2.sr_ratio": 2}, "model.stages.2.sr_ratio", "stage has no P block"),
@@ -25,13 +29,29 @@ def nano_dict() -> dict:
         ({"stages.2.reduction": 8}, "model.stages.2.reduction", "larger than the 4x4 feature map"),
         ({"stages.2.offset_range": -1}, "model.stages.2.offset_range", "finite number >= 0"),
         ({"stages.2.offset_kernel": 4}, "model.stages.2.offset_kernel", "odd integer"),
-        ({"stages.2.offsets": False, "stages.2.offset_range": 4}, "model.stages.2.offset_range", "offsets: false"),
-        ({"stages.2.offset_mode": "clamped", "stages.2.offset_range": 4}, "model.stages.2.offset_range", "clamped"),
-        ({"stages.2.pos_enc": "learned"}, "model.stages.2.pos_enc", "allowed: 'none', 'fixed', 'dwconv', 'relative'"),
+        (
+            {"stages.2.offsets": False, "stages.2.offset_range": 4},
+            "model.stages.2.offset_range",
+            "offsets: false",
+        ),
+        (
+            {"stages.2.offset_mode": "clamped", "stages.2.offset_range": 4},
+            "model.stages.2.offset_range",
+            "clamped",
+        ),
+        (
+            {"stages.2.pos_enc": "learned"},
+            "model.stages.2.pos_enc",
+            "allowed: 'none', 'fixed', 'dwconv', 'relative'",
+        ),
         ({"img_size": None}, "model.stages.2.pos_enc", "needs a fixed input size"),
         ({"stages.0.shift": 9}, "model.stages.0.shift", "must be in 1..3"),
         ({"stages.0.window": "7"}, "model.stages.0.window", "expected an integer"),
-        ({"stages.0.attn": "LP", "stages.0.sr_ratio": 32}, "model.stages.0.sr_ratio", "larger than the 16x16"),
+        (
+            {"stages.0.attn": "LP", "stages.0.sr_ratio": 32},
+            "model.stages.0.sr_ratio",
+            "larger than the 16x16",
+        ),
         ({"drop_path": 1.5}, "model.drop_path", "must be in [0, 1)"),
         ({"stages.2.ofset_range": 2}, "model.stages.2.ofset_range", "did you mean 'offset_range'"),
         ({"dims": [1, 2]}, "model.dims", "unknown key"),
@@ -48,7 +68,10 @@ def test_bad_config_is_refused_with_its_key_and_reason(overrides, key, message):
 
 def test_fixed_pe_without_a_fixed_input_size_is_refused():
     with pytest.raises(ConfigError, match="needs a fixed input size"):
-        resolve_model_config("dat_nano", {"img_size": None, "stages.2.pos_enc": "fixed", "stages.3.pos_enc": "fixed"})
+        resolve_model_config(
+            "dat_nano",
+            {"img_size": None, "stages.2.pos_enc": "fixed", "stages.3.pos_enc": "fixed"},
+        )
 
 
 def test_no_fixed_size_is_fine_without_size_bound_tables():
@@ -74,7 +97,10 @@ def test_defaults_resolve_as_documented():
 
 def test_stage_widths_are_free():
     cfg = DatConfig(
-        stages=(StageConfig(dim=32, depth=2, heads=2), StageConfig(dim=48, depth=2, heads=3, attn="LD")),
+        stages=(
+            StageConfig(dim=32, depth=2, heads=2),
+            StageConfig(dim=48, depth=2, heads=3, attn="LD"),
+        ),
         img_size=(32, 32),
         num_classes=3,
     )

@@ -57,7 +57,9 @@ def test_offsets_off_drops_exactly_the_offset_network():
     assert official_off - ours == 3 * (128 * 25 + 128 + 256 + 256) + (128 * 9 + 128 + 256 + 256)
 
 
-@pytest.mark.parametrize("name, paper_m", [("dat_tiny", 28.32), ("dat_small", 49.70), ("dat_base", 87.88)])
+@pytest.mark.parametrize(
+    "name, paper_m", [("dat_tiny", 28.32), ("dat_small", 49.70), ("dat_base", 87.88)]
+)
 def test_presets_match_the_official_parameter_counts(name, paper_m):
     # Official checkpoints hold 28,319,138 / 49,700,402 / 87,881,632 parameters; the paper
     # rounds to 29M (DAT-T, its table counts the classifier differently), 50M and 88M.
@@ -79,7 +81,11 @@ def test_one_built_model_runs_at_any_input_size(size):
 
 
 def test_fixed_pe_model_refuses_another_input_size():
-    cfg = get_preset("dat_nano").with_stage(2, pos_enc=PosEnc.FIXED).with_stage(3, pos_enc=PosEnc.FIXED)
+    cfg = (
+        get_preset("dat_nano")
+        .with_stage(2, pos_enc=PosEnc.FIXED)
+        .with_stage(3, pos_enc=PosEnc.FIXED)
+    )
     model = build_model(cfg).eval()
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 2)
     with pytest.raises(ValueError, match="fixed PE ties the model to its img_size"):
@@ -98,7 +104,9 @@ def test_every_parameter_gets_a_gradient():
         torch.manual_seed(0)
         logits = model(torch.randn(2, 3, *cfg.img_size))
         torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
-        unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        unused = [
+            n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+        ]
         assert not unused, unused
 
 

@@ -40,28 +40,35 @@ def test_official_state_dict_loads_strictly(preset, tmp_path):
     ours = model.state_dict()
     torch.testing.assert_close(ours["head.weight"], state["cls_head.weight"])
     torch.testing.assert_close(
-        ours["stages.2.blocks.1.attn.proj_q.weight"], state["stages.2.attns.1.proj_q.weight"].flatten(1)
+        ours["stages.2.blocks.1.attn.proj_q.weight"],
+        state["stages.2.attns.1.proj_q.weight"].flatten(1),
     )
-    torch.testing.assert_close(ours["stages.1.blocks.0.norm2.weight"], state["stages.1.layer_norms.1.norm.weight"])
+    torch.testing.assert_close(
+        ours["stages.1.blocks.0.norm2.weight"], state["stages.1.layer_norms.1.norm.weight"]
+    )
 
 
 def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path):
     model = build_model(get_preset("dat_tiny"))
     state = official_state_dict("dat_tiny")
     cases = {
-        "missing key(s) for this model: stages.2.blocks.1.attn.pos_bias.rpe_table": lambda s: s.pop(
-            "stages.2.attns.1.rpe_table"
+        "missing key(s) for this model: stages.2.blocks.1.attn.pos_bias.rpe_table": lambda s: (
+            s.pop("stages.2.attns.1.rpe_table")
         ),
         "official key 'stages.2.attns.1.extra' has no counterpart": lambda s: s.__setitem__(
             "stages.2.attns.1.extra", torch.zeros(1)
         ),
-        "shape (10, 768) != (1000, 768)": lambda s: s.__setitem__("cls_head.weight", torch.zeros(10, 768)),
+        "shape (10, 768) != (1000, 768)": lambda s: s.__setitem__(
+            "cls_head.weight", torch.zeros(10, 768)
+        ),
     }
     for message, corrupt in cases.items():
         broken = dict(state)
         corrupt(broken)
         torch.save(broken, tmp_path / "bad.pth")
-        with pytest.raises(CheckpointMismatch, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(
+            CheckpointMismatch, match=message.replace("(", r"\(").replace(")", r"\)")
+        ):
             load_official_checkpoint(model, tmp_path / "bad.pth")
 
 
@@ -94,9 +101,15 @@ def official_deformable_forward(m: DeformableAttention, x: torch.Tensor, s: floa
     k = conv(m.proj_k, xs).reshape(b * heads, d, hk * wk)
     v = conv(m.proj_v, xs).reshape(b * heads, d, hk * wk)
     attn = torch.einsum("bcm,bcn->bmn", qh, k) * d**-0.5
-    table = m.pos_bias.rpe_table[None].expand(b, -1, -1, -1).reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
+    table = (
+        m.pos_bias.rpe_table[None]
+        .expand(b, -1, -1, -1)
+        .reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
+    )
     disp = (centres(h, w).reshape(1, h * w, 1, 2) - pos.reshape(b * g, 1, hk * wk, 2)) * 0.5
-    bias = F.grid_sample(table, disp[..., (1, 0)], align_corners=True).reshape(b * heads, h * w, hk * wk)
+    bias = F.grid_sample(table, disp[..., (1, 0)], align_corners=True).reshape(
+        b * heads, h * w, hk * wk
+    )
     attn = (attn + bias).softmax(-1)
     out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
     return conv(m.proj_out, out)

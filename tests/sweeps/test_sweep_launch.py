@@ -114,4 +114,3 @@ def test_the_launchers_status_judges_liveness_by_the_heartbeat_like_its_workers(
     launch(plan, launcher.study, launcher.location, launcher.liveness, lines.append)
     (row,) = [line for line in lines[-1].splitlines() if line.startswith("0 ")]
     assert "RUNNING" in row and "sent no heartbeat for 30 s: will be retried" in row
-

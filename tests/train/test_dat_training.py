@@ -8,19 +8,23 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from train_helpers import fast_config
 
 from dat_lab.data import DataConfig, build_datamodule
 from dat_lab.models import build_model, get_preset
 from dat_lab.train.module import DatLitModule
 from dat_lab.train.trainer import build_trainer, fit
-from train_helpers import fast_config
 
 PRESET = "dat_nano"  # 32 px, 4 stages of L/S and L/D blocks: the smallest real DAT
 
 
 def _shapes(tmp_path, train_size: int = 32) -> pl.LightningDataModule:
     cfg = DataConfig(
-        name="shapes", img_size=32, batch_size=16, train_size=train_size, val_size=16,
+        name="shapes",
+        img_size=32,
+        batch_size=16,
+        train_size=train_size,
+        val_size=16,
         cache_dir=tmp_path / "cache",
     )
     return build_datamodule(cfg)

@@ -8,9 +8,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from train_helpers import TinyClassifier, fast_config, run_training
 
 from dat_lab.train.optim import param_groups, warmup_cosine_lr
-from train_helpers import TinyClassifier, fast_config, run_training
 
 
 def _ids(params) -> set[int]:
@@ -24,7 +24,11 @@ def test_optimizer_decays_only_weight_matrices(tmp_path) -> None:
     assert _ids(groups["decay"]["params"]) == _ids([model.conv.weight, model.head.weight])
     assert groups["decay"]["weight_decay"] == 0.05
     expected_no_decay = [
-        model.pos, model.conv.bias, model.norm.weight, model.norm.bias, model.head.bias
+        model.pos,
+        model.conv.bias,
+        model.norm.weight,
+        model.norm.bias,
+        model.head.bias,
     ]
     assert _ids(groups["no_decay"]["params"]) == _ids(expected_no_decay)
     assert groups["no_decay"]["weight_decay"] == 0.0
@@ -77,7 +81,12 @@ class _RecordLr(pl.Callback):
 def test_trainer_steps_the_schedule_per_optimizer_step(tmp_path) -> None:
     # 4 epochs x 4 batches = 16 steps, 1 warm-up epoch = 4 steps; peak 2e-3 = 0.128 x 8 / 512.
     cfg = fast_config(
-        epochs=4, warmup_epochs=1, lr=0.128, lr_scale_batch=512, warmup_lr=0.0, min_lr=0.0,
+        epochs=4,
+        warmup_epochs=1,
+        lr=0.128,
+        lr_scale_batch=512,
+        warmup_lr=0.0,
+        min_lr=0.0,
         limit_train_batches=4,
     )
     record = _RecordLr()

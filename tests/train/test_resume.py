@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from train_helpers import fast_config, run_training
 
 from dat_lab.schema import to_mapping
 from dat_lab.train.callbacks import RngStateCheckpoint
 from dat_lab.train.config import TrainConfig
-from train_helpers import fast_config, run_training
 
 # Dropout and Mixup/CutMix (numpy RNG) and shuffling (torch RNG) all draw random numbers.
 CFG = fast_config(epochs=3, mixup=0.8, cutmix=1.0)
@@ -52,8 +52,9 @@ def _kill_then_resume(
         run_training(cfg, run_dir, callbacks=(kill or KillAt(epoch=2),), edit_trainer=edit_trainer)
     record = RecordBestAtStart()
     ckpt_path = ckpt if ckpt == "last" else run_dir / ckpt
-    resumed = run_training(cfg, run_dir, ckpt_path=ckpt_path, callbacks=(record,),
-                           edit_trainer=edit_trainer)
+    resumed = run_training(
+        cfg, run_dir, ckpt_path=ckpt_path, callbacks=(record,), edit_trainer=edit_trainer
+    )
     return resumed, record
 
 

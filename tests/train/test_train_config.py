@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_helpers import TinyClassifier, fast_config
 
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
 from dat_lab.train.config import TrainConfig
 from dat_lab.train.module import DatLitModule
 from dat_lab.train.trainer import build_trainer
-from train_helpers import TinyClassifier, fast_config
 
 
 def test_defaults_are_the_papers_recipe() -> None:

@@ -6,12 +6,12 @@ import csv
 
 import pytest
 import torch
+from train_helpers import RandomImages, TinyClassifier, fast_config, run_training
 
 from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossError
 from dat_lab.train.config import TrainConfig
 from dat_lab.train.module import DatLitModule
 from dat_lab.train.trainer import build_trainer
-from train_helpers import RandomImages, TinyClassifier, fast_config, run_training
 
 
 def _final_weights(run) -> torch.Tensor:
@@ -61,8 +61,9 @@ def test_metrics_checkpoints_and_logs_land_in_the_run_dir(tmp_path) -> None:
 
 
 def test_top5_and_training_accuracy_when_they_mean_something(tmp_path) -> None:
-    run = run_training(fast_config(epochs=1), tmp_path, data=RandomImages(num_classes=10),
-                       num_classes=10)
+    run = run_training(
+        fast_config(epochs=1), tmp_path, data=RandomImages(num_classes=10), num_classes=10
+    )
     assert {"val/acc1", "val/acc5", "train/acc1"} <= run.metrics.keys()
     assert run.metrics["val/acc5"] >= run.metrics["val/acc1"]
 

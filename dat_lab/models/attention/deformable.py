@@ -103,7 +103,9 @@ class DeformableAttention(nn.Module):
         self.proj_v = nn.Linear(dim, dim)
         self.proj_out = nn.Linear(dim, dim)
         if spec.offsets:
-            self.conv_offset = OffsetNetwork(dim // self.groups, spec.offset_kernel, spec.reduction)
+            self.conv_offset = OffsetNetwork(
+                dim // self.groups, spec.offset_kernel, spec.reduction
+            )
         self.pos_bias = self._build_position_encoding(dim, size)
 
     def _build_position_encoding(self, dim: int, size: tuple[int, int] | None) -> nn.Module | None:

@@ -36,7 +36,9 @@ class SpatialReductionAttention(nn.Module):
         q = self.q(x).view(b, h * w, self.heads, d).transpose(1, 2)  # B, heads, HW, d
         if self.sr_ratio > 1:
             if min(h, w) < self.sr_ratio:
-                raise ValueError(f"P block: feature map {h}x{w} smaller than sr_ratio {self.sr_ratio}")
+                raise ValueError(
+                    f"P block: feature map {h}x{w} smaller than sr_ratio {self.sr_ratio}"
+                )
             x = self.norm(self.sr(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
         kv = self.kv(x.reshape(b, -1, c)).view(b, -1, 2, self.heads, d)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, heads, Nk, d

@@ -104,7 +104,9 @@ class WindowAttention(nn.Module):
 
     def _bias(self, win: tuple[int, int]) -> torch.Tensor:
         """Relative position bias ``(heads, N, N)`` for a window of size ``win``."""
-        idx = relative_position_index(*win, self.window).to(self.relative_position_bias_table.device)
+        idx = relative_position_index(*win, self.window).to(
+            self.relative_position_bias_table.device
+        )
         n = win[0] * win[1]
         return self.relative_position_bias_table[idx.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
