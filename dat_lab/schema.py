@@ -114,13 +114,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             check(len(value) == len(args), key, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(v, a, f"{key}.{i}") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(
+                _convert(v, a, f"{key}.{i}")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         item = args[0] if args else Any
         return tuple(_convert(v, item, f"{key}.{i}") for i, v in enumerate(value))
     if origin is dict:
         check(isinstance(value, dict), key, f"expected a mapping, got {value!r}")
         return {k: _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return from_mapping(tp, value, prefix=key)
@@ -151,6 +154,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r} at {key}")  # a bug, not bad input
 
 
+def _init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")  # a bug, not bad input
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | None = None) -> T:
     """Build the frozen dataclass ``cls`` from a mapping, strictly.
 
@@ -161,7 +170,7 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
         if not isinstance(data, dict):
             raise ConfigError(f"expected a mapping, got {data!r}")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        fields = _init_fields(cls)
         for key in data:
             if key not in fields:
                 allowed = ", ".join(sorted(fields))

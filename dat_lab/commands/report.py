@@ -1,6 +1,7 @@
 """``dat-lab report``: the paper's tables and plots from stored runs only (never trains).
 
-    dat-lab report [EXPERIMENT_OR_STUDY ...] [--all] [--format md,latex,csv] [--out DIR] [--store DIR]
+    dat-lab report [EXPERIMENT_OR_STUDY ...] [--all] [--format md,latex,csv]
+                   [--out DIR] [--store DIR]
 
 With no name (or ``--all``) every experiment and study in the store is reported. A name is an
 experiment's or study's ``name``, or the path of its YAML file. Tables: one row per variant

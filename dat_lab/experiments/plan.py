@@ -47,7 +47,7 @@ def action(state: str, retry_failed: bool) -> str:
 def variant_costs(specs: list[RunSpec]) -> dict[str, dict]:
     """Params and FLOPs of each variant's model, counted once per distinct model config."""
     by_model: dict[str, dict] = {}
-    out = {}
+    out: dict[str, dict] = {}
     for spec in specs:
         key = spec.config.model.hash
         if key not in by_model:
@@ -73,7 +73,8 @@ def print_plan(
         state = live_state(spec, store)
         todo = action(state, retry_failed)
         counts[todo.split(" ")[0]] += 1
-        why = store.get(spec.run_id).reason if state == RunState.FAILED.value else None
+        record = store.get(spec.run_id) if state == RunState.FAILED.value else None
+        why = record.reason if record is not None else None
         log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state}"
             f"{f' ({why})' if why else ''} | {todo} |")  # fmt: skip
     log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))

@@ -136,7 +136,9 @@ class RunIdentity:
     @classmethod
     def coerce(cls, value: RunIdentity | Mapping[str, Any]) -> RunIdentity:
         """``value`` itself, or a strict build from a mapping with exactly these three keys."""
-        return value if isinstance(value, cls) else from_mapping(cls, dict(value), "identity")
+        if isinstance(value, RunIdentity):
+            return value
+        return from_mapping(cls, dict(value), "identity")
 
     def as_dict(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
@@ -533,7 +535,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
                 return found
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{prefix}.{i}" if prefix else str(i))
             if found:
                 return found

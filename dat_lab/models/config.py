@@ -21,7 +21,7 @@ from typing import Any
 from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_mapping
 
 
-class Attn(str, enum.Enum):
+class Attn(enum.StrEnum):
     """Attention letters of a stage spec (DESIGN.md section 2)."""
 
     LOCAL = "L"  # Swin W-MSA
@@ -31,7 +31,7 @@ class Attn(str, enum.Enum):
     GLOBAL = "G"  # full MHSA
 
 
-class PosEnc(str, enum.Enum):
+class PosEnc(enum.StrEnum):
     """Position encoding of a deformable block ("Pos. Embed" in the paper's ablation)."""
 
     NONE = "none"
@@ -40,14 +40,14 @@ class PosEnc(str, enum.Enum):
     RELATIVE = "relative"  # (2H-1)x(2W-1) table read by bilinear interpolation
 
 
-class OffsetMode(str, enum.Enum):
+class OffsetMode(enum.StrEnum):
     """How offsets are bounded."""
 
     BOUNDED = "bounded"  # DAT: dp <- s * tanh(dp) / (Hk, Wk)
     CLAMPED = "clamped"  # DAT++: dp unbounded, p + dp clamped to [-1, 1]
 
 
-class Sampling(str, enum.Enum):
+class Sampling(enum.StrEnum):
     """Coordinate convention of the deformable block.
 
     ``consistent`` (default): reference points at key-cell centres and ``grid_sample`` with
@@ -372,7 +372,8 @@ class DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
     def canonical(self) -> DatConfig:
-        """This config with every applicable default written out (see ``StageConfig.canonical``)."""
+        """This config with every applicable default written out (see
+        ``StageConfig.canonical``)."""
         return self.replace(stages=tuple(s.canonical(i) for i, s in enumerate(self.stages)))
 
     @property

@@ -66,10 +66,10 @@ def resolve_model_config(
     return from_mapping(DatConfig, merged, prefix=key, file=file)
 
 
-def _four_stages(dims, depths, heads, attn, window, **stage_knobs) -> tuple[StageConfig, ...]:
+def _four_stages(dims, depths, heads, attn, window) -> tuple[StageConfig, ...]:
     return tuple(
-        StageConfig(dim=d, depth=n, heads=h, attn=a, window=window, **stage_knobs.get(i, {}))
-        for i, (d, n, h, a) in enumerate(zip(dims, depths, heads, attn))
+        StageConfig(dim=d, depth=n, heads=h, attn=a, window=window)
+        for d, n, h, a in zip(dims, depths, heads, attn, strict=True)
     )
 
 

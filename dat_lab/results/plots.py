@@ -61,10 +61,15 @@ def _legend(ax, twin=None) -> None:
     if twin is not None:
         more = twin.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    seen = dict(zip(labels, handles))  # one entry per label
+    seen = dict(zip(labels, handles, strict=True))  # one entry per label
     if seen:
-        ax.legend(seen.values(), seen.keys(), loc="upper left",
-                  bbox_to_anchor=(1.16 if twin is not None else 1.02, 1.0), fontsize="small")  # fmt: skip
+        ax.legend(
+            seen.values(),
+            seen.keys(),
+            loc="upper left",
+            bbox_to_anchor=(1.16 if twin is not None else 1.02, 1.0),
+            fontsize="small",
+        )
 
 
 def offset_range_figure(
@@ -115,8 +120,18 @@ def variant_bars_figure(
     with sns.axes_style(STYLE):
         fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(order) + 4), 4.4))
         if len(data):
-            sns.barplot(data=data, x="variant", y="value", order=order, errorbar="sd",
-                        capsize=0.15, color="C0", alpha=0.8, ax=ax, label="ours (mean ± std)")  # fmt: skip
+            sns.barplot(
+                data=data,
+                x="variant",
+                y="value",
+                order=order,
+                errorbar="sd",
+                capsize=0.15,
+                color="C0",
+                alpha=0.8,
+                ax=ax,
+                label="ours (mean ± std)",
+            )
             sns.stripplot(data=data, x="variant", y="value", order=order, color="black",
                           size=3, ax=ax, legend=False)  # fmt: skip
             ax.collections[-1].set_label("ours, each seed")
@@ -126,7 +141,7 @@ def variant_bars_figure(
         twin = None
         known = [(i, paper[v]) for i, v in enumerate(order) if v in paper]
         if known:
-            xs, ys = zip(*known)
+            xs, ys = zip(*known, strict=True)
             twin = _paper_axis(ax, xs, ys, "D", PAPER_LABEL)
         ax.set_xticks(
             range(len(order)),
@@ -180,8 +195,13 @@ def pareto_figure(
             ax.plot(front["mflops"], front["mean"], "o", color="C3")
             if len(pts) <= 30:
                 for _, row in pts.iterrows():
-                    ax.annotate(str(row["variant"]), (row["mflops"], row["mean"]),
-                                textcoords="offset points", xytext=(4, 4), fontsize="x-small")  # fmt: skip
+                    ax.annotate(
+                        str(row["variant"]),
+                        (row["mflops"], row["mean"]),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize="x-small",
+                    )
         ax.set_xlabel("FLOPs (M, fvcore, 1 multiply-add = 1)")
         ax.set_ylabel(metric_label(metric, setting))
         ax.set_title(title or "Accuracy vs FLOPs")
@@ -200,8 +220,8 @@ def curves_figure(
     seeds. Panels whose metric was never logged say so instead of being left blank."""
     with sns.axes_style(STYLE):
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
-        palette = dict(zip(order, sns.color_palette("husl", len(order))))
-        for i, (ax, (metric, x)) in enumerate(zip(axes[0], panels)):
+        palette = dict(zip(order, sns.color_palette("husl", len(order)), strict=True))
+        for i, (ax, (metric, x)) in enumerate(zip(axes[0], panels, strict=True)):
             data = curves[curves["metric"] == metric].dropna(subset=[x])
             if is_accuracy(metric):
                 data = data.assign(value=data["value"] * 100)

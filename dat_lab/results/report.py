@@ -218,7 +218,7 @@ def build_report(
     groups = build_groups(members, selected, found, metric)
     rendered = render_groups(groups, out, formats, only, jobs)
     report = Report()
-    for files, md, notes in rendered:
+    for files, _md, notes in rendered:
         report.files += files
         report.notes += notes
     report.markdown = "\n".join(md for _, md, _ in rendered)

@@ -43,8 +43,9 @@ def imagefolder(tmp_path_factory) -> Path:
     return root
 
 
-def test_experiment_files_exist():
-    assert len(EXPERIMENT_FILES) >= 5
+def test_the_bundled_experiment_files_are_all_checked():
+    bundled = ["attention_ablation", "imagenet_dat_tiny", "offset_range", "reduction"]
+    assert [p.stem for p in EXPERIMENT_FILES] == [*bundled, "stage_placement"]
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)

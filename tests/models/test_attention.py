@@ -157,7 +157,7 @@ def test_fused_and_explicit_branches_agree(module):
     fused, explicit = run(True), run(False)
     torch.testing.assert_close(fused[0], explicit[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused[1], explicit[1], atol=1e-5, rtol=1e-5)
-    for a, b in zip(fused[2], explicit[2]):
+    for a, b in zip(fused[2], explicit[2], strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""The report's figures carry their labels and data, and Optuna studies in the store are plotted."""
+"""The report's figures carry their labels and data; Optuna studies in the store are plotted."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_optuna_study_in_the_store_gets_history_and_importances(tmp_path, capsys
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweeps" / "free.journal")))
     study = optuna.create_study(study_name="free", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
-    for i, (variant, config) in enumerate(configs):
+    for _variant, config in configs:
         trial = study.ask()
         s = trial.suggest_float("s", 0.0, 8.0)
         r = trial.suggest_categorical("r", [1, 2, 4])

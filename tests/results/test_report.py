@@ -64,7 +64,7 @@ def _md_rows(text: str) -> dict[str, list[str]]:
         if header is None:
             header = cells
             continue
-        rows[cells[0].removesuffix(" †")] = dict(zip(header, cells))
+        rows[cells[0].removesuffix(" †")] = dict(zip(header, cells, strict=True))
     return rows
 
 
@@ -179,10 +179,11 @@ def test_each_experiment_file_gets_its_paper_table(tmp_path, experiment, expecte
     chosen = next(a for a in analyses.TABLES if a.applies(group))
     assert chosen.NAME == expected
     table = chosen.build(group).tables[0]
-    rows = {line[0]: dict(zip(table.header, line)) for line in table.cells}
+    rows = {line[0]: dict(zip(table.header, line, strict=True)) for line in table.cells}
     if experiment == "stage_placement":
-        assert [rows[v]["Paper top-1 (%)"] for v in ("D_1234", "D_234", "D_34", "D_4", "none")] == [
-            "81.70", "81.90", "82.00 (DAT)", "81.40", "81.30 (Swin-T)"]  # fmt: skip
+        assert [
+            rows[v]["Paper top-1 (%)"] for v in ("D_1234", "D_234", "D_34", "D_4", "none")
+        ] == ["81.70", "81.90", "82.00 (DAT)", "81.40", "81.30 (Swin-T)"]
     if experiment == "attention_ablation":
         assert rows["P_off_relative"]["Paper FLOPs"] == "4.48G"
         assert rows["S_nooff_nope"]["Paper top-1 (%)"] == "81.40"

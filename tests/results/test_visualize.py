@@ -14,8 +14,15 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.results.visualize import visualize_run
 
-TINY = {"train.epochs": 1, "train.val_every_n_epochs": 1, "train.threads": 1, "train.log_every_n_steps": 1,
-        "data.train_size": 64, "data.val_size": 32, "data.batch_size": 32}  # fmt: skip
+TINY = {
+    "train.epochs": 1,
+    "train.val_every_n_epochs": 1,
+    "train.threads": 1,
+    "train.log_every_n_steps": 1,
+    "data.train_size": 64,
+    "data.val_size": 32,
+    "data.batch_size": 32,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ def test_drawn_points_are_the_models_sampling_positions_inside_the_image(trained
     height = width = 32
     panels = [ax for ax in fig.axes if ax.get_xlabel() == "x (px)"]  # not the colour bars
     assert len(panels) == 2 * len(records)
-    for rec, (offsets_ax, attention_ax) in zip(records, np.reshape(panels, (-1, 2))):
+    for rec, (offsets_ax, attention_ax) in zip(records, np.reshape(panels, (-1, 2)), strict=True):
         sampled = rec.sampled_pixels()[0].reshape(-1, 2).numpy()  # (y, x)
         reference = rec.reference_pixels()[0].reshape(-1, 2).numpy()
         np.testing.assert_allclose(_points(offsets_ax, "sampled"), sampled[:, ::-1], atol=1e-5)

@@ -41,7 +41,7 @@ BAD_STUDIES = [
     (
         {"space": {"s": {**S_PARAM, "set": ["stages.2.offset_range"]}}},
         "space.s.set.0",
-        "starts with",
+        "must start with one of model, data, train",
     ),
     (
         {"space": {"s": {**S_PARAM, "when": {"t": 1}}, "t": {**S_PARAM, "set": ["train.lr"]}}},
@@ -95,6 +95,26 @@ def test_a_bad_study_file_is_refused_naming_the_file_and_key(change, key, words,
         load_study(path)
     assert info.value.file == str(path) and info.value.key == key
     assert words in info.value.message
+
+
+def test_two_knobs_that_clash_only_together_are_refused_before_any_trial(study_file):
+    """Each value of s and of offset_mode is possible alone; s with clamped is not, and TPE
+    would draw it in about a quarter of the trials."""
+    bounded_or_clamped = {
+        "type": "categorical",
+        "choices": ["bounded", "clamped"],
+        "set": ["model.stages.3.offset_mode"],
+    }
+    s = {"type": "float", "low": 0.5, "high": 8.0, "set": ["model.stages.3.offset_range"]}
+    clash = study_file("clash", space={"s": s, "mode": bounded_or_clamped}, n_trials=4)
+    with pytest.raises(ConfigError) as info:
+        load_study(clash)
+    assert info.value.file == str(clash) and info.value.key == "space"
+    assert "'mode': 'clamped'" in info.value.message
+    assert "offset_range: has no effect with offset_mode: clamped" in info.value.message
+    resolved = {**s, "when": {"mode": "bounded"}}  # the conditional space resolves the clash
+    fixed = study_file("fixed", space={"mode": bounded_or_clamped, "s": resolved}, n_trials=4)
+    assert load_study(fixed).file.space["s"].when == {"mode": "bounded"}
 
 
 def test_the_cli_refuses_a_bad_study_file_before_any_run(tmp_path, study_file):

@@ -132,7 +132,13 @@ def test_ctrl_c_stops_cleanly_and_enqueues_the_trial_once(
     store, journal = tmp_path / "store", tmp_path / "ctrl_c.journal"
     args = cli("--study", str(path), "--store", str(store), "--storage", str(journal))
     worker = subprocess.Popen(
-        args, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # Undo an inherited ignored SIGINT (a suite started with `cmd &`), or Ctrl-C is lost.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         run_dir = _wait_for_a_checkpointed_run(RunStore(store), worker)

@@ -29,9 +29,8 @@ def build(group: Group) -> Output:
     labels = {}
     for v in found:
         k = group.knobs_of(v)
-        labels[v] = (
-            f"{v}\n{knob_text(k['attn12'])}, off {knob_text(k['offsets'])}, {knob_text(k['pos_enc'])}"
-        )
+        knobs = f"{knob_text(k['attn12'])}, off {knob_text(k['offsets'])}"
+        labels[v] = f"{v}\n{knobs}, {knob_text(k['pos_enc'])}"
     figure = plots.variant_bars_figure(
         group.runs, group.summary, group.metric, {v: r.top1 for v, r in found.items() if r},
         labels=labels, setting=group.setting.split(",")[0],
