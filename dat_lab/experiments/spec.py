@@ -38,7 +38,7 @@ from dat_lab.schema import (
     check,
     config_hash,
     from_mapping,
-    load_yaml,
+    load_config_file,
     to_mapping,
 )
 from dat_lab.train.config import TrainConfig
@@ -146,7 +146,7 @@ def load_experiment(
     Raises :class:`ConfigError` naming the file and key on any bad input, before any compute.
     """
     path = Path(path)
-    raw = load_yaml(path)
+    raw = load_config_file(path)
     _check_misplaced_sections(raw, path)
     exp = from_mapping(ExperimentFile, raw, file=path)
     common = _split_overrides(overrides or {}, path, COMMAND_LINE)

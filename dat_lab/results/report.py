@@ -37,7 +37,7 @@ from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_cs
 from dat_lab.results import analyses, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.load import load_runs, memberships
-from dat_lab.schema import ConfigError, load_yaml
+from dat_lab.schema import ConfigError, load_config_file
 
 DEFAULT_OUT = Path("reports")
 FIGURE_FORMATS = ("png", "pdf")
@@ -75,7 +75,7 @@ def group_name(target: str) -> str:
     if target.endswith((".yaml", ".yml")):
         if not path.is_file():
             raise ConfigError("no such experiment or study file", target)
-        data = load_yaml(path)
+        data = load_config_file(path)
         name = str(data.get("name") or path.stem)
         return f"{SWEEP_PREFIX}{name}" if "space" in data else name  # a study file's runs
     return target

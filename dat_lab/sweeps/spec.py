@@ -52,7 +52,14 @@ from dat_lab.experiments.spec import (
     names_override,
     resolve_run,
 )
-from dat_lab.schema import ConfigError, config_hash, from_mapping, load_yaml, to_mapping
+from dat_lab.schema import (
+    ConfigError,
+    config_files,
+    config_hash,
+    from_mapping,
+    load_config_file,
+    to_mapping,
+)
 from dat_lab.sweeps.schema import (
     COST_METRICS,
     ObjectiveSpec,
@@ -135,7 +142,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     base run, every parameter's extreme values and, for a grid, every point. Raises
     :class:`ConfigError` naming the file and key on any bad input, before any compute."""
     path = Path(path)
-    raw = load_yaml(path)
+    raw = load_config_file(path)
     for key in ("sampler", "pruner"):  # `sampler: tpe` is short for `sampler: {type: tpe}`
         if isinstance(raw.get(key), str):
             raw[key] = {"type": raw[key]}
@@ -250,7 +257,7 @@ def find_study_file(name_or_path: str, search_dir: Path = Path("sweeps")) -> Pat
     candidate = search_dir / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in search_dir.glob("*.yaml")) if search_dir.is_dir() else []
+    known = [p.stem for p in config_files(search_dir)]
     raise ConfigError(
         f"no study file {str(candidate)!r}; known studies: {', '.join(known) or 'none'}", "--study"
     )

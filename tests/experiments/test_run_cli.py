@@ -14,9 +14,10 @@ from experiment_helpers import events, run, start, tiny_imagefolder, write_exper
 from dat_lab.cli import main
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunState, RunStore
+from dat_lab.schema import config_files
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = config_files(REPO / "experiments")
 LOSSES = ("train/loss", "train/loss_epoch", "val/loss", "val/acc1")
 
 

@@ -16,10 +16,10 @@ from experiment_helpers import NAN_LR, events, write_experiment
 from dat_lab.experiments.runner import run_experiment, run_spec
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunIdentity, RunState, RunStore
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, config_files
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = config_files(REPO / "experiments")
 
 
 @pytest.fixture(autouse=True)

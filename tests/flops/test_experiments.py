@@ -15,10 +15,10 @@ import pytest
 from dat_lab.commands.flops import experiment_models
 from dat_lab.flops import count_flops
 from dat_lab.models import get_preset, list_presets
-from dat_lab.schema import load_yaml
+from dat_lab.schema import config_files, load_config_file
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENT_FILES = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENT_FILES = config_files(REPO / "experiments")
 
 
 def assert_fully_accounted(report, name: str) -> None:
@@ -51,9 +51,9 @@ def test_the_bundled_experiment_files_are_all_checked():
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_every_variant_of_every_experiment_file(path, request):
     overrides = {}
-    if load_yaml(path)["base"]["data"].get("name") == "imagefolder":
+    if load_config_file(path)["base"]["data"].get("name") == "imagefolder":
         overrides["data.path"] = str(request.getfixturevalue("imagefolder"))
     models = experiment_models(str(path), overrides)
-    assert [name for name, _ in models] == list(load_yaml(path)["variants"])
+    assert [name for name, _ in models] == list(load_config_file(path)["variants"])
     for name, cfg in models:
         assert_fully_accounted(count_flops(cfg), f"{path.stem}/{name}")

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from sweep_helpers import OFFSET_KEYS, cli, offset_grid, url_password, worker_env
 
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, config_files
 from dat_lab.sweeps.space import grid_points, suggest
 from dat_lab.sweeps.spec import load_study
 from dat_lab.sweeps.storage import StorageLocation, mask_url
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_shipped_study_files_load_with_their_budgets():
     budgets = {}
-    for path in sorted((REPO / "sweeps").glob("*.yaml")):
+    for path in config_files(REPO / "sweeps"):
         study = load_study(path)
         budgets[study.name] = (study.n_trials, study.file.sampler.type, len(study.file.objectives))
     assert budgets == {
