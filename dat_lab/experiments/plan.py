@@ -19,7 +19,7 @@ Log = Callable[[str], None]
 ACTIONS = {
     "new": "train",
     RunState.PENDING.value: "train",
-    RunState.INTERRUPTED.value: "resume",
+    RunState.INTERRUPTED.value: "resume",  # from last.ckpt, or from the start without one
     RunState.RUNNING.value: "wait (another process is training it)",
     RunState.FINISHED.value: "skip",
     RunState.FAILED.value: "skip (--retry-failed retrains it)",
@@ -39,8 +39,6 @@ def live_state(spec: RunSpec, store: RunStore) -> str:
 def action(state: str, retry_failed: bool) -> str:
     if state == RunState.FAILED.value and retry_failed:
         return "retrain"
-    if state == RunState.INTERRUPTED.value:
-        return "resume"  # from checkpoints/last.ckpt, or from the start if there is none
     return ACTIONS[state]
 
 

@@ -22,7 +22,6 @@ every op that is in neither table. For DAT it is empty; a test asserts it.
 from __future__ import annotations
 
 import math
-import re
 import string
 import typing
 import warnings
@@ -305,8 +304,3 @@ def flop_analysis(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, .
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
     return analysis
-
-
-def op_name(kind: str) -> str:
-    """``aten::grid_sampler`` -> ``grid_sampler`` (fvcore's by-operator keys)."""
-    return re.sub(r"^\w+::", "", kind)

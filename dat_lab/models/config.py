@@ -296,11 +296,28 @@ class DatConfig:
         check(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
         check(self.mlp_ratio > 0, "mlp_ratio", f"must be > 0, got {self.mlp_ratio}")
         check(0.0 <= self.drop_path < 1.0, "drop_path", f"must be in [0, 1), got {self.drop_path}")
+        self._check_maps_not_empty()
         for i, stage in enumerate(self.stages):
             try:
                 self._check_stage_fits(i, stage)
             except ConfigError as err:
                 raise err.located(prefix=f"stages.{i}") from None
+
+    def _check_maps_not_empty(self) -> None:
+        """The input must leave at least one pixel in the last stage: its size over the
+        stem's stride (patch_size) and one halving per later stage."""
+        if self.img_size is None:
+            return
+        last = len(self.stages) - 1
+        h, w = self.feature_size(last)
+        stride = self.patch_size * 2**last
+        check(
+            h >= 1 and w >= 1,
+            "img_size",
+            f"{self.img_size[0]}x{self.img_size[1]} leaves the feature map empty at stage "
+            f"{last} (patch_size {self.patch_size} x 2^{last} = stride {stride}); "
+            f"use an img_size of at least {stride} or a smaller patch_size",
+        )
 
     def _check_stage_fits(self, index: int, stage: StageConfig) -> None:
         if self.img_size is None:
@@ -314,11 +331,6 @@ class DatConfig:
                 )
             return
         h, w = self.feature_size(index)
-        check(
-            h >= 1 and w >= 1,
-            "dim",
-            f"feature map is empty at stage {index} for img_size {self.img_size}",
-        )
         if "D" in stage.attn:
             spec = stage.deformable(index)
             check(

@@ -72,6 +72,19 @@ def _plain_id(run_id: str) -> bool:
     return bool(run_id) and all(c.isalnum() or c in "_.-" for c in run_id) and ".." not in run_id
 
 
+def _check_has_deformable_blocks(record: Any) -> None:
+    """Before loading anything: a model without D blocks (``none`` of the stage-placement
+    ablation) has nothing to draw."""
+    from dat_lab.experiments.spec import RunConfig
+
+    stages = RunConfig.from_dict(record.config).model.stages
+    if not any("D" in stage.attn for stage in stages):
+        what = f"{record.identity.experiment}/{record.identity.variant}"
+        raise ConfigError(
+            f"run {record.run_id} ({what}) has no deformable (D) block to draw", "RUN_ID"
+        )
+
+
 def checkpoint_path(record: Any, which: str = "last") -> Path:
     """``last.ckpt`` (the final model, which the final metrics describe) or the best one."""
     ckpts = record.checkpoints_dir
@@ -259,6 +272,7 @@ def visualize_run(
     """Draw the run's D blocks on one image; returns the PNG path, the figure and the records."""
     store = RunStore(root)
     record = find_run(store, run_id)
+    _check_has_deformable_blocks(record)
     model, cfg = load_model(record, checkpoint)
     inp = load_input(cfg, image, index)
     h, w = inp.picture.shape[:2]

@@ -43,6 +43,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from dat_lab.schema import ConfigError
 from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossStop, RngStateCheckpoint
 from dat_lab.train.config import TrainConfig
+from dat_lab.train.log_dirs import next_version
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
@@ -68,19 +69,9 @@ def _check_precision(train_cfg: TrainConfig) -> None:
         )
 
 
-def _next_version(log_root: Path) -> str:
-    """``version_K`` with K one past the highest existing (0 for a new run)."""
-    taken = [
-        int(p.name.split("_", 1)[1])
-        for p in log_root.glob("version_*")
-        if p.name.split("_", 1)[1].isdigit()
-    ]
-    return f"version_{max(taken, default=-1) + 1}"
-
-
 def build_loggers(run_dir: Path) -> list[Logger]:
     """CSV logs (always) and TensorBoard logs (when tensorboard is importable), one version."""
-    version = _next_version(run_dir / LOG_DIR)
+    version = next_version(run_dir / LOG_DIR)
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name=LOG_DIR, version=version)]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(

@@ -354,3 +354,11 @@ def test_an_unusable_store_is_bad_input(tmp_path, cache, capsys):
     (tmp_path / "a_file").write_text("")
     assert main(["run", str(exp), "--store", str(tmp_path / "a_file" / "runs")]) == 2
     assert "error: --store: cannot create the run store" in capsys.readouterr().err
+
+
+def test_flags_before_the_overrides_plan_the_overridden_runs(tmp_path, cache, capsys):
+    exp = write_experiment(tmp_path / "exp.yaml")
+    _, (spec,) = load_experiment(exp, {"train.epochs": 2})
+    store = tmp_path / "store"
+    assert main(["run", str(exp), "--dry-run", "train.epochs=2", "--store", str(store)]) == 0
+    assert f"| {spec.variant} | 0 | {spec.run_id} | new | train |" in capsys.readouterr().out

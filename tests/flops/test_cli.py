@@ -134,7 +134,10 @@ def test_an_unsupported_op_exits_1(capsys, monkeypatch):
         ),
         (["dat_nano", "stages.2.reduction"], ["must look like key=value"]),
         (["dat_nano", "--size", "32y32"], ["--size", "'32y32'"]),
-        (["dat_nano", "--size", "8"], ["--size", "cannot run at 8x8", "feature map is empty"]),
+        (
+            ["dat_nano", "--size", "8"],
+            ["--size", "cannot run at 8x8", "img_size: 8x8 leaves the feature map empty"],
+        ),
         (["dat_nano", "stages.2.pos_enc=fixed", "--size", "64"], ["--size", "pos_enc fixed"]),
         (
             ["experiments/stage_placement.yaml", "model.stages.9.attn=L"],

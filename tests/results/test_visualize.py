@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from results_helpers import EXPERIMENTS
+from results_helpers import EXPERIMENTS, add_run, experiment_configs
 
 from dat_lab.cli import main
 from dat_lab.experiments.runner import run_spec
@@ -73,8 +73,20 @@ def test_cli_visualize_writes_a_png_and_rejects_bad_input(trained_run, tmp_path,
     assert main(["visualize", run_id, "--store", str(store), "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert main(["visualize", "nosuchrun", "--store", str(store)]) == 2
-    assert "RUN_ID: no such run" in capsys.readouterr().err
+    assert "RUN_ID: no run 'nosuchrun' in" in capsys.readouterr().err
     assert main(["visualize", run_id, "--store", str(store), "--query", "40,1"]) == 2
     assert "--query: (40, 1) is outside the 32x32 image" in capsys.readouterr().err
     assert main(["visualize", run_id, "--store", str(store), "--index", "32"]) == 2
     assert "--index: must be in 0..31" in capsys.readouterr().err
+
+
+def test_cli_visualize_of_a_model_without_d_blocks_is_a_one_line_error(tmp_path, capsys):
+    store = RunStore(tmp_path / "store")
+    ((variant, config),) = [c for c in experiment_configs("stage_placement") if c[0] == "none"]
+    add_run(store, "stage_placement", variant, 0, config)
+    run_id = next(iter(store.runs())).run_id
+    assert main(["visualize", run_id, "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"error: RUN_ID: run {run_id} (stage_placement/none) has no deformable (D) block to draw"
+    )
