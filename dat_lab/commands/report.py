@@ -7,7 +7,7 @@ With no name (or ``--all``) every experiment and study in the store is reported.
 experiment's or study's ``name``, or the path of its YAML file. Tables: one row per variant
 with FLOPs, #Param, top-1 mean +- std, 95% CI and n (finished seeds); failed, running and
 interrupted runs are marked and listed; the paper's ImageNet numbers sit beside ours where
-DESIGN.md has them. Figures (PNG and PDF) go beside the tables under ``--out``.
+the paper has them (docs/design.md §4). Figures (PNG and PDF) go beside the tables under ``--out``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ spatial relation), cached on disk.
 
 All three tasks put the evidence for the label in parts of the image that lie far apart, so a
 model has to combine distant places in one decision - where attention looks matters
-(DESIGN.md section 8).
+(docs/design.md §8).
 
 - ``pathfinder`` (Linsley et al., NeurIPS 2018; LRA Pathfinder-32, Tay et al., ICLR 2021): two
   main smoothly curving paths of dashes with faint gaps ("snakes") of ``path_length`` dashes plus

@@ -22,7 +22,7 @@ from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_map
 
 
 class Attn(enum.StrEnum):
-    """Attention letters of a stage spec (DESIGN.md section 2)."""
+    """Attention letters of a stage spec (docs/design.md §2)."""
 
     LOCAL = "L"  # Swin W-MSA
     SHIFTED = "S"  # Swin SW-MSA

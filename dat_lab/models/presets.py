@@ -1,6 +1,6 @@
 """Named model presets (registered here and in timm's registry).
 
-Paper presets (DESIGN.md section 1): ``dat_tiny``, ``dat_small``, ``dat_base``,
+Paper presets (docs/design.md §1): ``dat_tiny``, ``dat_small``, ``dat_base``,
 ``dat_base_384``. Small presets for CPU experiments on 32-64 px images keep the four-stage
 L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px).
 """

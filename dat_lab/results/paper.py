@@ -1,4 +1,4 @@
-"""The paper's numbers (Xia et al., CVPR 2022; DESIGN.md §4) as data, looked up by knobs.
+"""The paper's numbers (Xia et al., CVPR 2022; docs/design.md §4) as data, looked up by knobs.
 
 All are ImageNet-1K top-1 (%) of DAT-T variants trained 300 epochs at 224 px: they sit beside
 our numbers in tables and plots, labelled as the paper's, and are never mixed into our
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SETTING = "ImageNet-1K, DAT-T, 224 px, 300 epochs"
-SOURCE = "Xia et al., CVPR 2022 (DESIGN.md §4)"
+SOURCE = "Xia et al., CVPR 2022 (Tables 4-5, Fig. 5)"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Where a study lives (a journal file or a database), and the study lock that workers share.
 
 - Default: an Optuna journal file in the run store, ``<store>/sweeps/<study>.journal``
-  (``JournalFileBackend``; several times faster than SQLite for local workers, DESIGN.md §6).
+  (``JournalFileBackend``; several times faster than SQLite for local workers, docs/design.md §6).
 - ``postgresql://user:password@host/db``: one database for workers on many machines.
 - ``sqlite:///file.db`` works for a single worker; SQLite is not recommended for parallel use.
 

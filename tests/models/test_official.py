@@ -15,7 +15,7 @@ from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
 from dat_lab.models.official import CheckpointMismatch, load_official_checkpoint
 
 # Every key and shape of the official dat_tiny/small/base checkpoints (preset<TAB>key<TAB>shape),
-# a copy of the project's shared/official_dat_v1_state_dict.txt kept with the tests.
+# listed from the official CVPR-code checkpoints and kept with the tests.
 KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_dat_v1_state_dict.txt"
 
 

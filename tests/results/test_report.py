@@ -258,6 +258,7 @@ def test_unchanged_groups_are_not_redrawn_and_changed_ones_are(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_analysis_script_runs_on_its_own(offset_store, tmp_path):
     import subprocess
     import sys

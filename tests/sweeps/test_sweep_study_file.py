@@ -117,6 +117,7 @@ def test_two_knobs_that_clash_only_together_are_refused_before_any_trial(study_f
     assert load_study(fixed).file.space["s"].when == {"mode": "bounded"}
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_bad_study_file_before_any_run(tmp_path, study_file):
     path = study_file("bad", space={"s": {**S_PARAM, "choices": [2.0, -1.0]}}, sampler="grid")
     store = tmp_path / "store"
@@ -202,6 +203,7 @@ def test_a_password_in_a_storage_url_is_masked():
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_status_on_postgresql_never_prints_the_password(postgres_url, tmp_path, study_file):
     password = url_password(postgres_url)
