@@ -112,14 +112,7 @@ class ExperimentFile:
             )
         for section in SECTIONS:
             check(section in self.base, f"base.{section}", "required section is missing")
-        for name, overrides in self.variants.items():
-            check(
-                isinstance(overrides, dict),
-                f"variants.{name}",
-                "must be a mapping of dotted overrides",
-            )
-            for key in overrides or {}:
-                check_dotted_key(key, f"variants.{name}.{key}")
+        check_override_sets(self.variants, "variants")
 
 
 DOTTED_KEY_RULE = (
@@ -136,6 +129,19 @@ def is_dotted_key(key: object) -> bool:
 def check_dotted_key(key: object, where: str) -> None:
     """Raise ConfigError at ``where`` unless ``key`` is an override key."""
     check(is_dotted_key(key), where, f"got {str(key)!r}: an override key {DOTTED_KEY_RULE}")
+
+
+def check_override_sets(named: dict[str, Any], where: str) -> None:
+    """Each value of ``named`` (an experiment's variants, a study's named choices) is a
+    mapping of dotted overrides; errors are located at ``where.NAME[.KEY]``."""
+    for name, overrides in named.items():
+        check(
+            isinstance(overrides, dict),
+            f"{where}.{name}",
+            "must be a mapping of dotted overrides (or {} for the base)",
+        )
+        for key in overrides or {}:
+            check_dotted_key(key, f"{where}.{name}.{key}")
 
 
 def load_experiment(
@@ -353,6 +359,7 @@ __all__ = [
     "RunConfig",
     "RunSpec",
     "check_dotted_key",
+    "check_override_sets",
     "is_dotted_key",
     "load_experiment",
     "names_override",

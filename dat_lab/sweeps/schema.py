@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dat_lab.experiments.spec import check_dotted_key
+from dat_lab.experiments.spec import check_dotted_key, check_override_sets
 from dat_lab.schema import check
 
 ParamType = Literal["categorical", "int", "float"]
@@ -69,14 +69,7 @@ class ParamSpec:
         check(not self.log, "log", "only int and float parameters have it")
         if isinstance(self.choices, dict):
             check(not self.set, "set", "named choices carry their own overrides; leave set out")
-            for name, overrides in self.choices.items():
-                check(
-                    isinstance(overrides, dict),
-                    f"choices.{name}",
-                    "must be a mapping of dotted overrides (or {} for the base)",
-                )
-                for key in overrides or {}:
-                    check_dotted_key(str(key), f"choices.{name}.{key}")
+            check_override_sets(self.choices, "choices")
         else:
             assert self.choices is not None  # checked above
             check(bool(self.set), "set", "the dotted keys this parameter sets are missing")

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
-from sweep_helpers import OFFSET_KEYS, offset_grid
+from sweep_helpers import OFFSET_KEYS, TINY_DATA, offset_grid
 
 from dat_lab.experiments.store import RunState, RunStore
 from dat_lab.sweeps.liveness import USER_FAIL_REASON, Liveness
@@ -222,3 +223,23 @@ def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study
     trials = ostudy.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert all(("s" in t.params) == t.params["offsets"] for t in trials)
+
+
+@pytest.mark.slow
+def test_the_free_study_runs_ten_trials_and_the_model_refuses_none(tmp_path):
+    """sweeps/free.yaml once let TPE draw s with clamped offsets (about 1 trial in 4 failed);
+    its first 10 trials (TPE's random start-up) now all train, on tiny data."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "sweeps" / "free.yaml").read_text()
+    text = text.replace("../experiments/", f"{repo}/experiments/").replace(
+        "n_trials: 60", "n_trials: 10"
+    )
+    path = tmp_path / "free.yaml"
+    path.write_text(text)
+    tiny = {f"data.{k}": v for k, v in TINY_DATA.items() if k != "name"}
+    tiny.update({"train.epochs": 2, "train.warmup_epochs": 0, "train.val_every_n_epochs": 1})
+    tiny["train.threads"] = 1
+    ostudy, lines = sweep(path, tmp_path, tiny)
+    states = [t.state for t in ostudy.trials]
+    assert len(states) == 10 and TrialState.FAIL not in states, lines
+    assert {t.params["offsets"] for t in ostudy.trials} == {True, False}  # both branches drawn
