@@ -25,6 +25,7 @@ def _tiny_args() -> argparse.Namespace:
     return argparse.Namespace(batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1)
 
 
+@pytest.mark.slow
 def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys):
     bench.print_parts(_tiny_args())
     text = capsys.readouterr().out
@@ -44,6 +45,7 @@ def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys)
     assert floor and float(floor.group(1)) > 1.0, text
 
 
+@pytest.mark.slow
 def test_bench_backbone_measures_d_and_g_in_their_own_processes(bench):
     for name in ("D@14x14x384", "G@14x14x384"):
         images_per_s, peak = bench.measure(name, "fwd+bwd", _tiny_args())

@@ -321,6 +321,7 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path, cache):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_dry_run_of_every_experiment_file(path, tmp_path, cache, capsys):
     overrides = {}

@@ -37,6 +37,7 @@ def _quiet(_: str) -> None:
     pass
 
 
+@pytest.mark.slow
 def test_experiment_records_every_variant_and_seed_and_a_rerun_skips_all(tmp_path):
     path = write_experiment(
         tmp_path / "exp.yaml",

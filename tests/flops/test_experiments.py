@@ -27,7 +27,14 @@ def assert_fully_accounted(report, name: str) -> None:
     assert report.ok, name
 
 
-@pytest.mark.parametrize("preset", list_presets())
+# The paper's presets take seconds each to trace: the fast tier keeps the small ones.
+PAPER_SIZED = ("dat_tiny", "dat_small", "dat_base", "dat_base_384")
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [pytest.param(p, marks=pytest.mark.slow) if p in PAPER_SIZED else p for p in list_presets()],
+)
 def test_every_preset_runs_only_counted_or_zero_cost_ops(preset):
     assert_fully_accounted(count_flops(get_preset(preset)), preset)
 
@@ -48,6 +55,7 @@ def test_the_bundled_experiment_files_are_all_checked():
     assert [p.stem for p in EXPERIMENT_FILES] == [*bundled, "stage_placement"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_every_variant_of_every_experiment_file(path, request):
     overrides = {}

@@ -41,6 +41,7 @@ def test_dat_tiny_is_4_59g_and_every_flop_is_accounted_for():
     assert report.params == 28_319_138
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "row, paper",
     [

@@ -276,6 +276,7 @@ def test_analysis_script_runs_on_its_own(offset_store, tmp_path):
     assert (tmp_path / "offset_range" / "offset_range.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_groups_rendered_in_worker_processes_equal_the_serial_report(tmp_path):
     store = RunStore(tmp_path)
     for experiment in ("stage_placement", "reduction"):

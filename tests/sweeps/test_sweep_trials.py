@@ -48,6 +48,7 @@ def test_a_failing_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_pat
     assert good.state is TrialState.COMPLETE and 0.0 <= good.value <= 1.0
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
     # Digits (10 classes): lr 3e-3 learns within an epoch, lr 1e-9 stays at chance. With the
     # good trial done first, the median pruner stops the bad one after its first epoch of 3.
@@ -74,6 +75,7 @@ def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
     assert store.require(run_id).final is None and store.require(run_id).last_checkpoint
 
 
+@pytest.mark.slow
 def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, experiment):
     # 3 epochs, min_epochs 1, reduction factor 4: one bracket (floor(log_4(3 / 1)) + 1), so
     # both trials meet at its first rung, epoch index 1, whatever bracket Optuna hashes them
@@ -104,6 +106,7 @@ def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, exp
     assert "pruned after epoch 2" in text
 
 
+@pytest.mark.slow
 def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     # Accuracy against FLOPs over r x s: r changes the FLOPs, s does not.
     space = {
@@ -156,6 +159,7 @@ def _dominates(a: list[float], b: list[float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+@pytest.mark.slow
 def test_resuming_completes_the_budget_and_reuses_finished_runs(tmp_path, study_file):
     space = {"s": {"type": "float", "low": 0.0, "high": 8.0, "step": 4.0, "set": OFFSET_KEYS}}
     path = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=2)
@@ -200,6 +204,7 @@ def test_status_lists_state_params_values_and_run_id(tmp_path, study_file):
     assert lines[4].startswith("best (maximize val/acc1): trial #")
 
 
+@pytest.mark.slow
 def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study_file):
     space = {
         "offsets": {
