@@ -66,7 +66,7 @@ def _workers(text: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.plan import print_plan, print_results
-    from dat_lab.experiments.runner import default_workers, run_experiment
+    from dat_lab.experiments.pool import default_workers, run_experiment
     from dat_lab.experiments.spec import load_experiment
     from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
 

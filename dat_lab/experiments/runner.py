@@ -1,4 +1,4 @@
-"""Run an experiment's RunSpecs against the run store: skip, resume, train, record.
+"""One run's lifecycle against the run store: claim, skip, resume, train, record.
 
 ``run_spec`` trains one run under the store's lock. A run that finished is never retrained;
 one that was interrupted (its worker killed) resumes from its last checkpoint, which restores
@@ -7,21 +7,12 @@ then at most once per invocation. A non-finite loss or any exception marks the r
 with the reason, and the experiment goes on with the next run. Ctrl-C (or SIGTERM) leaves
 the run interrupted (resumable) and stops.
 
-``run_experiment`` works through the specs in one process, or in ``workers`` processes that
-split the CPU threads. Every worker (and every other ``dat-lab run`` on the same store) walks
-the same list and claims a run by taking its lock, so no two train the same run; a run held
-by someone else is waited for, and taken over if its holder dies.
+Walking an experiment's runs, in one process or several, is ``pool``'s job.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing as mp
-import os
-import signal
-import sys
-import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,21 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 
 from dat_lab.experiments import provenance
-from dat_lab.experiments.locking import host_name, parent_pid
 from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
 
 Log = Callable[[str], None]
-POLL_S = 5.0  # how often a worker looks again at runs that another process holds
 VAL_TOP1 = "val/acc1"
 VAL_TOP1_BEST = "val/acc1_best"
 
 
-def _print(message: str) -> None:
+def print_line(message: str) -> None:
     print(message, flush=True)
 
 
@@ -140,7 +128,7 @@ def run_spec(
     spec: RunSpec,
     store: RunStore,
     retry: Mapping[str, int] | None = None,
-    log: Log = _print,
+    log: Log = print_line,
     label: str = "",
     quiet: bool = False,
     extra_callbacks: Sequence[pl.Callback] = (),
@@ -181,8 +169,7 @@ def run_spec(
 
 
 def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
-    identity = RunIdentity(spec.experiment, spec.variant, spec.seed)
-    record = store.create(spec.run_id, spec.config.to_dict(), identity)
+    record = _record(spec, store)
     early = _settled(spec, record, retry)
     if early is not None:
         return _Claim(early)
@@ -197,6 +184,20 @@ def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
         lock.release()
         return _Claim(settled)
     return _Claim(lock=lock, record=record)
+
+
+def _record(spec: RunSpec, store: RunStore) -> RunRecord:
+    """The run's stored record, created first if need be.
+
+    A run another process holds is polled every few seconds; once it is stored with this
+    config and identity, reading it is enough (``create`` fsyncs the directory and publishes
+    the config again each time)."""
+    identity = RunIdentity(spec.experiment, spec.variant, spec.seed)
+    config = spec.config.to_dict()
+    record = store.get(spec.run_id)
+    if record is not None and identity in record.identities and record.config == config:
+        return record
+    return store.create(spec.run_id, config, identity)
 
 
 def _settled(spec: RunSpec, record: RunRecord, retry: Mapping[str, int]) -> Outcome | None:
@@ -302,117 +303,15 @@ def _record_end(spec: RunSpec, store: RunStore, final: Mapping[str, float]) -> N
     store.write_json(spec.run_id, "cost", cost)
 
 
-def work_through(
-    specs: list[RunSpec],
-    store: RunStore,
-    retry: Mapping[str, int],
-    log: Log = _print,
-    quiet: bool = False,
-    poll_s: float = POLL_S,
-    quiet_siblings: bool = False,
-) -> list[Outcome]:
-    """Run every spec in order; then wait for those another process holds, taking over any
-    whose holder dies, until every run is settled. Outcomes in the order of ``specs``.
-
-    ``quiet_siblings``: a parallel worker does not say it waits for runs that its sibling
-    workers hold (their own lines report those runs); it still names any other holder."""
-    n = len(specs)
-    labels = {s.run_id: f"[{i + 1}/{n}] {run_label(s)}" for i, s in enumerate(specs)}
-    outcomes: dict[str, Outcome] = {}
-    pending = list(specs)
-    waited: set[str] = set()  # runs found held by another process
-    said: set[str] = set()  # ... of which we said so
-    while pending:
-        busy = []
-        for spec in pending:
-            outcome = run_spec(spec, store, retry, log, labels[spec.run_id], quiet)
-            if outcome.result == "busy":
-                busy.append(spec)
-                if spec.run_id not in waited:
-                    waited.add(spec.run_id)
-                    if not quiet_siblings or _held_outside(store, spec.run_id):
-                        said.add(spec.run_id)
-                        log(f"{labels[spec.run_id]}: {outcome.detail}; will wait for it")
-                continue
-            if spec.run_id in waited and outcome.result == "skipped":
-                if spec.run_id in said:
-                    log(f"{labels[spec.run_id]}: finished by the other process")
-            elif outcome.result not in ("finished", "failed"):  # those were logged by run_spec
-                log(f"{labels[spec.run_id]}: {outcome.result}: {outcome.detail}")
-            outcomes[spec.run_id] = outcome
-        pending = busy
-        if pending:
-            time.sleep(poll_s)
-    return [outcomes[s.run_id] for s in specs]
-
-
-def _held_outside(store: RunStore, run_id: str) -> bool:
-    """Whether a process other than this ``dat-lab run``'s own workers (same host, same
-    parent) holds the run; where that cannot be told (another OS), True."""
-    holder = store.lock_holder(run_id)
-    if holder is None:  # released since: whoever held it will have reported it
-        return False
-    return holder.host != host_name() or parent_pid(holder.pid) != os.getppid()
-
-
-def run_experiment(
-    specs: list[RunSpec],
-    store: RunStore,
-    workers: int = 1,
-    retry_failed: bool = False,
-    log: Log = _print,
-    poll_s: float = POLL_S,
-) -> list[Outcome]:
-    """Run every spec; with ``workers > 1`` in that many processes sharing the CPU threads."""
-    quiet_lightning()
-    retry = failed_runs(specs, store) if retry_failed else {}
-    if workers <= 1:
-        return work_through(specs, store, retry, log, poll_s=poll_s)
-    threads = max(1, usable_cpus() // workers)
-    log(f"{workers} workers, {threads} CPU thread(s) each")
-    ctx = mp.get_context("spawn")  # a clean interpreter: no forked torch thread pools
-    procs = [
-        ctx.Process(
-            target=_worker_main,
-            args=(
-                k + 1,
-                specs,
-                str(store.root),
-                store.foreign_lock_timeout,
-                retry,
-                threads,
-                poll_s,
-            ),
-            name=f"dat-lab-worker-{k + 1}",
-        )
-        for k in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        _stop(procs)
-        raise
-    for k, proc in enumerate(procs, start=1):
-        if proc.exitcode != 0:  # its runs stay running/interrupted in the store: say why
-            log(f"worker {k} died (exit code {proc.exitcode}); rerun to resume its runs")
-    return [stored_outcome(spec, store) for spec in specs]
-
-
-def _stop(procs: list[mp.process.BaseProcess]) -> None:
-    """Stop the workers: SIGTERM (Lightning stops at the next batch), then SIGKILL. Either way
-    their runs stay resumable."""
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    deadline = time.monotonic() + 20.0
-    for proc in procs:
-        proc.join(max(0.1, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+def quiet_lightning() -> None:
+    """Hide Lightning's per-run banners (devices, model summary, tips) in experiment logs,
+    and two warnings that say nothing here: a resumed run's checkpoint folder is not empty by
+    design, and Lightning 2.6's own use of a deprecated torch pytree API. Other warnings and
+    errors still show."""
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
@@ -426,77 +325,14 @@ def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
     return _outcome(spec, state.value, record.reason or "")
 
 
-def default_workers(specs: list[RunSpec]) -> int:
-    """Workers for ``--workers auto``: one per CPU core for CPU runs, one process otherwise.
-
-    Small CPU models use one core badly: two 1-thread processes finished an experiment of
-    dat_nano runs ~2x faster than one 2-thread process here, and a 2-thread process is much
-    slower still when anything else loads the machine (OpenMP threads wait on each other).
-    """
-    on_gpu = torch.cuda.is_available() and any(s.config.train.accelerator != "cpu" for s in specs)
-    return 1 if on_gpu else max(1, min(usable_cpus(), len(specs)))
-
-
-def usable_cpus() -> int:
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-
-
-def quiet_lightning() -> None:
-    """Hide Lightning's per-run banners (devices, model summary, tips) in experiment logs,
-    and two warnings that say nothing here: a resumed run's checkpoint folder is not empty by
-    design, and Lightning 2.6's own use of a deprecated torch pytree API. Other warnings and
-    errors still show."""
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Linux: SIGKILL this worker when its parent dies (a `kill -9` of `dat-lab run` must not
-    leave workers training behind it; their runs resume on the next invocation).
-
-    ``parent_pid``: the parent this process was started by. A spawned worker calls this only
-    after its imports; if the parent died meanwhile (the signal would never come), it exits.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)  # orphaned before the line above: nothing of ours to stop cleanly
-
-
-def _worker_main(
-    index: int,
-    specs: list[RunSpec],
-    root: str,
-    foreign_lock_timeout: float | None,
-    retry: Mapping[str, int],
-    threads: int,
-    poll_s: float,
-) -> None:
-    """One parallel worker: the same walk as a single process, without a progress bar."""
-    die_with_parent(mp.parent_process().pid)
-    torch.set_num_threads(threads)
-    quiet_lightning()
-    store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)
-    log = lambda msg: print(f"[worker {index}] {msg}", flush=True)
-    try:
-        work_through(specs, store, retry, log, quiet=True, poll_s=poll_s, quiet_siblings=True)
-    except KeyboardInterrupt:
-        pass  # the parent stops everyone; the run stays resumable
-
-
 __all__ = [
     "MetricsSnapshot",
     "Outcome",
     "RunStopped",
     "failed_runs",
+    "quiet_lightning",
     "run_cost",
-    "run_experiment",
+    "run_label",
     "run_spec",
     "stored_outcome",
-    "work_through",
 ]

@@ -55,11 +55,11 @@ from dat_lab.experiments.locking import (
     RunLock,
     RunLocked,
     acquire,
-    host_name,
     now_iso,
     read_holder,
     try_acquire,
 )
+from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
 
 __all__ = [
@@ -533,7 +533,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
                 return found
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{prefix}.{i}" if prefix else str(i))
             if found:
                 return found
