@@ -15,8 +15,11 @@ from collections.abc import Mapping
 
 import torch
 
+from dat_lab.experiments.locking import now_iso
 from dat_lab.experiments.processes import die_with_parent, host_name, parent_pid, usable_cpus
+from dat_lab.experiments.progress import Progress
 from dat_lab.experiments.runner import (
+    Ask,
     Log,
     Outcome,
     failed_runs,
@@ -40,14 +43,16 @@ def work_through(
     quiet: bool = False,
     poll_s: float = POLL_S,
     quiet_siblings: bool = False,
+    ask: Ask | None = None,
 ) -> list[Outcome]:
     """Run every spec in order; then wait for those another process holds, taking over any
     whose holder dies, until every run is settled. Outcomes in the order of ``specs``.
 
     ``quiet_siblings``: a parallel worker does not say it waits for runs that its sibling
-    workers hold (their own lines report those runs); it still names any other holder."""
-    n = len(specs)
-    labels = {s.run_id: f"[{i + 1}/{n}] {run_label(s)}" for i, s in enumerate(specs)}
+    workers hold (their own lines report those runs); it still names any other holder.
+    ``ask``: ``--rerun-stale``, and when the invocation began (default: now)."""
+    ask = ask or Ask(since=now_iso())
+    progress = Progress(specs, store, ask.workers)
     outcomes: dict[str, Outcome] = {}
     pending = list(specs)
     waited: set[str] = set()  # runs found held by another process
@@ -55,20 +60,23 @@ def work_through(
     while pending:
         busy = []
         for spec in pending:
-            outcome = run_spec(spec, store, retry, log, labels[spec.run_id], quiet)
+            label = f"{progress.label(spec.run_id)} {run_label(spec)}"
+            progress.start(spec.run_id)
+            outcome = run_spec(spec, store, retry, log, label, quiet, ask=ask)
+            progress.finish(spec.run_id, trained=outcome.result in ("finished", "failed"))
             if outcome.result == "busy":
                 busy.append(spec)
                 if spec.run_id not in waited:
                     waited.add(spec.run_id)
                     if not quiet_siblings or _held_outside(store, spec.run_id):
                         said.add(spec.run_id)
-                        log(f"{labels[spec.run_id]}: {outcome.detail}; will wait for it")
+                        log(f"{label}: {outcome.detail}; will wait for it")
                 continue
             if spec.run_id in waited and outcome.result == "skipped":
                 if spec.run_id in said:
-                    log(f"{labels[spec.run_id]}: finished by the other process")
+                    log(f"{label}: finished by the other process")
             elif outcome.result not in ("finished", "failed"):  # those were logged by run_spec
-                log(f"{labels[spec.run_id]}: {outcome.result}: {outcome.detail}")
+                log(f"{label}: {outcome.result}: {outcome.detail}")
             outcomes[spec.run_id] = outcome
         pending = busy
         if pending:
@@ -92,12 +100,15 @@ def run_experiment(
     retry_failed: bool = False,
     log: Log = print_line,
     poll_s: float = POLL_S,
+    rerun_stale: bool = False,
 ) -> list[Outcome]:
-    """Run every spec; with ``workers > 1`` in that many processes sharing the CPU threads."""
+    """Run every spec; with ``workers > 1`` in that many processes sharing the CPU threads.
+    ``rerun_stale``: train again from scratch the runs that other code made."""
     quiet_lightning()
     retry = failed_runs(specs, store) if retry_failed else {}
+    ask = Ask(rerun_stale, now_iso(), max(1, workers))
     if workers <= 1:
-        return work_through(specs, store, retry, log, poll_s=poll_s)
+        return work_through(specs, store, retry, log, poll_s=poll_s, ask=ask)
     threads = max(1, usable_cpus() // workers)
     log(f"{workers} workers, {threads} CPU thread(s) each")
     ctx = mp.get_context("spawn")  # a clean interpreter: no forked torch thread pools
@@ -112,6 +123,7 @@ def run_experiment(
                 retry,
                 threads,
                 poll_s,
+                ask,
             ),
             name=f"dat-lab-worker-{k + 1}",
         )
@@ -164,6 +176,7 @@ def _worker_main(
     retry: Mapping[str, int],
     threads: int,
     poll_s: float,
+    ask: Ask,
 ) -> None:
     """One parallel worker: the same walk as a single process, without a progress bar."""
     die_with_parent(mp.parent_process().pid)
@@ -175,7 +188,9 @@ def _worker_main(
         print(f"[worker {index}] {message}", flush=True)
 
     try:
-        work_through(specs, store, retry, log, quiet=True, poll_s=poll_s, quiet_siblings=True)
+        work_through(
+            specs, store, retry, log, quiet=True, poll_s=poll_s, quiet_siblings=True, ask=ask
+        )
     except KeyboardInterrupt:
         pass  # the parent stops everyone; the run stays resumable
 

@@ -25,6 +25,7 @@ import pytorch_lightning as pl
 
 from dat_lab.experiments import provenance
 from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
 
@@ -132,6 +133,7 @@ def run_spec(
     label: str = "",
     quiet: bool = False,
     extra_callbacks: Sequence[pl.Callback] = (),
+    ask: Ask | None = None,
 ) -> Outcome:
     """Train (or resume, or skip) one run, recording everything in ``store``.
 
@@ -142,18 +144,21 @@ def run_spec(
         extra_callbacks: added to the run's Trainer (a sweep's pruning callback); one that
             raises :class:`RunStopped` leaves the run resumable and the exception reaches
             the caller.
+        ask: ``--rerun-stale`` and when the invocation began (see :class:`Ask`).
 
     Returns ``Outcome(result="busy")`` without waiting when another live process holds it.
     """
     label = label or run_label(spec)
-    claim = _claim(spec, store, retry or {})
+    ask = ask or Ask()
+    claim = _claim(spec, store, retry or {}, ask)
     if claim.outcome is not None:
         return claim.outcome
+    assert claim.record is not None  # a claim without an outcome holds the lock and record
     with claim.lock:
-        record = claim.record
+        record = _restart_if_stale(spec, store, claim.record, ask.rerun_stale, label, log)
         resume = record.last_checkpoint
         store.mark_running(spec.run_id)
-        log(f"{label}: {'resuming from ' + _rel(resume, record.path) if resume else 'training'}")
+        log(f"{label}: {_start_text(record, resume)}")
         try:
             final = _train(spec, store, record.path, resume, quiet, extra_callbacks)
         except RunStopped:
@@ -168,9 +173,26 @@ def run_spec(
         return _outcome(spec, "finished", _top1(final))
 
 
-def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
+@dataclass(frozen=True)
+class Ask:
+    """What one ``dat-lab run`` asked beyond retries, the same for all its workers.
+
+    Attributes:
+        rerun_stale: train again from scratch a run that other code made (finished, or a
+            checkpoint to resume; see :mod:`dat_lab.experiments.stale`).
+        since: when the invocation began (ISO time, ``locking.now_iso``): a run finished
+            after it was finished by another worker, and is reported so.
+        workers: how many workers share the runs (for the time-left estimate).
+    """
+
+    rerun_stale: bool = False
+    since: str | None = None
+    workers: int = 1
+
+
+def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask) -> _Claim:
     record = _record(spec, store)
-    early = _settled(spec, record, retry)
+    early = _settled(spec, record, retry, ask)
     if early is not None:
         return _Claim(early)
     lock = store.try_lock(spec.run_id)
@@ -179,7 +201,7 @@ def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
         who = f"pid {holder.pid} on {holder.host}" if holder else "another process"
         return _Claim(_outcome(spec, "busy", f"held by {who}"))
     record = store.require(spec.run_id)  # re-read under the lock: it may have changed
-    settled = _settled(spec, record, retry)
+    settled = _settled(spec, record, retry, ask)
     if settled is not None:
         lock.release()
         return _Claim(settled)
@@ -200,13 +222,49 @@ def _record(spec: RunSpec, store: RunStore) -> RunRecord:
     return store.create(spec.run_id, config, identity)
 
 
-def _settled(spec: RunSpec, record: RunRecord, retry: Mapping[str, int]) -> Outcome | None:
+def _settled(
+    spec: RunSpec, record: RunRecord, retry: Mapping[str, int], ask: Ask
+) -> Outcome | None:
     """The Outcome of a run that needs no training now, else None."""
     if record.state is RunState.FINISHED:
-        return _outcome(spec, "skipped", f"finished before, {_top1(record.final or {})}")
+        stale = other_code(record.provenance)
+        if stale and ask.rerun_stale:
+            return None
+        return _outcome(spec, "skipped", _finished_text(record, ask.since, stale))
     if record.state is RunState.FAILED and retry.get(spec.run_id) != record.attempts:
         return _outcome(spec, "not retried", f"failed before: {record.reason}")
     return None
+
+
+def _finished_text(record: RunRecord, since: str | None, stale: str | None) -> str:
+    """``finished before, val top-1 ...`` or ``finished by another worker (pid P on H) ...``,
+    with what made it when that was other code."""
+    if since is not None and record.updated >= since:
+        who = f"pid {record.pid} on {record.host}" if record.pid else "another process"
+        text = f"finished by another worker ({who}), {_top1(record.final or {})}"
+    else:
+        text = f"finished before, {_top1(record.final or {})}"
+    return f"{text}; {stale}; --rerun-stale retrains it" if stale else text
+
+
+def _restart_if_stale(
+    spec: RunSpec, store: RunStore, record: RunRecord, rerun: bool, label: str, log: Log
+) -> RunRecord:
+    """With ``rerun``, a run (or checkpoint) that other code made starts again from scratch;
+    its earlier output is kept under ``superseded/``. Called under the run's lock."""
+    stale = other_code(record.provenance) if rerun else None
+    if stale is None or (record.state is RunState.PENDING and record.last_checkpoint is None):
+        return record  # nothing trained by other code to throw away
+    log(f"{label}: {stale}: training again from scratch (--rerun-stale)")
+    return store.restart(spec.run_id, f"--rerun-stale: {stale}")
+
+
+def _start_text(record: RunRecord, resume: Path | None) -> str:
+    if resume is None:
+        return "training"
+    stale = other_code(record.provenance)
+    note = f" (checkpoint {stale}; --rerun-stale restarts it from scratch)" if stale else ""
+    return f"resuming from {_rel(resume, record.path)}{note}"
 
 
 def _outcome(spec: RunSpec, result: str, detail: str = "") -> Outcome:
@@ -252,6 +310,7 @@ def _train(
 
     from dat_lab.data.datamodule import build_datamodule
     from dat_lab.models import build_model
+    from dat_lab.train.loggers import RunTags
     from dat_lab.train.module import DatLitModule
     from dat_lab.train.trainer import build_trainer, fit
 
@@ -260,7 +319,8 @@ def _train(
     datamodule = build_datamodule(cfg.data)
     snapshot, timer = MetricsSnapshot(), Timer()  # both checkpointed, so resumes add up
     callbacks = [snapshot, timer, *extra_callbacks]
-    trainer = build_trainer(cfg.train, run_dir, extra_callbacks=callbacks)  # seeds the run
+    tags = RunTags(spec.run_id, spec.experiment, spec.variant, spec.seed)
+    trainer = build_trainer(cfg.train, run_dir, callbacks, tags)  # seeds the run
     if quiet and trainer.progress_bar_callback is not None:
         trainer.progress_bar_callback.disable()
     model = build_model(cfg.model)  # after the seeding
@@ -287,7 +347,7 @@ def _record_start(spec: RunSpec, store: RunStore, resume: Path | None) -> None:
     if prov is None or resume is None:
         prov = now
     else:
-        keep = ("started", "dat_lab", "packages", "machine")
+        keep = ("started", "dat_lab", "code", "packages", "machine")
         prov.setdefault("resumed", []).append({k: now[k] for k in keep})
     store.write_json(spec.run_id, "provenance", prov)
     if store.read_json(spec.run_id, "cost") is None:
@@ -326,6 +386,7 @@ def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
 
 
 __all__ = [
+    "Ask",
     "MetricsSnapshot",
     "Outcome",
     "RunStopped",
