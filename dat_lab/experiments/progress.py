@@ -62,7 +62,7 @@ class Progress:
         left = sum(
             1 for rid, i in self.index.items() if i >= first and rid not in self.done_before
         )
-        return fmean(times) * left / self.workers
+        return fmean(times) * left / self.workers if left else None
 
     def label(self, run_id: str) -> str:
         count = f"{self.index[run_id] + 1}/{self.n}"
