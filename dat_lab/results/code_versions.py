@@ -5,7 +5,8 @@ start and at each resume (:mod:`dat_lab.experiments.stale`). A table row whose f
 (the ones in its statistics) come from more than one code version, or from a version other
 than the installed one, gets ``‡`` after its variant, and the versions are listed under the
 table with their runs and git commits. A run recorded before fingerprints existed counts as
-version ``unknown``.
+version ``unknown``; a run without any provenance (made by other means than ``dat-lab run``)
+is not compared.
 
 :func:`mark_table` is called by the report on each variant table; :func:`code_versions`
 gives the same facts as a frame.
@@ -24,21 +25,23 @@ from dat_lab.results.tables import Table
 
 MARK = "‡"
 FINISHED = "finished"
+START = "prov.code.fingerprint"
+STARTED = "prov.started"
 _RESUMED = re.compile(r"prov\.resumed\.\d+\.code\.fingerprint")
 
 
 def run_fingerprints(runs: pd.DataFrame) -> pd.Series:
     """Per run (row of :func:`dat_lab.results.load_runs`): the distinct code fingerprints of
-    its start and resumes, as a tuple in order (``("unknown",)`` when none was recorded)."""
-    columns = ["prov.code.fingerprint", *sorted(c for c in runs.columns if _RESUMED.fullmatch(c))]
-    present = [c for c in columns if c in runs.columns]
+    its start and resumes, as a tuple in order; ``("unknown",)`` for a start that recorded
+    none, ``()`` for a run without any provenance (nothing is known to compare)."""
+    resumed = sorted(c for c in runs.columns if _RESUMED.fullmatch(c))
 
     def of(row: pd.Series) -> tuple[str, ...]:
-        found = [str(row[c]) for c in present if isinstance(row[c], str) and row[c]]
-        if "prov.code.fingerprint" not in present or not isinstance(
-            row.get("prov.code.fingerprint"), str
-        ):
-            found.insert(0, UNKNOWN)  # the start recorded no fingerprint
+        if not isinstance(row.get(STARTED), str):
+            return ()  # no provenance.json
+        start = row.get(START)
+        found = [start if isinstance(start, str) else UNKNOWN]
+        found += [row[c] for c in resumed if isinstance(row[c], str)]
         return tuple(dict.fromkeys(found))
 
     return runs.apply(of, axis=1) if len(runs) else pd.Series([], dtype=object)
@@ -54,7 +57,7 @@ def code_versions(runs: pd.DataFrame, installed: str | None = None) -> pd.DataFr
     for variant in dict.fromkeys(done.get("variant", pd.Series(dtype=str))):
         versions = tuple(dict.fromkeys(v for t in prints[done["variant"] == variant] for v in t))
         rows.append({"variant": variant, "versions": versions,
-                     "marked": len(versions) > 1 or versions != (installed,)})  # fmt: skip
+                     "marked": bool(versions) and versions != (installed,)})  # fmt: skip
     return pd.DataFrame(rows, columns=["variant", "versions", "marked"])
 
 
