@@ -147,3 +147,12 @@ def test_wandb_mode_follows_the_login_and_wandb_mode(tmp_path, no_tracker_env, m
     assert wandb_mode() == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == "disabled"
+
+
+def test_a_study_continues_whatever_the_logger_choice() -> None:
+    from dat_lab.sweeps.spec import load_study
+
+    path = REPO / "sweeps" / "offset_range.yaml"
+    logged = load_study(path, {"train.loggers": ["csv", "mlflow"]})
+    assert logged.fingerprint() == load_study(path).fingerprint()
+    assert logged.fingerprint() != load_study(path, {"train.epochs": 1}).fingerprint()
