@@ -259,7 +259,8 @@ def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] |
 def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None) -> str:
     """A hash of everything a group's outputs depend on: its runs (ids, states, times, final
     metrics, cost, config), their CSV logs (size and mtime), the options, this package's
-    source and the installed model/training/data code's fingerprint. Equal fingerprints mean the files from last time are still right."""
+    source and the installed model/training/data code's fingerprint. Equal fingerprints mean
+    the files from last time are still right."""
     digest = hashlib.sha256()
     cols = [c for c in group.runs.columns if c not in ("identities", "path")]
     digest.update(group.runs[cols].to_csv(index=False).encode())
