@@ -16,6 +16,8 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          logs/version_K/             Lightning's CSVLogger, one folder per attempt (K = 0, 1, ...)
          checkpoints/                Lightning's ModelCheckpoint: last.ckpt, best
          final.json cost.json provenance.json ...   written with write_json / mark_finished
+         superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
+                                     final.json, provenance.json of the earlier training
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
@@ -55,11 +57,11 @@ from dat_lab.experiments.locking import (
     RunLock,
     RunLocked,
     acquire,
-    host_name,
     now_iso,
     read_holder,
     try_acquire,
 )
+from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
 from dat_lab.train.log_dirs import attempt_dirs
 
@@ -115,7 +117,12 @@ _ALLOWED_FROM = {
     RunState.RUNNING: {RunState.PENDING, RunState.RUNNING, RunState.FAILED},
     RunState.FINISHED: {RunState.RUNNING},
     RunState.FAILED: {RunState.RUNNING, RunState.PENDING},
+    # restart: a run made by other code is trained again from scratch (--rerun-stale)
+    RunState.PENDING: {RunState.FINISHED, RunState.RUNNING, RunState.FAILED},
 }
+SUPERSEDED = "superseded"
+# What a restart moves aside: the earlier training's output.
+_TRAINING_OUTPUT = ("checkpoints", "logs", "final.json", "provenance.json")
 
 
 @dataclass(frozen=True)
@@ -436,6 +443,23 @@ class RunStore:
         status = self._transition(run_id, RunState.FAILED)
         status["reason"] = str(reason)
         return self._commit(run_id, status, {"reason": status["reason"]})
+
+    def restart(self, run_id: str, reason: str) -> RunRecord:
+        """Set the run back to pending, to be trained again from scratch (e.g. its code
+        changed). Its checkpoints, logs and final metrics move to ``superseded/K/`` (kept,
+        never deleted; K counts restarts), so nothing resumes from them or reports them."""
+        status = self._transition(run_id, RunState.PENDING)
+        path = self.run_dir(run_id)
+        archive = path / SUPERSEDED / str(len(list((path / SUPERSEDED).glob("*"))))
+        archive.mkdir(parents=True)
+        for name in _TRAINING_OUTPUT:
+            if (path / name).exists():
+                os.replace(path / name, archive / name)
+        for sub in ("logs", "checkpoints"):
+            (path / sub).mkdir(exist_ok=True)
+        durable.fsync_dir(path)
+        status["reason"] = str(reason)
+        return self._commit(run_id, status, {"restarted": str(reason), "moved_to": archive.name})
 
     # -- internals ------------------------------------------------------------------------
 

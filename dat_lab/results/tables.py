@@ -184,7 +184,12 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 def latex_escape(text: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(c, c) for c in text)
-    return out.replace("±", r"$\pm$").replace(DASH, "--").replace("†", r"$^\dagger$")
+    return (
+        out.replace("±", r"$\pm$")
+        .replace(DASH, "--")
+        .replace("†", r"$^\dagger$")
+        .replace("‡", r"$^\ddagger$")
+    )
 
 
 def to_latex(table: Table) -> str:
