@@ -88,6 +88,7 @@ def test_overrides_and_size_change_the_count(capsys):
     assert doc["total"] == count_flops(cfg, (48, 40)).total != count_flops(cfg).total
 
 
+@pytest.mark.slow
 def test_an_experiment_file_gives_one_row_per_variant_resolved_like_its_runs(capsys):
     from dat_lab.experiments.spec import load_experiment
 

@@ -76,8 +76,8 @@ def test_small_presets_have_a_few_hundred_thousand_parameters_and_keep_the_dat_s
 @pytest.mark.parametrize(
     "size",
     [
-        (224, 224),
-        *(pytest.param(s, marks=pytest.mark.slow) for s in [(256, 256), (160, 224), (230, 230)]),
+        pytest.param(s, marks=pytest.mark.slow)
+        for s in [(224, 224), (256, 256), (160, 224), (230, 230)]
     ],
 )
 def test_one_built_model_runs_at_any_input_size(size):

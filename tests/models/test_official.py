@@ -32,7 +32,7 @@ def official_state_dict(preset: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "preset",
-    ["dat_tiny", *(pytest.param(p, marks=pytest.mark.slow) for p in ("dat_small", "dat_base"))],
+    [pytest.param(p, marks=pytest.mark.slow) for p in ("dat_tiny", "dat_small", "dat_base")],
 )
 def test_official_state_dict_loads_strictly(preset, tmp_path):
     state = official_state_dict(preset)
