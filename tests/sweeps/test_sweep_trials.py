@@ -130,6 +130,7 @@ def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     assert "Pareto front (maximize val/acc1, minimize flops)" in text
 
 
+@pytest.mark.slow
 def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(
     tmp_path, study_file
 ):
