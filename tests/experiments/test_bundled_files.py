@@ -78,3 +78,16 @@ def test_a_key_written_twice_in_a_study_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="duplicate key: first on line") as err:
         load_study(path)
     assert err.value.file == str(path) and err.value.key == "sampler"
+
+
+def test_resolving_an_experiment_builds_one_data_module_per_distinct_data_config(monkeypatch):
+    """An ImageFolder scans its class folders when built: not once per variant x seed."""
+    import dat_lab.experiments.spec as spec
+
+    built = []
+    real = spec.build_datamodule
+    monkeypatch.setattr(spec, "build_datamodule", lambda data: built.append(data) or real(data))
+    _, specs = load_experiment(REPO / "experiments" / "stage_placement.yaml")
+    assert len(specs) == 10 and len(built) == 1
+    load_experiment(REPO / "experiments" / "stage_placement.yaml", {"data.val_size": 500})
+    assert len(built) == 2 and built[1].val_size == 500
