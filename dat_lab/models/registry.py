@@ -99,18 +99,29 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     fine-tuning at another resolution. Keys this model lacks are passed on for timm's strict
     load to name (the classifier is dropped by timm when ``num_classes`` differs).
     """
+    return convert_state_dict(state_dict, model)[0]
+
+
+def convert_state_dict(
+    state_dict: dict[str, Any], model: nn.Module
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """:func:`checkpoint_filter_fn`, and the keys whose tables it resized."""
     state_dict = state_dict.get("model", state_dict)
     state_dict = state_dict.get("state_dict", state_dict)
     ours = model.state_dict()
     official = any(k.startswith(("patch_proj.", "cls_head.")) for k in state_dict)
+    # A Lightning checkpoint of dat-lab's training module: the network is under "model.",
+    # the rest is the module's metric state.
+    lightning = any(k.startswith("model.") for k in state_dict)
     out: dict[str, torch.Tensor] = {}
+    resized: list[str] = []
     for key, value in state_dict.items():
-        if DROPPED.search(key):
+        if DROPPED.search(key) or (lightning and not key.startswith("model.")):
             continue
         if official:
             key = rename_official_key(key, set(ours))
-        elif key.startswith("model.") and key[6:] in ours:
-            key = key[6:]  # a Lightning checkpoint of dat-lab's training module
+        elif lightning:
+            key = key.removeprefix("model.")
         target = ours.get(key)
         if target is not None:
             if value.dim() == 4 and target.dim() == 2 and value.shape[2:] == (1, 1):
@@ -118,8 +129,9 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
             if key.endswith(("rpe_table", "relative_position_bias_table")):
                 if value.shape != target.shape and value.dim() == target.dim():
                     value = _resize_table(value, target.shape)
+                    resized.append(key)
         out[key] = value
-    return out
+    return out, resized
 
 
 def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
