@@ -39,7 +39,9 @@ def _cpu_peak_bytes(step) -> int:
     return peak
 
 
-def measure(checkpointing: bool, batch: int, size: int, device: str, threads: int) -> dict:
+def measure(
+    checkpointing: bool, batch: int, size: int, device: str, threads: int, preset: str = "dat_tiny"
+) -> dict:
     """One training step in this process; returns the step's peak memory (MiB) and time."""
     import torch
     import torch.nn.functional as F
@@ -48,11 +50,11 @@ def measure(checkpointing: bool, batch: int, size: int, device: str, threads: in
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model(get_preset("dat_tiny")).to(device).train()
+    model = build_model(get_preset(preset)).to(device).train()
     model.set_grad_checkpointing(checkpointing)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 3, size, size, device=device)
-    y = torch.randint(0, 1000, (batch,), device=device)
+    y = torch.randint(0, model.num_classes, (batch,), device=device)
 
     def step() -> None:
         F.cross_entropy(model(x), y).backward()
