@@ -9,6 +9,7 @@ resized bicubically, as the source model resamples them itself at that size).
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import torch
@@ -26,6 +27,16 @@ from dat_lab.schema import ConfigError
 
 def _quiet(_: str) -> None:
     pass
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Lightning's deterministic mode sets CUBLAS_WORKSPACE_CONFIG in this process's env."""
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture()
