@@ -309,6 +309,7 @@ def _train(
     from pytorch_lightning.callbacks import Timer
 
     from dat_lab.data.datamodule import build_datamodule
+    from dat_lab.experiments.weights import init_from_source
     from dat_lab.models import build_model
     from dat_lab.train.loggers import RunTags
     from dat_lab.train.module import DatLitModule
@@ -324,6 +325,7 @@ def _train(
     if quiet and trainer.progress_bar_callback is not None:
         trainer.progress_bar_callback.disable()
     model = build_model(cfg.model)  # after the seeding
+    init_from_source(model, spec, store, resume)  # train.init_from: weights, provenance
     module = DatLitModule(model, cfg.train, datamodule.num_classes, batch_size=cfg.data.batch_size)
     try:
         fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored

@@ -47,6 +47,9 @@ SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
 
 
+INIT_KEYS = ("init_from", "init_exclude", "init_sha256")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's result; its hash is the run id."""
@@ -62,7 +65,13 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return config_hash(self, length=16)
+        # Fine-tuning keys enter the hash only when set: runs planned before train.init_*
+        # existed keep their ids (and their stored results).
+        data = self.to_dict()
+        for key in INIT_KEYS:
+            if not data["train"][key]:
+                del data["train"][key]
+        return config_hash(data, length=16)
 
     def to_dict(self) -> dict[str, Any]:
         """What the store keeps in ``config.json``: the fields that make the run id (settings
@@ -165,7 +174,9 @@ def load_experiment(
         merged = {s: {**own[s], **common[s]} for s in SECTIONS}
         for seed in exp.seeds:
             origins = _Origins(f"variants.{variant}", common)
-            config = _resolve(exp.base, merged, seed, path, origins, facts)
+            config = pin_init_weights(
+                _resolve(exp.base, merged, seed, path, origins, facts), exp, path
+            )
             specs.append(RunSpec(exp.name, variant, seed, config))
     return exp, specs
 
@@ -189,7 +200,15 @@ def resolve_run(
     )
     merged = {s: {**own[s], **common[s]} for s in SECTIONS}
     origins = _Origins(f"variants.{variant}" if variant else "base", common)
-    return _resolve(exp.base, merged, seed, path, origins, facts or DataFacts())
+    config = _resolve(exp.base, merged, seed, path, origins, facts or DataFacts())
+    return pin_init_weights(config, exp, path)
+
+
+def pin_init_weights(config: RunConfig, exp: ExperimentFile, path: Path) -> RunConfig:
+    """``train.init_from``'s file hash written into the config, so the run id covers it."""
+    from dat_lab.experiments.weights import pin_source
+
+    return pin_source(config, exp.store, path)
 
 
 def _check_misplaced_sections(raw: dict[str, Any], path: Path) -> None:

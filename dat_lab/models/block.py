@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from timm.models import checkpoint_seq
 from torch import nn
 
 from dat_lab.models.attention import build_attention
@@ -51,6 +52,7 @@ class DatStage(nn.Module):
         sampling: Sampling,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = False
         self.letters = stage.letters
         self.downsample = Downsample(dim_in, stage.dim) if dim_in is not None else nn.Identity()
         self.blocks = nn.Sequential(
@@ -66,4 +68,9 @@ class DatStage(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            # One checkpoint per block (non-reentrant, RNG state preserved: drop path draws
+            # the same mask when recomputed, so gradients equal the plain backward's).
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)

@@ -97,7 +97,8 @@ class CheckpointMismatch(KeyError):
         return str(self.args[0])
 
 
-def _rename(key: str, model_keys: set[str]) -> str:
+def rename_official_key(key: str, model_keys: set[str]) -> str:
+    """Our name of an official key (``model_keys`` tells L/S from D output projections)."""
     for pattern, rename in RENAMES:
         m = re.fullmatch(pattern, key)
         if m:
@@ -114,7 +115,7 @@ def convert_official_state_dict(
     for key, value in state.items():
         if DROPPED.search(key):
             continue
-        new = _rename(key, set(ours))
+        new = rename_official_key(key, set(ours))
         if new not in ours:
             raise CheckpointMismatch(
                 f"official key {key!r} -> {new!r}, which this model lacks (unexpected key)"

@@ -18,7 +18,6 @@ points (the keys project all channels), which one picture cannot show.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.weights import checkpoint_path, find_run
 from dat_lab.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -52,26 +52,6 @@ class InputImage:
     label: str
 
 
-def find_run(store: RunStore, run_id: str):
-    """The run ``run_id`` or the one run whose id starts with it; ConfigError otherwise."""
-    record = store.get(run_id) if _plain_id(run_id) else None
-    if record is not None:
-        return record
-    base = store.root / "runs"
-    ids = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    matches = [i for i in ids if i.startswith(run_id)]
-    if len(matches) == 1:
-        return store.require(matches[0])
-    close = difflib.get_close_matches(run_id, ids, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    what = f"{len(matches)} runs start with {run_id!r}" if matches else f"no run {run_id!r}"
-    raise ConfigError(f"{what} in {store.root}{hint}", "RUN_ID")
-
-
-def _plain_id(run_id: str) -> bool:
-    return bool(run_id) and all(c.isalnum() or c in "_.-" for c in run_id) and ".." not in run_id
-
-
 def _check_has_deformable_blocks(record: Any) -> None:
     """Before loading anything: a model without D blocks (``none`` of the stage-placement
     ablation) has nothing to draw."""
@@ -83,19 +63,6 @@ def _check_has_deformable_blocks(record: Any) -> None:
         raise ConfigError(
             f"run {record.run_id} ({what}) has no deformable (D) block to draw", "RUN_ID"
         )
-
-
-def checkpoint_path(record: Any, which: str = "last") -> Path:
-    """``last.ckpt`` (the final model, which the final metrics describe) or the best one."""
-    ckpts = record.checkpoints_dir
-    candidates = sorted(ckpts.glob("best-*.ckpt")) if which == "best" else [ckpts / "last.ckpt"]
-    found = [p for p in candidates if p.is_file()]
-    if not found:
-        raise ConfigError(
-            f"run {record.run_id} ({record.state.value}) has no {which} checkpoint in {ckpts}",
-            "RUN_ID",
-        )
-    return found[-1]
 
 
 def load_model(record: Any, which: str = "last") -> tuple[DAT, Any]:
@@ -260,6 +227,47 @@ def deformable_figure(
     return fig
 
 
+def load_checkpoint_file(
+    path: Path, preset: str | None, image: str | Path | None, index: int | None
+) -> tuple[DAT, InputImage]:
+    """A model from a checkpoint file and its input: the run's data if the file is in a run,
+    otherwise ``image`` prepared by the paper's evaluation transform at the model's size."""
+    from types import SimpleNamespace
+
+    from dat_lab.data.config import DataConfig
+    from dat_lab.experiments.weights import fit_weights, model_for, read_weights
+    from dat_lab.models import build_model
+
+    weights = read_weights(path, key="RUN_ID")
+    cfg = model_for(weights, preset, {})
+    if not any("D" in stage.attn for stage in cfg.stages):
+        raise ConfigError(
+            f"{str(path)!r}: the model has no deformable (D) block to draw", "RUN_ID"
+        )
+    model = build_model(cfg)
+    fit_weights(model, weights.state, source=str(path), key="RUN_ID")
+    data = weights.data
+    if data is None:
+        if image is None:
+            raise ConfigError(
+                f"{str(path)!r} is not part of a run, so it has no validation images; "
+                "pass --image FILE",
+                "--image",
+            )
+        size = (cfg.img_size or (224, 224))[0]
+        data = DataConfig(name="imagefolder", img_size=size, batch_size=1, path=Path("."))
+    return model.eval(), _input_for(SimpleNamespace(data=data), image, index)
+
+
+def _input_for(cfg: Any, image: str | Path | None, index: int | None) -> InputImage:
+    if image is not None and cfg.data.name == "imagefolder":  # no folder to check for a file
+        x = _read_image(Path(image), cfg, None)
+        from dat_lab.data.transforms import NORMALIZATION
+
+        return InputImage(x[None], _picture(x, NORMALIZATION["imagefolder"]), Path(image).name)
+    return load_input(cfg, image, index)
+
+
 def visualize_run(
     root: str | Path,
     run_id: str,
@@ -268,22 +276,32 @@ def visualize_run(
     index: int | None = None,
     query: str | None = None,
     checkpoint: str = "last",
+    preset: str | None = None,
 ) -> tuple[Path, Figure, list]:
-    """Draw the run's D blocks on one image; returns the PNG path, the figure and the records."""
-    store = RunStore(root)
-    record = find_run(store, run_id)
-    _check_has_deformable_blocks(record)
-    model, cfg = load_model(record, checkpoint)
-    inp = load_input(cfg, image, index)
+    """Draw the D blocks of a run (or of a checkpoint file) on one image.
+
+    Returns the PNG path, the figure and the records.
+    """
+    if Path(run_id).expanduser().is_file():
+        path = Path(run_id).expanduser()
+        model, inp = load_checkpoint_file(path, preset, image, index)
+        name, title = path.stem, f"checkpoint {path.name}"
+    else:
+        record = find_run(RunStore(root), run_id)
+        _check_has_deformable_blocks(record)
+        model, cfg = load_model(record, checkpoint)
+        inp = load_input(cfg, image, index)
+        name = record.run_id
+        title = (f"run {record.run_id}: {record.identity.experiment}/{record.identity.variant}, "
+                 f"seed {record.identity.seed}")  # fmt: skip
     h, w = inp.picture.shape[:2]
     q = parse_query(query, h, w)
     with torch.no_grad():
         logits, records = model.forward_deformable_maps(inp.tensor)
     pred = int(logits.argmax(-1)[0])
-    title = (f"run {record.run_id}: {record.identity.experiment}/{record.identity.variant}, "
-             f"seed {record.identity.seed}\n{inp.label}, predicted class {pred}")  # fmt: skip
+    title = f"{title}\n{inp.label}, predicted class {pred}"
     fig = deformable_figure(inp.picture, records, q, title)
-    path = Path(out) if out is not None else Path("reports") / "visualize" / f"{record.run_id}.png"
+    path = Path(out) if out is not None else Path("reports") / "visualize" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path, fig, records

@@ -64,6 +64,13 @@ class TrainConfig:
         loggers: where metrics go besides ``csv`` (always on): ``tensorboard``, ``mlflow``,
             ``wandb``, each offline by default (see :mod:`dat_lab.train.loggers`). Not part of
             the run id: the same run logged elsewhere is the same run.
+        init_from: fine-tune: start from the weights of a checkpoint file (official DAT,
+            a dat-lab Lightning checkpoint, a state dict) or of a run id's last checkpoint
+            (looked up in the experiment's store); relative-position tables of another size
+            are resized. null = random initialisation.
+        init_exclude: module prefixes not taken from ``init_from`` (``[head]``: a new head).
+        init_sha256: SHA-256 of the ``init_from`` file, written in when the experiment is
+            loaded (so the run id covers the source weights); leave it out.
     """
 
     epochs: int = 300
@@ -97,6 +104,9 @@ class TrainConfig:
     loggers: tuple[LoggerName, ...] = dataclasses.field(
         default=("csv",), metadata={NOT_IDENTITY: True}
     )
+    init_from: str | None = None
+    init_exclude: tuple[str, ...] = ()
+    init_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"got {self.epochs}, must be >= 1")
@@ -119,6 +129,20 @@ class TrainConfig:
         self._check_hardware()
         self._check_loop()
         self._check_loggers()
+        self._check_init()
+
+    def _check_init(self) -> None:
+        for key in ("init_exclude", "init_sha256"):
+            check(
+                self.init_from is not None or not getattr(self, key),
+                key,
+                "is set but init_from is not (nothing to fine-tune from)",
+            )
+        check(
+            self.init_from is None or bool(str(self.init_from).strip()),
+            "init_from",
+            "must be a checkpoint path or a run id, or null",
+        )
 
     def _check_learning_rates(self) -> None:
         check(self.lr > 0, "lr", f"got {self.lr}, must be > 0")

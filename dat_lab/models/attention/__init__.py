@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from timm.layers import register_notrace_module
 from torch import nn
 
 from dat_lab.models.attention.deformable import DeformableAttention, DeformableMaps
@@ -10,6 +11,17 @@ from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
 from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
 from dat_lab.models.config import Attn, Sampling, StageConfig
+
+# FX tracing (timm's feature extraction, torchvision's create_feature_extractor) keeps each
+# attention module whole: their padding, windowing and key grids depend on the input shape.
+for _cls in (
+    WindowAttention,
+    ShiftedWindowAttention,
+    DeformableAttention,
+    SpatialReductionAttention,
+    GlobalAttention,
+):
+    register_notrace_module(_cls)
 
 
 def build_attention(

@@ -118,7 +118,9 @@ class DeformableAttention(nn.Module):
             raise ValueError(f"pos_enc {pe.value!r} needs the feature-map size at build time")
         if pe == PosEnc.FIXED:
             return FixedPositionBias(self.heads, size, self.key_grid(*size))
-        return RelativePositionBias(self.heads, self.groups, size, self.official)
+        return RelativePositionBias(
+            self.heads, self.groups, size, self.official, self._keys_on_pixels()
+        )
 
     def _position_encoding(self) -> nn.Module:
         """The position module; only pos_enc none has none, and it is never asked for."""
