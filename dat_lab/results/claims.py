@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dat_lab.results.compare import ALPHA, difference, holm
+from dat_lab.results.tables import DASH, Table, is_accuracy
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 
@@ -86,3 +87,32 @@ def evaluate(
         out.append(Verdict(claim["better"], claim["than"], verdict, d.test, d.n_a, d.n_b,
                            d.diff, d.ci_low, d.ci_high, d.p, float(p_holm), why))  # fmt: skip
     return out
+
+
+def claims_table(verdicts: Sequence[Verdict], metric: str, group: str) -> Table:
+    """The claims of one experiment as a table: verdict and the numbers behind it."""
+    scale = 100.0 if is_accuracy(metric) else 1.0
+    header = ["Claim", "Verdict", "Δ [95% CI]", "n", "Test", "p", "p (Holm)", "Why"]
+    cells, records = [], []
+    for v in verdicts:
+        delta = f"{v.diff * scale:+.2f}" if math.isfinite(v.diff) else DASH
+        if math.isfinite(v.ci_low):
+            delta += f" [{v.ci_low * scale:+.2f}, {v.ci_high * scale:+.2f}]"
+        p_text = f"{v.p:.3g}" if math.isfinite(v.p) else DASH
+        holm_text = f"{v.p_holm:.3g}" if math.isfinite(v.p_holm) else DASH
+        cells.append([f"{v.better} better than {v.than}", v.verdict, delta,
+                      f"{v.n_better}/{v.n_than}", v.test or DASH, p_text, holm_text,
+                      v.why or DASH])  # fmt: skip
+        records.append({"better": v.better, "than": v.than, "verdict": v.verdict,
+                        "metric": metric, "diff": v.diff, "ci95_low": v.ci_low,
+                        "ci95_high": v.ci_high, "n_better": v.n_better, "n_than": v.n_than,
+                        "test": v.test, "p": v.p, "p_holm": v.p_holm, "why": v.why})  # fmt: skip
+    direction = "higher" if higher_is_better(metric) else "lower"
+    caption = (
+        f"Each claim of the experiment file tested on {metric.removeprefix('final.')} "
+        f"({direction} is better): Δ = better - than with its 95% CI, paired t on shared "
+        f"seeds else Welch t, p Holm-adjusted over the claims; supported / contradicted when "
+        f"the adjusted p < {ALPHA} with the claimed / the opposite sign, else inconclusive."
+    )
+    return Table("claims", f"{group}: claims", caption, header, cells,
+                 pd.DataFrame.from_records(records))  # fmt: skip

@@ -92,21 +92,26 @@ def difference(
     paired = set(a.index) == set(b.index)
     if paired:
         x, y = a.sort_index().to_numpy(), b.sort_index().to_numpy()
-        res = stats.ttest_rel(x, y)
         samples: tuple[np.ndarray, ...] = (x - y,)
     else:
         x, y = a.to_numpy(), b.to_numpy()
-        res = stats.ttest_ind(x, y, equal_var=False)
         samples = (x, y)
-    if not np.isfinite(res.pvalue):  # zero spread: t is undefined
+    test = PAIRED if paired else WELCH
+    if all(_no_spread(s) for s in samples):  # t is undefined (or rounding noise)
         why = "no seed-to-seed spread: the difference cannot be tested"
-        return Difference(PAIRED if paired else WELCH, n_a, n_b, diff, nan, nan, nan, why)
+        return Difference(test, n_a, n_b, diff, nan, nan, nan, why)
+    res = stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False)
     if ci == "bootstrap":
         low, high = _bootstrap_ci(samples, rng or np.random.default_rng(0))
     else:
         interval = res.confidence_interval(CONFIDENCE)
         low, high = float(interval.low), float(interval.high)
-    return Difference(PAIRED if paired else WELCH, n_a, n_b, diff, low, high, float(res.pvalue))
+    return Difference(test, n_a, n_b, diff, low, high, float(res.pvalue))
+
+
+def _no_spread(x: np.ndarray) -> bool:
+    """Values equal up to floating-point rounding (metrics are stored as doubles)."""
+    return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -38,7 +38,12 @@ def power(n: int, effect: float, sd: float, paired: bool, alpha: float = ALPHA) 
         df, se = 2 * n - 2, sd * math.sqrt(2.0 / n)
     delta = abs(effect) / se
     t_crit = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(t_crit, df, delta) + stats.nct.cdf(-t_crit, df, delta))
+    upper = stats.nct.sf(t_crit, df, delta)
+    lower = stats.nct.cdf(-t_crit, df, delta)  # below alpha / 2, as delta >= 0
+    if not math.isfinite(upper):  # nct's series fail far in the tails; a normal T is close
+        upper = stats.norm.sf(t_crit - delta)
+    # The lower tail underflows to NaN for large delta, where it is 0 to double precision.
+    return float(upper + (lower if math.isfinite(lower) else 0.0))
 
 
 def seeds_needed(
@@ -69,3 +74,41 @@ def spread(a: pd.Series, b: pd.Series) -> tuple[float, bool]:
         return float((a.sort_index() - b.sort_index()).std(ddof=1)), True
     parts = [s.var(ddof=1) for s in (a, b) if len(s) >= 2]
     return (float(np.sqrt(np.mean(parts))) if parts else float("nan")), False
+
+
+def add_seeds_needed(
+    comparison: pd.DataFrame,
+    values: dict[str, pd.Series],
+    effects: dict[str, tuple[float, str]],
+) -> pd.DataFrame:
+    """``comparison`` (rows of ``compare_to_baseline``) plus ``effect`` (the difference to
+    detect, metric units), ``effect_source`` (``paper`` or ``--effect``), ``sd`` (the spread
+    it is judged against) and ``seeds_needed`` (per variant; NaN when unknown or > MAX_SEEDS,
+    see ``seeds_needed_text``)."""
+    empty = pd.Series(dtype=float)
+    out = comparison.copy()
+    cols: dict[str, list] = {"effect": [], "effect_source": [], "sd": [], "seeds_needed": []}
+    for row in comparison.itertuples(index=False):
+        effect, source = effects.get(row.variant, (float("nan"), ""))
+        if row.variant == row.baseline or not math.isfinite(effect):
+            sd, needed = float("nan"), None
+        else:
+            sd, paired = spread(values.get(row.variant, empty), values.get(row.baseline, empty))
+            needed = seeds_needed(effect, sd, paired)
+        cols["effect"].append(effect)
+        cols["effect_source"].append(source)
+        cols["sd"].append(sd)
+        cols["seeds_needed"].append(float(needed) if needed is not None else float("nan"))
+    for key, column in cols.items():
+        out[key] = column
+    return out
+
+
+def seeds_needed_text(row: pd.Series) -> str:
+    """A table cell: ``"12"``, ``"> 1000"``, or a dash when there is no effect or spread."""
+    needed, sd = row.get("seeds_needed"), row.get("sd")
+    if needed is not None and math.isfinite(needed):
+        return str(int(needed))
+    if sd is not None and math.isfinite(sd) and sd > 0 and math.isfinite(row.get("effect")):
+        return f"> {MAX_SEEDS}"
+    return "—"

@@ -5,9 +5,10 @@ applies writes its table (``NAME.md``, ``.tex``, ``.csv``) and figure; every ana
 ``analyses.FIGURES`` that applies adds figures (``.png`` and ``.pdf``). Layout::
 
     OUT/report.md                  every Markdown table, with links to the figures
+    OUT/report.html                the same in one self-contained page (see html.py)
     OUT/runs.csv                   the full run frame (one row per run, see load_runs)
     OUT/<group>/<table>.md|.tex|.csv
-    OUT/<group>/<figure>.png|.pdf
+    OUT/<group>/<figure>.png|.pdf|.svg
     OUT/<group>/.report-stamp.json  what the group's files were made from
 
 A group whose inputs (runs, logs, options, this code) are unchanged since the last report into
@@ -33,14 +34,16 @@ from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
-from dat_lab.results import analyses, studies, tables
+from dat_lab.experiments.store import DEFAULT_ROOT, RunState, RunStore, attempt_metrics_csvs
+from dat_lab.results import analyses, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
+from dat_lab.results.claims import claims_table
+from dat_lab.results.compare import CI_METHODS
 from dat_lab.results.load import load_runs, memberships
 from dat_lab.schema import ConfigError, load_yaml
 
 DEFAULT_OUT = Path("reports")
-FIGURE_FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html
 FIGURE_DPI = 150
 SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
 STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
@@ -117,11 +120,36 @@ def select_groups(names: Iterable[str], known: Sequence[str], root: Path) -> lis
     return list(dict.fromkeys(wanted))
 
 
+def parse_ci(text: str) -> str:
+    if text not in CI_METHODS:
+        raise ConfigError(f"unknown CI method {text!r}; allowed: {', '.join(CI_METHODS)}", "--ci")
+    return text
+
+
+def file_plans(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The plans (baseline, claims) of the experiment files among ``names``."""
+    from dat_lab.experiments.spec import load_experiment
+
+    plans = {}
+    for name in names:
+        if name.endswith((".yaml", ".yml")) and "space" not in load_yaml(Path(name)):
+            exp, _ = load_experiment(name)
+            plans[exp.name] = exp.plan()
+    return plans
+
+
 def build_groups(
-    members: pd.DataFrame, names: Sequence[str], found: dict, metric: str
+    members: pd.DataFrame,
+    names: Sequence[str],
+    found: dict,
+    metric: str,
+    plans: dict[str, dict[str, Any]] | None = None,
+    effect: float | None = None,
+    ci: str = "t",
 ) -> list[Group]:
     """One :class:`Group` per name: the runs whose identity names it, or for a study whose
-    trials' runs carry other identities, the runs its trials name."""
+    trials' runs carry other identities, the runs its trials name. ``plans``: the experiment
+    files' baselines and claims by name; ``effect``, ``ci``: see :class:`Group`."""
     groups = []
     for name in names:
         runs = members[members["experiment"] == name] if len(members) else members
@@ -129,7 +157,8 @@ def build_groups(
         if study is not None and runs.empty:
             ids = studies.trial_run_ids(study)
             runs = members[members["run_id"].isin(ids)].drop_duplicates("run_id")
-        groups.append(Group(name, runs.reset_index(drop=True), metric, study))
+        plan = (plans or {}).get(name)
+        groups.append(Group(name, runs.reset_index(drop=True), metric, study, plan, effect, ci))
     return groups
 
 
@@ -139,6 +168,8 @@ def analyse(group: Group) -> list[Output]:
         return [Output(notes=[f"{group.name}: no runs in the store yet"])]
     table_analysis = next(a for a in analyses.TABLES if a.applies(group))
     outputs = [table_analysis.build(group)]
+    if group.verdicts:
+        outputs[0].tables.append(claims_table(group.verdicts, group.metric, group.name))
     outputs += [a.build(group) for a in analyses.FIGURES if a.applies(group)]
     return outputs
 
@@ -148,13 +179,14 @@ def safe_name(name: str) -> str:
 
 
 def write_outputs(
-    folder: Path, outputs: Sequence[Output], formats: Sequence[str]
-) -> tuple[list[Path], str]:
-    """Write tables and figures of one group; returns the files and the group's Markdown."""
+    folder: Path, outputs: Sequence[Output], formats: Sequence[str], group: str = ""
+) -> tuple[list[Path], str, str]:
+    """Write tables and figures of one group; returns the files, the group's Markdown and its
+    HTML fragment (see :mod:`dat_lab.results.html`)."""
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    files, md = [], []
+    files, md, page = [], [], []
     for output in outputs:
         for table in output.tables:
             for fmt in formats:
@@ -162,6 +194,7 @@ def write_outputs(
                 path.write_text(tables.render(table, fmt))
                 files.append(path)
             md.append(tables.to_markdown(table))
+            page.append(html.table_html(table, group))
         for stem, fig in output.figures.items():
             for fmt in FIGURE_FORMATS:
                 path = folder / f"{stem}.{fmt}"
@@ -169,8 +202,10 @@ def write_outputs(
                 files.append(path)
             plt.close(fig)
             md.append(f"![{stem}]({folder.name}/{stem}.png)\n")
+            page.append(html.figure_html(stem, folder / f"{stem}.svg"))
         md += [f"- {note}\n" for note in output.notes]
-    return files, "\n".join(md)
+        page += [f"<p>{html.html.escape(note)}</p>" for note in output.notes]
+    return files, "\n".join(md), "".join(page)
 
 
 def state_counts(runs: pd.DataFrame) -> str:
@@ -191,6 +226,11 @@ def load_selection(
     return runs, members, found, select_groups(names, known, root)
 
 
+def load_plans(root: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Experiment plans recorded in the store by ``dat-lab run``; files named win."""
+    return {**RunStore(root).plans(), **file_plans(names)}
+
+
 def build_report(
     root: str | Path = DEFAULT_ROOT,
     names: Sequence[str] = (),
@@ -201,11 +241,17 @@ def build_report(
     only: Sequence[str] | None = None,
     jobs: int | None = None,
     log: Callable[[str], None] = print,
+    effect: float | None = None,
+    ci: str = "t",
+    write_html: bool = True,
 ) -> Report:
     """Write the report of ``names`` (every stored experiment and study if empty) to ``out``.
 
     ``only``: analysis names to run (default: the table that applies plus every figure).
     ``jobs``: processes that render groups (default: one per CPU; 1 = this process only).
+    ``effect``: the difference (points for accuracy) that seeds needed are computed for
+    (default: the paper's difference for each row); ``ci``: ``t`` or ``bootstrap``;
+    ``write_html``: also write ``report.html``.
     """
     root, out = Path(root), Path(out)
     runs, members, found, selected = load_selection(root, names, storage_url)
@@ -215,16 +261,22 @@ def build_report(
         log("report: no Optuna storage found under the store (no --optuna-storage): "
             "no importance or history plots")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    groups = build_groups(members, selected, found, metric)
+    plans = load_plans(root, names)
+    groups = build_groups(members, selected, found, metric, plans, effect, ci)
     rendered = render_groups(groups, out, formats, only, jobs)
     report = Report()
-    for files, md, notes in rendered:
+    for files, _, notes, _ in rendered:
         report.files += files
         report.notes += notes
-    report.markdown = "\n".join(md for _, md, _ in rendered)
+    report.markdown = "\n".join(r[1] for r in rendered)
     (out / "report.md").write_text(f"# dat-lab report ({root})\n\n{report.markdown}")
     runs.to_csv(out / "runs.csv", index=False)
     report.files += [out / "report.md", out / "runs.csv"]
+    if write_html:
+        sections = [(g.name, r[3]) for g, r in zip(groups, rendered, strict=True)]
+        text = html.page(f"dat-lab report ({root})", sections, {g.name: g.runs for g in groups})
+        (out / "report.html").write_text(text)
+        report.files.append(out / "report.html")
     return report
 
 
@@ -241,13 +293,14 @@ def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] |
     if cached is not None:
         return cached
     outputs = _run_only(group, only) if only else analyse(group)
-    files, md = write_outputs(folder, outputs, formats)
-    result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes])
+    files, md, page = write_outputs(folder, outputs, formats, group.name)
+    result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes], page)
     stamp = {
         "key": key,
         "files": [str(f) for f in files],
         "markdown": result[1],
         "notes": result[2],
+        "html": page,
     }
     (folder / STAMP).write_text(json.dumps(stamp))
     return result
@@ -264,7 +317,9 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
         for log in attempt_metrics_csvs(Path(path)):
             st = log.stat()
             digest.update(f"{log}:{st.st_size}:{st.st_mtime_ns}".encode())
-    digest.update(repr((group.name, group.metric, tuple(formats), tuple(only or ()))).encode())
+    options = (group.name, group.metric, tuple(formats), tuple(only or ()), group.plan,
+               group.effect, group.ci)  # fmt: skip
+    digest.update(repr(options).encode())
     study = group.study
     if study is not None:
         digest.update(
@@ -294,7 +349,7 @@ def _cached(folder: Path, key: str):
     files = [Path(f) for f in stamp.get("files", [])]
     if stamp.get("key") != key or not all(f.is_file() for f in files):
         return None
-    return files, stamp["markdown"], stamp["notes"]
+    return files, stamp["markdown"], stamp["notes"], stamp.get("html", "")
 
 
 def render_groups(
@@ -303,7 +358,7 @@ def render_groups(
     formats: Sequence[str],
     only: Sequence[str] | None,
     jobs: int | None = None,
-) -> list[tuple[list[Path], str, list[str]]]:
+) -> list[tuple[list[Path], str, list[str], str]]:
     """Analyse and write every group: in ``jobs`` forked processes (default: one per CPU) when
     there are several groups and the platform forks safely (Linux), else in this process.
     Figures dominate a report's time and groups are independent."""
@@ -358,7 +413,8 @@ def script_main(analysis: str, argv: Sequence[str] | None = None) -> int:
     for group in build_groups(members, names, found, args.metric):
         if group.runs.empty or not module.applies(group):
             continue
-        files, md = write_outputs(args.out / safe_name(group.name), [module.build(group)], formats)
+        folder = args.out / safe_name(group.name)
+        files, md, _ = write_outputs(folder, [module.build(group)], formats, group.name)
         print(md)
         print("\n".join(f"wrote {f}" for f in files))
         done += 1

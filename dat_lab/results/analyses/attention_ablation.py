@@ -7,10 +7,11 @@ or the D blocks' position encoding. The paper's FLOPs, #Param and top-1 sit besi
 from __future__ import annotations
 
 from dat_lab.results import paper, plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import knob_text, variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
+from dat_lab.results.tables import knob_text
 
 NAME = "attention_ablation"
+LOOKUP = paper.attention_ablation  # a variant's paper row (default effects)
 KNOBS = ("attn12", "offsets", "pos_enc")
 
 
@@ -20,10 +21,11 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: attention, offsets, position encoding",
-        caption=caption(group, with_paper=True), metric=group.metric, knobs=KNOBS,
-        paper_lookup=paper.attention_ablation, paper_cost=True,
+    table = compared_table(
+        group, group.summary, name=NAME,
+        title=f"{group.name}: attention, offsets, position encoding",
+        caption=caption(group, with_paper=True), knobs=KNOBS,
+        lookup=LOOKUP, paper_cost=True,
     )  # fmt: skip
     found = {v: paper.attention_ablation(group.knobs_of(v)) for v in group.summary["variant"]}
     labels = {}

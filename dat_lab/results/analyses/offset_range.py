@@ -7,10 +7,10 @@ is drawn on a second axis and listed beside ours where the paper has that s.
 from __future__ import annotations
 
 from dat_lab.results import paper, plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 
 NAME = "offset_range"
+LOOKUP = paper.offset_range  # a variant's paper row (default effects)
 
 
 def applies(group: Group) -> bool:
@@ -18,10 +18,10 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
-        caption=caption(group, with_paper=True), metric=group.metric, knobs=("s",),
-        paper_lookup=paper.offset_range,
+    table = compared_table(
+        group, group.summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
+        caption=caption(group, with_paper=True), knobs=("s",),
+        lookup=LOOKUP,
     )  # fmt: skip
     curve = {s: row.top1 for s, row in paper.OFFSET_RANGE.items()}
     figure = plots.offset_range_figure(

@@ -10,8 +10,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from dat_lab.results import plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 
 NAME = "reduction"
 
@@ -21,10 +20,10 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: reduction r and maximum offset s",
+    table = compared_table(
+        group, group.summary, name=NAME, title=f"{group.name}: reduction r and maximum offset s",
         caption=caption(group, with_paper=False) + " The paper publishes no r table.",
-        metric=group.metric, knobs=("r", "s"),
+        knobs=("r", "s"),
     )  # fmt: skip
     return Output(tables=[table], figures={"reduction": figure(group)})
 

@@ -6,10 +6,10 @@ Applies to a group whose variants differ in the stages that hold a D block.
 from __future__ import annotations
 
 from dat_lab.results import paper, plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 
 NAME = "stage_placement"
+LOOKUP = paper.stage_placement  # a variant's paper row (default effects)
 
 
 def applies(group: Group) -> bool:
@@ -17,10 +17,10 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: deformable attention by stage",
-        caption=caption(group, with_paper=True), metric=group.metric, knobs=("d_stages",),
-        paper_lookup=paper.stage_placement,
+    table = compared_table(
+        group, group.summary, name=NAME, title=f"{group.name}: deformable attention by stage",
+        caption=caption(group, with_paper=True), knobs=("d_stages",),
+        lookup=LOOKUP,
     )  # fmt: skip
     found = {v: paper.stage_placement(group.knobs_of(v)) for v in group.summary["variant"]}
     labels = {v: f"{v}\nD in {group.knobs_of(v)['d_stages']}" for v in found}
