@@ -72,8 +72,10 @@ def evaluate(
 ) -> list[Verdict]:
     """The verdict of each claim, from seed-indexed values per variant (``seed_values``)."""
     empty = pd.Series(dtype=float)
-    diffs = [difference(values.get(c["better"], empty), values.get(c["than"], empty), ci)
-             for c in claims]  # fmt: skip
+    diffs = [
+        difference(values.get(c["better"], empty), values.get(c["than"], empty), ci)
+        for c in claims
+    ]
     adjusted = holm([d.p for d in diffs])
     sign = 1.0 if higher_is_better(metric) else -1.0
     out = []
@@ -84,8 +86,22 @@ def evaluate(
         else:
             verdict = INCONCLUSIVE
             why = d.why or f"Holm-adjusted p >= {ALPHA}: the difference may be seed noise"
-        out.append(Verdict(claim["better"], claim["than"], verdict, d.test, d.n_a, d.n_b,
-                           d.diff, d.ci_low, d.ci_high, d.p, float(p_holm), why))  # fmt: skip
+        out.append(
+            Verdict(
+                claim["better"],
+                claim["than"],
+                verdict,
+                d.test,
+                d.n_a,
+                d.n_b,
+                d.diff,
+                d.ci_low,
+                d.ci_high,
+                d.p,
+                float(p_holm),
+                why,
+            )
+        )
     return out
 
 
@@ -100,13 +116,35 @@ def claims_table(verdicts: Sequence[Verdict], metric: str, group: str) -> Table:
             delta += f" [{v.ci_low * scale:+.2f}, {v.ci_high * scale:+.2f}]"
         p_text = f"{v.p:.3g}" if math.isfinite(v.p) else DASH
         holm_text = f"{v.p_holm:.3g}" if math.isfinite(v.p_holm) else DASH
-        cells.append([f"{v.better} better than {v.than}", v.verdict, delta,
-                      f"{v.n_better}/{v.n_than}", v.test or DASH, p_text, holm_text,
-                      v.why or DASH])  # fmt: skip
-        records.append({"better": v.better, "than": v.than, "verdict": v.verdict,
-                        "metric": metric, "diff": v.diff, "ci95_low": v.ci_low,
-                        "ci95_high": v.ci_high, "n_better": v.n_better, "n_than": v.n_than,
-                        "test": v.test, "p": v.p, "p_holm": v.p_holm, "why": v.why})  # fmt: skip
+        cells.append(
+            [
+                f"{v.better} better than {v.than}",
+                v.verdict,
+                delta,
+                f"{v.n_better}/{v.n_than}",
+                v.test or DASH,
+                p_text,
+                holm_text,
+                v.why or DASH,
+            ]
+        )
+        records.append(
+            {
+                "better": v.better,
+                "than": v.than,
+                "verdict": v.verdict,
+                "metric": metric,
+                "diff": v.diff,
+                "ci95_low": v.ci_low,
+                "ci95_high": v.ci_high,
+                "n_better": v.n_better,
+                "n_than": v.n_than,
+                "test": v.test,
+                "p": v.p,
+                "p_holm": v.p_holm,
+                "why": v.why,
+            }
+        )
     direction = "higher" if higher_is_better(metric) else "lower"
     caption = (
         f"Each claim of the experiment file tested on {metric.removeprefix('final.')} "
@@ -114,5 +152,6 @@ def claims_table(verdicts: Sequence[Verdict], metric: str, group: str) -> Table:
         f"seeds else Welch t, p Holm-adjusted over the claims; supported / contradicted when "
         f"the adjusted p < {ALPHA} with the claimed / the opposite sign, else inconclusive."
     )
-    return Table("claims", f"{group}: claims", caption, header, cells,
-                 pd.DataFrame.from_records(records))  # fmt: skip
+    return Table(
+        "claims", f"{group}: claims", caption, header, cells, pd.DataFrame.from_records(records)
+    )

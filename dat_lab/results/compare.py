@@ -42,8 +42,9 @@ def seed_values(runs: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
         return {}
     values = pd.to_numeric(runs[metric], errors="coerce").astype(float)
     good = (runs["state"] == RunState.FINISHED.value) & np.isfinite(values)
-    frame = pd.DataFrame({"variant": runs["variant"].astype(str), "seed": runs["seed"],
-                          "value": values})[good]  # fmt: skip
+    frame = pd.DataFrame(
+        {"variant": runs["variant"].astype(str), "seed": runs["seed"], "value": values}
+    )[good]
     # One identity per (variant, seed) in an experiment; a mean guards against duplicates.
     means = frame.groupby(["variant", "seed"], sort=True)["value"].mean()
     return {str(v): s.droplevel(0) for v, s in means.groupby(level=0, sort=False)}
@@ -148,14 +149,36 @@ def compare_to_baseline(
     rows = []
     for variant in order:
         if variant == baseline:
-            rows.append({"variant": variant, "baseline": baseline, "test": "", "n": len(base),
-                         "n_baseline": len(base), "diff": 0.0, "ci_low": np.nan,
-                         "ci_high": np.nan, "p": np.nan, "why": "baseline"})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "baseline": baseline,
+                    "test": "",
+                    "n": len(base),
+                    "n_baseline": len(base),
+                    "diff": 0.0,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "p": np.nan,
+                    "why": "baseline",
+                }
+            )
             continue
         d = difference(values.get(variant, empty), base, ci, rng)
-        rows.append({"variant": variant, "baseline": baseline, "test": d.test, "n": d.n_a,
-                     "n_baseline": d.n_b, "diff": d.diff, "ci_low": d.ci_low,
-                     "ci_high": d.ci_high, "p": d.p, "why": d.why})  # fmt: skip
+        rows.append(
+            {
+                "variant": variant,
+                "baseline": baseline,
+                "test": d.test,
+                "n": d.n_a,
+                "n_baseline": d.n_b,
+                "diff": d.diff,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "p": d.p,
+                "why": d.why,
+            }
+        )
     out = pd.DataFrame.from_records(
         rows,
         columns=[
@@ -169,7 +192,7 @@ def compare_to_baseline(
             "ci_high",
             "p",
             "why",
-        ],  # fmt: skip
+        ],
     )
     out["p_holm"] = holm(out["p"].to_numpy())
     out["significant"] = out["p_holm"] < ALPHA

@@ -92,8 +92,10 @@ def table_html(table: Table, group: str) -> str:
 def figure_html(stem: str, svg: Path) -> str:
     """A placeholder for the figure ``svg``, embedded by :func:`inline_figures`."""
     alt = html.escape(stem)
-    return (f'<figure><img data-figure="{html.escape(str(svg))}" alt="{alt}">'
-            f"<figcaption>{alt}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><img data-figure="{html.escape(str(svg))}" alt="{alt}">'
+        f"<figcaption>{alt}</figcaption></figure>"
+    )
 
 
 def inline_figures(text: str) -> str:

@@ -32,17 +32,26 @@ def seeds_needed_lines(
     runs = load_runs(root) if (root / "runs").is_dir() else None
     members = memberships(runs) if runs is not None and len(runs) else None
     if members is None or not (members["experiment"] == experiment).any():
-        return [f"seeds needed: unknown until seeds of {experiment!r} have finished (the "
-                "seed-to-seed spread decides it; `dat-lab report` gives it then)"]  # fmt: skip
-    group = Group(experiment, members[members["experiment"] == experiment].reset_index(drop=True),
-                  metric, plan=plan, effect=effect)  # fmt: skip
+        return [
+            f"seeds needed: unknown until seeds of {experiment!r} have finished (the "
+            "seed-to-seed spread decides it; `dat-lab report` gives it then)"
+        ]
+    group = Group(
+        experiment,
+        members[members["experiment"] == experiment].reset_index(drop=True),
+        metric,
+        plan=plan,
+        effect=effect,
+    )
     table = next(a for a in analyses.TABLES if a.applies(group))
     comp = group.comparison(list(group.summary["variant"]), getattr(table, "LOOKUP", None))
     rows = comp[comp["variant"] != comp["baseline"]]
     rows = rows[rows["effect"].map(math.isfinite) & rows["sd"].map(math.isfinite)]
     if rows.empty:
-        return [f"seeds needed: unknown: no variant of {experiment!r} has a known difference "
-                "to detect and >= 2 finished seeds beside the baseline's"]  # fmt: skip
+        return [
+            f"seeds needed: unknown: no variant of {experiment!r} has a known difference "
+            "to detect and >= 2 finished seeds beside the baseline's"
+        ]
     scale, unit = (100.0, " points") if is_accuracy(metric) else (1.0, "")
     short = []
     for row in rows.itertuples(index=False):
@@ -52,5 +61,7 @@ def seeds_needed_lines(
             short.append(f"{row.variant} {count} (Δ {row.effect * scale:+.2f}{unit})")
     if not short:
         return []
-    return [f"seeds needed (80% power at 0.05 vs {group.baseline}, observed spread): "
-            f"{', '.join(short)}; the experiment has {have} seeds"]  # fmt: skip
+    return [
+        f"seeds needed (80% power at 0.05 vs {group.baseline}, observed spread): "
+        f"{', '.join(short)}; the experiment has {have} seeds"
+    ]

@@ -22,8 +22,11 @@ ACCS = {
     "s14": [0.86, 0.885, 0.85, 0.87],
     "s16": [0.81, 0.80, 0.80, 0.82],
 }
-CLAIMS = [{"better": "s2", "than": "s0"}, {"better": "s2", "than": "s14"},
-          {"better": "s2", "than": "s16"}]  # fmt: skip
+CLAIMS = [
+    {"better": "s2", "than": "s0"},
+    {"better": "s2", "than": "s14"},
+    {"better": "s2", "than": "s16"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,9 @@ def claims_store(tmp_path_factory):
     configs = dict(experiment_configs("offset_range"))
     for variant, accs in ACCS.items():
         for seed, acc in enumerate(accs):
-            add_run(store, "offset_range", variant, seed, configs[variant],
-                    final={"val/acc1": acc})  # fmt: skip
+            add_run(
+                store, "offset_range", variant, seed, configs[variant], final={"val/acc1": acc}
+            )
     return root
 
 
@@ -63,9 +67,11 @@ def test_claim_on_a_variant_without_runs_is_inconclusive_and_says_why(claims_sto
 def test_report_writes_the_claims_table_from_the_experiment_file(claims_store, tmp_path):
     exp = tmp_path / "offset_range.yaml"
     text = (EXPERIMENTS / "offset_range.yaml").read_text()
-    exp.write_text(text.split("\nbaseline:")[0] + "\nbaseline: s2\nclaims:\n"
-                   + "".join(f"  - {{better: {c['better']}, than: {c['than']}}}\n"
-                             for c in CLAIMS))  # fmt: skip
+    exp.write_text(
+        text.split("\nbaseline:")[0]
+        + "\nbaseline: s2\nclaims:\n"
+        + "".join(f"  - {{better: {c['better']}, than: {c['than']}}}\n" for c in CLAIMS)
+    )
     out = tmp_path / "out"
     build_report(claims_store, [str(exp)], ("md", "csv"), out, log=lambda m: None, jobs=1)
     md = (out / "offset_range" / "claims.md").read_text()
@@ -107,8 +113,10 @@ def test_bad_baseline_or_claims_name_the_file_key_and_allowed_variants(
 
 
 def test_bundled_experiments_state_the_papers_baseline_and_claims():
-    plans = {n: load_experiment(EXPERIMENTS / f"{n}.yaml")[0].plan()
-             for n in ("offset_range", "stage_placement", "attention_ablation")}  # fmt: skip
+    plans = {
+        n: load_experiment(EXPERIMENTS / f"{n}.yaml")[0].plan()
+        for n in ("offset_range", "stage_placement", "attention_ablation")
+    }
     assert plans["offset_range"]["baseline"] == "s2"
     assert {"better": "s2", "than": "s0"} in plans["offset_range"]["claims"]
     assert plans["stage_placement"]["baseline"] == "D_34"

@@ -35,10 +35,14 @@ addEventListener('load', () => {
 });
 </script>"""
 
-PROVENANCE = {"dat_lab": {"commit": "0123456789abcdef", "dirty": True, "version": "0.1.0"},
-              "python": {"version": "3.11.2"}, "torch": {"version": "2.14.1"},
-              "machine": {"host": "node-7"}, "started": "2026-01-02T03:04:05+00:00",
-              "ended": "2026-01-02T03:05:06+00:00"}  # fmt: skip
+PROVENANCE = {
+    "dat_lab": {"commit": "0123456789abcdef", "dirty": True, "version": "0.1.0"},
+    "python": {"version": "3.11.2"},
+    "torch": {"version": "2.14.1"},
+    "machine": {"host": "node-7"},
+    "started": "2026-01-02T03:04:05+00:00",
+    "ended": "2026-01-02T03:05:06+00:00",
+}
 
 
 def chromium() -> str:
@@ -55,8 +59,16 @@ def chromium() -> str:
 
 
 def browser(binary: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", *args]  # fmt: skip
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -70,12 +82,21 @@ def html_report(tmp_path_factory):
             for seed in range(3):
                 failed = i == 1 and seed == 2
                 acc = 0.8 + 0.01 * i + 0.004 * ((seed * 7 + i) % 3)
-                add_run(store, exp, variant, seed, config,
-                        state="failed" if failed else "finished", final={"val/acc1": acc},
-                        curve=[acc - 0.2, acc - 0.1, acc], reason="NonFiniteLossError: nan")  # fmt: skip
+                add_run(
+                    store,
+                    exp,
+                    variant,
+                    seed,
+                    config,
+                    state="failed" if failed else "finished",
+                    final={"val/acc1": acc},
+                    curve=[acc - 0.2, acc - 0.1, acc],
+                    reason="NonFiniteLossError: nan",
+                )
     store.write_json("offset_range-s0-0", "provenance", PROVENANCE)
-    store.write_plan("stage_placement", {"baseline": "D_34",
-                     "claims": [{"better": "D_34", "than": "none"}]})  # fmt: skip
+    store.write_plan(
+        "stage_placement", {"baseline": "D_34", "claims": [{"better": "D_34", "than": "none"}]}
+    )
     out = root / "out"
     names = [str(EXPERIMENTS / "offset_range.yaml"), "stage_placement"]
     build_report(root, names, ("md",), out, log=lambda m: None, jobs=1)
@@ -87,14 +108,30 @@ def test_html_is_one_offline_file_with_every_part(html_report):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched
     assert "<script" not in text and "<link" not in text
     assert text.count('src="data:image/svg+xml;base64,') == 4  # 2 plots + 2 curve figures
-    for part in ("Contents", "offset_range: claims", "stage_placement: claims",
-                 "Δ vs s2 [95% CI]", "Δ vs D_34 [95% CI]", "runs and provenance",
-                 "Runs that did not finish", "NonFiniteLossError: nan", "Seeds needed"):  # fmt: skip
+    for part in (
+        "Contents",
+        "offset_range: claims",
+        "stage_placement: claims",
+        "Δ vs s2 [95% CI]",
+        "Δ vs D_34 [95% CI]",
+        "runs and provenance",
+        "Runs that did not finish",
+        "NonFiniteLossError: nan",
+        "Seeds needed",
+    ):
         assert part in text, part
     assert 'href="#runs-offset_range-s0"' in text and 'id="runs-offset_range-s0"' in text
     row = re.search(r'<tr id="runs-offset_range-s0">(.*?)</tr>', text).group(1)
-    for shown in ("0123456789", "True", "0.1.0", "3.11.2", "2.14.1", "node-7",
-                  "2026-01-02T03:04:05", "2026-01-02T03:05:06"):  # fmt: skip
+    for shown in (
+        "0123456789",
+        "True",
+        "0.1.0",
+        "3.11.2",
+        "2.14.1",
+        "node-7",
+        "2026-01-02T03:04:05",
+        "2026-01-02T03:05:06",
+    ):
         assert f"<td>{shown}" in row, shown
 
 
@@ -115,8 +152,9 @@ def test_chromium_displays_every_table_and_image_without_errors(html_report, tmp
     assert check["errors"] == []
     assert check["anchors"] == 0  # every in-page link has its target
     shot = tmp_path / "report.png"
-    browser(binary, tmp_path, f"--screenshot={shot}", "--window-size=1400,2400",
-            html_report.as_uri())  # fmt: skip
+    browser(
+        binary, tmp_path, f"--screenshot={shot}", "--window-size=1400,2400", html_report.as_uri()
+    )
     assert shot.stat().st_size > 10_000
     if os.environ.get("DAT_LAB_SCREENSHOT"):
         shutil.copy(shot, os.environ["DAT_LAB_SCREENSHOT"])

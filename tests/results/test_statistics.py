@@ -73,8 +73,13 @@ def test_bootstrap_ci_is_scipys_percentile_bootstrap_of_the_paired_differences()
     a = _series([0.71, 0.74, 0.73, 0.70, 0.75], range(5))
     b = _series([0.69, 0.70, 0.72, 0.66, 0.70], range(5))
     d = difference(a, b, ci="bootstrap", rng=np.random.default_rng(3))
-    ref = stats.bootstrap(((a - b).to_numpy(),), np.mean, n_resamples=2000, method="percentile",
-                          rng=np.random.default_rng(3))  # fmt: skip
+    ref = stats.bootstrap(
+        ((a - b).to_numpy(),),
+        np.mean,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    )
     assert (d.ci_low, d.ci_high) == pytest.approx(
         (ref.confidence_interval.low, ref.confidence_interval.high)
     )
@@ -111,8 +116,12 @@ def test_table_applies_holm_across_its_rows_and_marks_by_adjusted_p():
         holm(list(raw.values()))
     )
     assert raw["small"] < ALPHA <= table.loc["small", "p_holm"]  # significant only unadjusted
-    assert table["significant"].to_dict() == {"base": False, "big": True, "small": False,
-                                              "none": False}  # fmt: skip
+    assert table["significant"].to_dict() == {
+        "base": False,
+        "big": True,
+        "small": False,
+        "none": False,
+    }
     assert table.loc["base", "why"] == "baseline"
 
 
@@ -217,8 +226,9 @@ def compared_store(tmp_path_factory):
     }
     for variant, by_seed in accs.items():
         for seed, acc in by_seed.items():
-            add_run(store, "offset_range", variant, seed, configs[variant],
-                    final={"val/acc1": acc})  # fmt: skip
+            add_run(
+                store, "offset_range", variant, seed, configs[variant], final={"val/acc1": acc}
+            )
     add_run(store, "offset_range", "s0", 4, configs["s0"], state="failed")
     runs = memberships(load_runs(root))
     return Group("offset_range", runs, plan={"baseline": "s2"}), accs
@@ -263,8 +273,10 @@ def test_seeds_needed_default_to_the_papers_difference_and_effect_overrides(comp
     table = group.comparison(["s2", "s0"], paper.offset_range).set_index("variant")
     assert table.loc["s0", "effect"] == pytest.approx((81.70 - 82.04) / 100)
     assert table.loc["s0", "effect_source"] == "paper"
-    sd = np.std([a - b for a, b in zip([0.79, 0.825, 0.78, 0.815], [0.80, 0.82, 0.79, 0.81],
-                                       strict=True)], ddof=1)  # fmt: skip
+    sd = np.std(
+        [a - b for a, b in zip([0.79, 0.825, 0.78, 0.815], [0.80, 0.82, 0.79, 0.81], strict=True)],
+        ddof=1,
+    )
     assert table.loc["s0", "sd"] == pytest.approx(sd)
     assert table.loc["s0", "seeds_needed"] == seeds_needed(-0.0034, sd, True)
     forced = Group("offset_range", group.runs, effect=0.5).comparison(["s2", "s0"])
