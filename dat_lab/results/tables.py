@@ -283,7 +283,7 @@ def to_latex(table: Table) -> str:
 
 def _leading_text_columns(table: Table) -> int:
     """Knob columns after the variant are left-aligned text (they end where FLOPs begins)."""
-    return table.header.index("FLOPs") - 1
+    return table.header.index("FLOPs") - 1 if "FLOPs" in table.header else 0
 
 
 def to_csv(table: Table) -> str:

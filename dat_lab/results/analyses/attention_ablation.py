@@ -34,11 +34,13 @@ def build(group: Group) -> Output:
         labels[v] = (
             f"{v}\n{knob_text(k['attn12'])}, off {knob_text(k['offsets'])}, {knob_text(k['pos_enc'])}"
         )
-    figure = plots.variant_bars_figure(
+    order = list(group.summary["variant"])
+    comparison = group.comparison(order, LOOKUP) if group.baseline else None
+    figure = plots.variant_points_figure(
         group.runs, group.summary, group.metric, {v: r.top1 for v, r in found.items() if r},
         labels=labels, setting=group.setting.split(",")[0],
         xlabel="Attn (S1-2), offsets, Pos. Embed",
-        title=f"{group.name}: attention, offsets, position encoding",
+        title=f"{group.name}: attention, offsets, position encoding", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"attention_ablation": figure})
 

@@ -50,6 +50,7 @@ class Group:
     plan: dict[str, Any] | None = None
     effect: float | None = None
     ci: str = "t"
+    _comparisons: dict[tuple, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -89,8 +90,12 @@ class Group:
     def comparison(self, order: list[str], lookup: PaperLookup | None = None) -> pd.DataFrame:
         """Each variant of ``order`` against the baseline (``compare_to_baseline``) with the
         seeds needed to detect the paper's difference for its row (``lookup``) or ``effect``."""
-        comp = compare_to_baseline(self.values, order, str(self.baseline), self.ci)
-        return power.add_seeds_needed(comp, self.values, self._effects(order, lookup))
+        key = (tuple(order), lookup)
+        if key not in self._comparisons:  # a table and its figure share one computation
+            comp = compare_to_baseline(self.values, order, str(self.baseline), self.ci)
+            comp = power.add_seeds_needed(comp, self.values, self._effects(order, lookup))
+            self._comparisons[key] = comp
+        return self._comparisons[key]
 
     def _effects(self, order: list[str], lookup: PaperLookup | None) -> dict[str, tuple]:
         scale = 100.0 if is_accuracy(self.metric) else 1.0

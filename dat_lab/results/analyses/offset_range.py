@@ -18,15 +18,18 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
+    # Rows by s, as in the paper's figure, whatever order the runs were made in.
+    summary = group.summary.sort_values("knob.s", kind="stable").reset_index(drop=True)
     table = compared_table(
-        group, group.summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
+        group, summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
         caption=caption(group, with_paper=True), knobs=("s",),
         lookup=LOOKUP,
     )  # fmt: skip
     curve = {s: row.top1 for s, row in paper.OFFSET_RANGE.items()}
+    comparison = group.comparison(list(summary["variant"]), LOOKUP) if group.baseline else None
     figure = plots.offset_range_figure(
         group.runs, group.metric, curve, setting=group.setting.split(",")[0],
-        title=f"{group.name}: top-1 vs maximum offset s",
+        title=f"{group.name}: top-1 vs maximum offset s", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"offset_range": figure})
 
