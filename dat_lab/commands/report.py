@@ -80,7 +80,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")  # before matplotlib is imported
     from dat_lab.experiments.store import DEFAULT_ROOT
-    from dat_lab.results.report import build_report, parse_ci, parse_formats
+    from dat_lab.results.compare import parse_ci
+    from dat_lab.results.report import build_report, parse_formats
     from dat_lab.schema import ConfigError
 
     if args.all and args.names:

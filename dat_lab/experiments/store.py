@@ -16,6 +16,7 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          logs/version_K/             Lightning's CSVLogger, one folder per attempt (K = 0, 1, ...)
          checkpoints/                Lightning's ModelCheckpoint: last.ckpt, best
          final.json cost.json provenance.json ...   written with write_json / mark_finished
+    root/experiments/<name>.json     an experiment file's plan (baseline, claims), for reports
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from dat_lab.experiments.store import RunState
+from dat_lab.schema import ConfigError
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -112,7 +113,7 @@ def difference(
 
 def _no_spread(x: np.ndarray) -> bool:
     """Values equal up to floating-point rounding (metrics are stored as doubles)."""
-    return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())))
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -197,3 +198,10 @@ def compare_to_baseline(
     out["p_holm"] = holm(out["p"].to_numpy())
     out["significant"] = out["p_holm"] < ALPHA
     return out
+
+
+def parse_ci(text: str) -> str:
+    """``--ci``: one of :data:`CI_METHODS`, else a ConfigError naming the flag."""
+    if text not in CI_METHODS:
+        raise ConfigError(f"unknown CI method {text!r}; allowed: {', '.join(CI_METHODS)}", "--ci")
+    return text

@@ -34,12 +34,12 @@ from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments.store import DEFAULT_ROOT, RunState, RunStore, attempt_metrics_csvs
+from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
 from dat_lab.results import analyses, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
-from dat_lab.results.compare import CI_METHODS
 from dat_lab.results.load import load_runs, memberships
+from dat_lab.results.plans import load_plans
 from dat_lab.schema import ConfigError, load_yaml
 
 DEFAULT_OUT = Path("reports")
@@ -118,24 +118,6 @@ def select_groups(names: Iterable[str], known: Sequence[str], root: Path) -> lis
                 "EXPERIMENT_OR_STUDY",
             )
     return list(dict.fromkeys(wanted))
-
-
-def parse_ci(text: str) -> str:
-    if text not in CI_METHODS:
-        raise ConfigError(f"unknown CI method {text!r}; allowed: {', '.join(CI_METHODS)}", "--ci")
-    return text
-
-
-def file_plans(names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The plans (baseline, claims) of the experiment files among ``names``."""
-    from dat_lab.experiments.spec import load_experiment
-
-    plans = {}
-    for name in names:
-        if name.endswith((".yaml", ".yml")) and "space" not in load_yaml(Path(name)):
-            exp, _ = load_experiment(name)
-            plans[exp.name] = exp.plan()
-    return plans
 
 
 def build_groups(
@@ -224,11 +206,6 @@ def load_selection(
     experiments = list(dict.fromkeys(members.get("experiment", pd.Series(dtype=str))))
     known, found = attach_studies(experiments, studies.load_studies(root, storage_url))
     return runs, members, found, select_groups(names, known, root)
-
-
-def load_plans(root: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Experiment plans recorded in the store by ``dat-lab run``; files named win."""
-    return {**RunStore(root).plans(), **file_plans(names)}
 
 
 def build_report(

@@ -1,6 +1,6 @@
 """Reduction r against maximum offset s: table and top-1 vs s per r.
 
-The paper publishes no table for r (DESIGN.md §4: the released models use r = 1), so there is
+The paper publishes no table for r (its released models use r = 1), so there is
 no paper column; the accuracy-vs-FLOPs trade-off is the Pareto figure (``sweep_pareto``).
 """
 
