@@ -138,7 +138,14 @@ class RunIdentity:
     @classmethod
     def coerce(cls, value: RunIdentity | Mapping[str, Any]) -> RunIdentity:
         """``value`` itself, or a strict build from a mapping with exactly these three keys."""
-        return value if isinstance(value, cls) else from_mapping(cls, dict(value), "identity")
+        if isinstance(value, cls):
+            return value
+        if value.keys() == {"experiment", "variant", "seed"}:  # the common case, read per run
+            try:
+                return cls(value["experiment"], value["variant"], value["seed"])
+            except ConfigError:
+                pass  # from_mapping below names the key with its "identity." prefix
+        return from_mapping(cls, dict(value), "identity")
 
     def as_dict(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}

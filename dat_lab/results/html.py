@@ -112,13 +112,10 @@ def inline_figures(text: str) -> str:
     return _FIGURE.sub(embed, text)
 
 
-def _value(row: pd.Series, column: str) -> str:
-    value = row.get(column)
+def _text(value: object, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if column.endswith(".commit"):
-        return str(value)[:10]
-    return str(value)
+    return str(value)[:10] if column.endswith(".commit") else str(value)
 
 
 def runs_html(group: str, runs: pd.DataFrame) -> str:
@@ -128,24 +125,27 @@ def runs_html(group: str, runs: pd.DataFrame) -> str:
     head = "".join(
         f"<th>{h}</th>" for h in ("variant", "seed", "run", "state", *(n for _, n in RUN_COLUMNS))
     )
-    rows, failed = [], []
-    ordered = runs.sort_values(["variant", "seed"], kind="stable")
-    seen: set[str] = set()
-    for _, row in ordered.iterrows():
-        variant, run_id = str(row["variant"]), str(row["run_id"])
+    columns = [c for c, _ in RUN_COLUMNS]
+    frame = runs.reindex(columns=["variant", "seed", "run_id", "state", "reason", *columns])
+    frame = frame.sort_values(["variant", "seed"], kind="stable")
+    rows, failed, seen = [], [], set()
+    finished = RunState.FINISHED.value
+    stopped = (RunState.FAILED.value, RunState.INTERRUPTED.value)
+    for variant, seed, run_id, state, reason, *prov in frame.itertuples(index=False):
+        variant = str(variant)
         ident = "" if variant in seen else f' id="{anchor("runs", group, variant)}"'
         seen.add(variant)
-        state = html.escape(str(row["state"]))
-        if row["state"] != RunState.FINISHED.value:
-            state = f'<span class="failed">{state}</span>'
-        cells = [html.escape(variant), str(row["seed"]), html.escape(run_id), state]
-        cells += [html.escape(_value(row, col)) for col, _ in RUN_COLUMNS]
-        rows.append(f"<tr{ident}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        if row["state"] in (RunState.FAILED.value, RunState.INTERRUPTED.value):
-            reason = row.get("reason")
+        shown = html.escape(str(state))
+        if state != finished:
+            shown = f'<span class="failed">{shown}</span>'
+        cells = [html.escape(variant), str(seed), html.escape(str(run_id)), shown]
+        cells += [html.escape(_text(v, c)) for v, c in zip(prov, columns, strict=True)]
+        rows.append(f"<tr{ident}><td>" + "</td><td>".join(cells) + "</td></tr>")
+        if state in stopped:
             why = reason if isinstance(reason, str) else "(no reason recorded)"
-            what = f"{variant} seed {row['seed']} ({run_id}): {row['state']}: {why}"
-            failed.append(f"<li>{html.escape(what)}</li>")
+            failed.append(
+                f"<li>{html.escape(f'{variant} seed {seed} ({run_id}): {state}: {why}')}</li>"
+            )
     out = (
         f'<h3 id="{anchor("runs", group)}">{html.escape(group)}: runs and provenance</h3>'
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'

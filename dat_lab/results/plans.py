@@ -18,11 +18,12 @@ from dat_lab.schema import load_yaml
 
 def file_plans(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The plans of the experiment files among ``names`` (study files have none)."""
-    from dat_lab.experiments.spec import load_experiment
-
     plans = {}
     for name in names:
         if name.endswith((".yaml", ".yml")) and "space" not in load_yaml(Path(name)):
+            # Imported only here: resolving an experiment imports torch (seconds).
+            from dat_lab.experiments.spec import load_experiment
+
             exp, _ = load_experiment(name)
             plans[exp.name] = exp.plan()
     return plans

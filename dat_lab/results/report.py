@@ -165,6 +165,7 @@ def write_outputs(
 ) -> tuple[list[Path], str, str]:
     """Write tables and figures of one group; returns the files, the group's Markdown and its
     HTML fragment (see :mod:`dat_lab.results.html`)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,9 +179,13 @@ def write_outputs(
             md.append(tables.to_markdown(table))
             page.append(html.table_html(table, group))
         for stem, fig in output.figures.items():
+            # Lay the figure out once: a layout engine would redo it for every format saved.
+            fig.draw_without_rendering()
+            fig.set_layout_engine("none")
             for fmt in FIGURE_FORMATS:
                 path = folder / f"{stem}.{fmt}"
-                fig.savefig(path, dpi=FIGURE_DPI)
+                with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text
+                    fig.savefig(path, dpi=FIGURE_DPI)
                 files.append(path)
             plt.close(fig)
             md.append(f"![{stem}]({folder.name}/{stem}.png)\n")

@@ -117,7 +117,12 @@ class Group:
         return evaluate((self.plan or {}).get("claims") or [], self.values, self.metric, self.ci)
 
     def knobs_of(self, variant: str) -> dict[str, Any]:
-        return knobs_of_row(self.summary.set_index("variant").loc[variant])
+        return self._knobs[variant]
+
+    @cached_property
+    def _knobs(self) -> dict[str, dict[str, Any]]:
+        """Knobs by variant, read once (a sweep's table asks for hundreds of variants)."""
+        return {str(row["variant"]): knobs_of_row(row) for _, row in self.summary.iterrows()}
 
     @cached_property
     def setting(self) -> str:
