@@ -138,7 +138,7 @@ class RunIdentity:
     @classmethod
     def coerce(cls, value: RunIdentity | Mapping[str, Any]) -> RunIdentity:
         """``value`` itself, or a strict build from a mapping with exactly these three keys."""
-        if isinstance(value, cls):
+        if isinstance(value, RunIdentity):
             return value
         if value.keys() == {"experiment", "variant", "seed"}:  # the common case, read per run
             try:
