@@ -56,7 +56,7 @@ def make_store(root: Path, total: int) -> int:
     return made
 
 
-def time_report(store: Path, out: Path) -> tuple[float, float]:
+def time_report(store: Path, out: Path, *flags: str) -> tuple[float, float]:
     """Wall and CPU seconds (this process's children: the command and its workers)."""
     env = {**os.environ, "MPLBACKEND": "Agg"}
     cmd = [
@@ -69,6 +69,7 @@ def time_report(store: Path, out: Path) -> tuple[float, float]:
         str(store),
         "--out",
         str(out),
+        *flags,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -98,15 +99,22 @@ def main() -> int:
         # folder again with nothing changed in the store (every group's stamp matches).
         cold = [time_report(store, work / f"out{i}") for i in range(args.repeat)]
         warm = time_report(store, work / "out0")
+        # Reference in the same run: no report.html (and so no SVG figures to embed).
+        plain = time_report(store, work / "out_plain", "--no-html")
         figures = len(list((work / "out0").rglob("*.png")))
+        page = work / "out0" / "report.html"
         load = os.getloadavg()[0]
         for name, (wall, cpu) in [
             *((f"cold {i + 1}", c) for i, c in enumerate(cold)),
             ("warm", warm),
+            ("cold, --no-html: reference", plain),
         ]:
             print(f"dat-lab report --all ({name}): wall {wall:.2f} s, CPU {cpu:.2f} s")
-        print(f"{figures} PNG figures (+ PDFs); {os.cpu_count()} CPUs, load average {load:.1f} "
-              f"(wall times on a loaded machine exceed an idle one's); target < 5 s")  # fmt: skip
+        print(
+            f"{figures} figures (PNG + PDF + SVG), report.html {page.stat().st_size / 1e6:.1f} "
+            f"MB; {os.cpu_count()} CPUs, load average {load:.1f} (wall times on a loaded "
+            f"machine exceed an idle one's); target < 5 s"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,7 +17,6 @@ the same folder is not drawn again: its files are reused (see :func:`fingerprint
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import functools
 import hashlib
@@ -43,7 +42,7 @@ from dat_lab.results.plans import load_plans
 from dat_lab.schema import ConfigError, load_yaml
 
 DEFAULT_OUT = Path("reports")
-FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html
+FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html (not drawn without it)
 FIGURE_DPI = 150
 SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
 STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
@@ -161,7 +160,11 @@ def safe_name(name: str) -> str:
 
 
 def write_outputs(
-    folder: Path, outputs: Sequence[Output], formats: Sequence[str], group: str = ""
+    folder: Path,
+    outputs: Sequence[Output],
+    formats: Sequence[str],
+    group: str = "",
+    figure_formats: Sequence[str] = FIGURE_FORMATS,
 ) -> tuple[list[Path], str, str]:
     """Write tables and figures of one group; returns the files, the group's Markdown and its
     HTML fragment (see :mod:`dat_lab.results.html`)."""
@@ -182,14 +185,15 @@ def write_outputs(
             # Lay the figure out once: a layout engine would redo it for every format saved.
             fig.draw_without_rendering()
             fig.set_layout_engine("none")
-            for fmt in FIGURE_FORMATS:
+            for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
                 with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text
                     fig.savefig(path, dpi=FIGURE_DPI)
                 files.append(path)
             plt.close(fig)
             md.append(f"![{stem}]({folder.name}/{stem}.png)\n")
-            page.append(html.figure_html(stem, folder / f"{stem}.svg"))
+            if "svg" in figure_formats:
+                page.append(html.figure_html(stem, folder / f"{stem}.svg"))
         md += [f"- {note}\n" for note in output.notes]
         page += [f"<p>{html.html.escape(note)}</p>" for note in output.notes]
     return files, "\n".join(md), "".join(page)
@@ -245,7 +249,8 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     plans = load_plans(root, names)
     groups = build_groups(members, selected, found, metric, plans, effect, ci)
-    rendered = render_groups(groups, out, formats, only, jobs)
+    figures = FIGURE_FORMATS if write_html else tuple(f for f in FIGURE_FORMATS if f != "svg")
+    rendered = render_groups(groups, out, formats, only, jobs, figures)
     report = Report()
     for files, _, notes, _ in rendered:
         report.files += files
@@ -267,15 +272,21 @@ def build_report(
 _GROUPS: list[Group] = []
 
 
-def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] | None):
+def _render(
+    index: int,
+    out: Path,
+    formats: Sequence[str],
+    only: Sequence[str] | None,
+    figures: Sequence[str] = FIGURE_FORMATS,
+):
     group = _GROUPS[index]
     folder = out / safe_name(group.name)
-    key = fingerprint(group, formats, only)
+    key = fingerprint(group, (*formats, *figures), only)
     cached = _cached(folder, key)
     if cached is not None:
         return cached
     outputs = _run_only(group, only) if only else analyse(group)
-    files, md, page = write_outputs(folder, outputs, formats, group.name)
+    files, md, page = write_outputs(folder, outputs, formats, group.name, figures)
     result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes], page)
     stamp = {
         "key": key,
@@ -340,6 +351,7 @@ def render_groups(
     formats: Sequence[str],
     only: Sequence[str] | None,
     jobs: int | None = None,
+    figures: Sequence[str] = FIGURE_FORMATS,
 ) -> list[tuple[list[Path], str, list[str], str]]:
     """Analyse and write every group: in ``jobs`` forked processes (default: one per CPU) when
     there are several groups and the platform forks safely (Linux), else in this process.
@@ -351,9 +363,12 @@ def render_groups(
         if jobs > 1 and sys.platform.startswith("linux"):
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-                futures = [pool.submit(_render, i, out, formats, only) for i in range(len(groups))]
+                futures = [
+                    pool.submit(_render, i, out, formats, only, figures)
+                    for i in range(len(groups))
+                ]
                 return [f.result() for f in futures]
-        return [_render(i, out, formats, only) for i in range(len(groups))]
+        return [_render(i, out, formats, only, figures) for i in range(len(groups))]
     finally:
         _GROUPS = []
 
@@ -363,43 +378,3 @@ def _run_only(group: Group, only: Sequence[str]) -> list[Output]:
     return [a.build(group) for a in chosen if a.applies(group)] or [
         Output(notes=[f"{group.name}: {', '.join(only)} does not apply to this group"])
     ]
-
-
-# -- analysis/*.py scripts ----------------------------------------------------------------
-
-
-def script_main(analysis: str, argv: Sequence[str] | None = None) -> int:
-    """Run one analysis on a store's experiments (``python analysis/offset_range.py``)."""
-    module = analyses.BY_NAME[analysis]
-    doc = (module.__doc__ or analysis).strip().splitlines()[0]
-    p = argparse.ArgumentParser(prog=f"analysis/{analysis}.py", description=doc)
-    p.add_argument(
-        "experiments", nargs="*", help="experiment or study names (default: all it applies to)"
-    )
-    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="run store (default ./runs)")
-    p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default ./reports)"
-    )
-    p.add_argument("--format", default=",".join(tables.FORMATS), help="md,latex,csv")
-    p.add_argument(
-        "--metric", default=DEFAULT_METRIC, help=f"run column to report (default {DEFAULT_METRIC})"
-    )
-    args = p.parse_args(argv)
-    try:
-        formats = parse_formats(args.format)
-        _, members, found, names = load_selection(args.store, args.experiments)
-    except ConfigError as err:
-        print(f"error: {err}")
-        return 2
-    done = 0
-    for group in build_groups(members, names, found, args.metric):
-        if group.runs.empty or not module.applies(group):
-            continue
-        folder = args.out / safe_name(group.name)
-        files, md, _ = write_outputs(folder, [module.build(group)], formats, group.name)
-        print(md)
-        print("\n".join(f"wrote {f}" for f in files))
-        done += 1
-    if not done:
-        print(f"{analysis}: applies to none of {', '.join(names) or 'the (empty) store'}")
-    return 0
