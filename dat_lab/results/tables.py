@@ -210,16 +210,17 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
     def p_cell(row: pd.Series) -> str:
         if not math.isfinite(row["cmp.p"]):
             return DASH
-        return f"{row['cmp.p_holm']:.3g} ({row['cmp.test']})"
+        n = f"n {int(row['cmp.n'])}/{int(row['cmp.n_baseline'])}"
+        return f"{row['cmp.p_holm']:.3g} ({row['cmp.test']}, {n})"
 
     def record(row: pd.Series) -> dict[str, Any]:
-        keys = ("baseline", "test", "diff", "ci_low", "ci_high", "p", "p_holm", "significant",
-                "effect", "effect_source", "seeds_needed")  # fmt: skip
+        keys = ("baseline", "test", "n", "n_baseline", "diff", "ci_low", "ci_high", "p",
+                "p_holm", "significant", "effect", "effect_source", "seeds_needed")  # fmt: skip
         return {f"vs_baseline_{k}": row[f"cmp.{k}"] for k in keys}
 
     return [
         Column(f"Δ vs {base} [95% CI]", delta, record),
-        Column("p (Holm)", p_cell, lambda row: {}),
+        Column("Holm p (test, n / n baseline)", p_cell, lambda row: {}),
         Column(
             "Seeds needed", lambda row: seeds_needed_text(row.rename(_strip_cmp)), lambda row: {}
         ),  # fmt: skip

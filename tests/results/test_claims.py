@@ -78,7 +78,9 @@ def test_report_writes_the_claims_table_from_the_experiment_file(claims_store, t
     assert "| s2 better than s0 | supported |" in md
     assert "| s2 better than s14 | contradicted |" in md
     assert "| s2 better than s16 | inconclusive |" in md
-    assert "Δ vs s2 [95% CI]" in (out / "offset_range" / "offset_range.md").read_text()
+    table = (out / "offset_range" / "offset_range.md").read_text()
+    assert "Δ vs s2 [95% CI]" in table and "Holm p (test, n / n baseline)" in table
+    assert "(paired t, n 4/4)" in table
 
 
 def test_loss_metrics_are_better_when_lower():
