@@ -183,24 +183,43 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
         raise err.located(file, prefix) from None
 
 
-def to_mapping(obj: Any) -> Any:
-    """A config as plain YAML/JSON-able data (enums as values, tuples as lists)."""
+# Field metadata of a setting that does not change results (where a run's metrics are also
+# sent, say): left out of :func:`identity_mapping`, hence of config hashes and run ids.
+NOT_IDENTITY = "dat_lab_not_identity"
+
+
+def to_mapping(obj: Any, identity: bool = False) -> Any:
+    """A config as plain YAML/JSON-able data (enums as values, tuples as lists).
+
+    ``identity``: leave out the fields marked :data:`NOT_IDENTITY` (see
+    :func:`identity_mapping`)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_mapping(getattr(obj, f.name), identity)
+            for f in dataclasses.fields(obj)
+            if not (identity and f.metadata.get(NOT_IDENTITY))
+        }
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (list, tuple)):
-        return [to_mapping(v) for v in obj]
+        return [to_mapping(v, identity) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): to_mapping(v) for k, v in obj.items()}
+        return {str(k): to_mapping(v, identity) for k, v in obj.items()}
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+def identity_mapping(obj: Any) -> Any:
+    """What identifies a config: :func:`to_mapping` without the fields whose metadata marks
+    them :data:`NOT_IDENTITY`, so that changing one never changes a hash or a run id."""
+    return to_mapping(obj, identity=True)
+
+
 def config_hash(obj: Any, length: int = 12) -> str:
-    """A stable short hash of a config's resolved content (not its display name)."""
-    text = json.dumps(to_mapping(obj), sort_keys=True, separators=(",", ":"))
+    """A stable short hash of a config's resolved content (not its display name); fields
+    marked :data:`NOT_IDENTITY` are left out."""
+    text = json.dumps(identity_mapping(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

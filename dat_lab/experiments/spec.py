@@ -40,8 +40,8 @@ from dat_lab.schema import (
     check,
     config_hash,
     from_mapping,
+    identity_mapping,
     load_yaml,
-    to_mapping,
 )
 from dat_lab.train.config import TrainConfig
 
@@ -67,7 +67,9 @@ class RunConfig:
         return config_hash(self, length=16)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_mapping(self)
+        """What the store keeps in ``config.json``: the fields that make the run id (settings
+        such as ``train.loggers`` that do not change results are left out)."""
+        return identity_mapping(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

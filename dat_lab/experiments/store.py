@@ -16,6 +16,8 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          logs/version_K/             Lightning's CSVLogger, one folder per attempt (K = 0, 1, ...)
          checkpoints/                Lightning's ModelCheckpoint: last.ckpt, best
          final.json cost.json provenance.json ...   written with write_json / mark_finished
+         superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
+                                     final.json, provenance.json of the earlier training
     root/experiments/<name>.json     an experiment file's plan (baseline, claims), for reports
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
@@ -57,11 +59,11 @@ from dat_lab.experiments.locking import (
     RunLock,
     RunLocked,
     acquire,
-    host_name,
     now_iso,
     read_holder,
     try_acquire,
 )
+from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
 
 __all__ = [
@@ -116,7 +118,12 @@ _ALLOWED_FROM = {
     RunState.RUNNING: {RunState.PENDING, RunState.RUNNING, RunState.FAILED},
     RunState.FINISHED: {RunState.RUNNING},
     RunState.FAILED: {RunState.RUNNING, RunState.PENDING},
+    # restart: a run made by other code is trained again from scratch (--rerun-stale)
+    RunState.PENDING: {RunState.FINISHED, RunState.RUNNING, RunState.FAILED},
 }
+SUPERSEDED = "superseded"
+# What a restart moves aside: the earlier training's output.
+_TRAINING_OUTPUT = ("checkpoints", "logs", "final.json", "provenance.json")
 
 
 @dataclass(frozen=True)
@@ -478,6 +485,23 @@ class RunStore:
         status["reason"] = str(reason)
         return self._commit(run_id, status, {"reason": status["reason"]})
 
+    def restart(self, run_id: str, reason: str) -> RunRecord:
+        """Set the run back to pending, to be trained again from scratch (e.g. its code
+        changed). Its checkpoints, logs and final metrics move to ``superseded/K/`` (kept,
+        never deleted; K counts restarts), so nothing resumes from them or reports them."""
+        status = self._transition(run_id, RunState.PENDING)
+        path = self.run_dir(run_id)
+        archive = path / SUPERSEDED / str(len(list((path / SUPERSEDED).glob("*"))))
+        archive.mkdir(parents=True)
+        for name in _TRAINING_OUTPUT:
+            if (path / name).exists():
+                os.replace(path / name, archive / name)
+        for sub in ("logs", "checkpoints"):
+            (path / sub).mkdir(exist_ok=True)
+        durable.fsync_dir(path)
+        status["reason"] = str(reason)
+        return self._commit(run_id, status, {"restarted": str(reason), "moved_to": archive.name})
+
     # -- internals ------------------------------------------------------------------------
 
     def _transition(self, run_id: str, new: RunState) -> dict[str, Any]:
@@ -574,7 +598,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
                 return found
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{prefix}.{i}" if prefix else str(i))
             if found:
                 return found

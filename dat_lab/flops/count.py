@@ -12,7 +12,6 @@ entries). The disk cache lives under ``$DAT_LAB_CACHE/flops`` (default ``~/.cach
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dat_lab.fingerprint import source_fingerprint
 from dat_lab.flops.compare import ModuleRow, compare_counts, expected_rows
 from dat_lab.flops.handles import flop_analysis
 from dat_lab.models.config import DatConfig, PosEnc
@@ -240,13 +240,9 @@ def code_fingerprint() -> str:
     """Hash of the counting and model source, and the torch/fvcore versions."""
     import fvcore
 
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256(f"{torch.__version__} {fvcore.__version__}".encode())
-    for folder in ("flops", "models"):
-        for path in sorted((package / folder).rglob("*.py")):
-            digest.update(path.relative_to(package).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    return source_fingerprint(
+        ("flops", "models"), salt=f"{torch.__version__} {fvcore.__version__}"
+    )
 
 
 def _cache_path(config: DatConfig, size: tuple[int, int]) -> Path:

@@ -4,8 +4,8 @@ Nothing is fetched: the style sheet is inline, there is no script, and every fig
 report's SVG file embedded as a ``data:`` URI in an ``<img>`` (so a browser decodes it like
 any image). The page holds a table of contents over the experiments and studies; per group
 its tables (comparisons against the baseline, claims) and figures; and its runs with their
-provenance (commit, dirty flag, versions, host, times) and the reasons of failed runs. Each
-table row links to its variant's runs.
+provenance (commit, dirty flag, code fingerprint, versions, host, times) and the reasons of
+failed runs. Each table row links to its variant's runs.
 
 Groups are rendered (possibly in worker processes, possibly reused from the last report) to
 HTML fragments whose figures are placeholders naming the SVG file; :func:`page` assembles
@@ -45,6 +45,7 @@ ul.notes{color:#444;font-size:12.5px}nav ul{columns:2}
 RUN_COLUMNS = (
     ("prov.dat_lab.commit", "commit"),
     ("prov.dat_lab.dirty", "dirty"),
+    ("prov.code.fingerprint", "code"),  # of the model, training and data code
     ("prov.dat_lab.version", "dat-lab"),
     ("prov.python.version", "python"),
     ("prov.torch.version", "torch"),
@@ -115,7 +116,7 @@ def inline_figures(text: str) -> str:
 def _text(value: object, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return str(value)[:10] if column.endswith(".commit") else str(value)
+    return str(value)[:10] if column.endswith((".commit", ".fingerprint")) else str(value)
 
 
 def runs_html(group: str, runs: pd.DataFrame) -> str:

@@ -34,7 +34,8 @@ from typing import Any
 import pandas as pd
 
 from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
-from dat_lab.results import analyses, html, studies, tables
+from dat_lab.fingerprint import result_code_fingerprint
+from dat_lab.results import analyses, code_versions, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
 from dat_lab.results.load import load_runs, memberships
@@ -149,6 +150,8 @@ def analyse(group: Group) -> list[Output]:
         return [Output(notes=[f"{group.name}: no runs in the store yet"])]
     table_analysis = next(a for a in analyses.TABLES if a.applies(group))
     outputs = [table_analysis.build(group)]
+    for table in outputs[0].tables:  # rows from other code, or several code versions: marked
+        code_versions.mark_table(table, group.runs)
     if group.verdicts:
         outputs[0].tables.append(claims_table(group.verdicts, group.metric, group.name))
     outputs += [a.build(group) for a in analyses.FIGURES if a.applies(group)]
@@ -301,8 +304,9 @@ def _render(
 
 def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None) -> str:
     """A hash of everything a group's outputs depend on: its runs (ids, states, times, final
-    metrics, cost, config), their CSV logs (size and mtime), the options and this package's
-    source. Equal fingerprints mean the files from last time are still right."""
+    metrics, cost, config), their CSV logs (size and mtime), the options, this package's
+    source and the installed model/training/data code's fingerprint. Equal fingerprints mean
+    the files from last time are still right."""
     digest = hashlib.sha256()
     cols = [c for c in group.runs.columns if c not in ("identities", "path")]
     digest.update(group.runs[cols].to_csv(index=False).encode())
@@ -321,6 +325,7 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
             ).encode()
         )
     digest.update(_source_hash().encode())
+    digest.update(result_code_fingerprint().encode())  # rows are marked against it
     return digest.hexdigest()
 
 

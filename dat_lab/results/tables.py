@@ -36,11 +36,6 @@ class Column:
     record: Callable[[pd.Series], dict[str, Any]]
 
 
-# Per-row columns that end every variant table (after the comparison), e.g. the code versions
-# that made a row's runs; each reads the summary row of ``dat_lab.results.summarize``.
-ROW_COLUMNS: tuple[Column, ...] = ()
-
-
 @dataclass
 class Table:
     """One table: ``header`` and ``cells`` for display, ``data`` for CSV, and the text."""
@@ -121,7 +116,7 @@ def variant_table(
         comparison: rows of ``Group.comparison`` (difference from the baseline, CI, Holm p,
             seeds needed), shown after n; the table's rows follow ``summary``'s order.
     """
-    extra = [*comparison_columns(comparison, metric), *ROW_COLUMNS]
+    extra = comparison_columns(comparison, metric)
     if comparison is not None:
         by_variant = comparison.set_index("variant").add_prefix("cmp.")
         summary = summary.join(by_variant, on="variant")
@@ -254,7 +249,12 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 def latex_escape(text: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(c, c) for c in text)
-    return out.replace("±", r"$\pm$").replace(DASH, "--").replace("†", r"$^\dagger$")
+    return (
+        out.replace("±", r"$\pm$")
+        .replace(DASH, "--")
+        .replace("†", r"$^\dagger$")
+        .replace("‡", r"$^\ddagger$")
+    )
 
 
 def to_latex(table: Table) -> str:

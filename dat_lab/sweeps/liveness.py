@@ -37,7 +37,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dat_lab.experiments.locking import host_name, pid_alive, process_start_ticks
+from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
 
 ATTR_HOST = "dat_lab:host"
 ATTR_PID = "dat_lab:pid"

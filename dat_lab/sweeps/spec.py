@@ -420,9 +420,15 @@ class Study:
             "base": self.base.run_id,
             "space": to_mapping(self.file.space),
             "objectives": to_mapping(self.file.objectives),
-            "overrides": to_mapping(self.overrides),
+            # where metrics are logged (train.loggers) is no part of a study's identity
+            "overrides": to_mapping(
+                {k: v for k, v in self.overrides.items() if not str(k).startswith(NOT_STUDY)}
+            ),
         }
         return config_hash(content, length=16)
+
+
+NOT_STUDY = "train.loggers"
 
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:

@@ -17,12 +17,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from dat_lab.schema import ConfigError, check, from_mapping, load_yaml
+from dat_lab.schema import NOT_IDENTITY, ConfigError, check, from_mapping, load_yaml
+from dat_lab.train.loggers import missing_module
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu"]
 Strategy = Literal["auto", "ddp"]
 MixupMode = Literal["batch", "pair", "elem"]
+LoggerName = Literal["csv", "tensorboard", "mlflow", "wandb"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,9 @@ class TrainConfig:
             epoch ends only). Resuming from one is exact with dat-lab's DataModules (see
             trainer.py).
         threads: CPU intra-op threads (``torch.set_num_threads``); null = leave torch's choice.
+        loggers: where metrics go besides ``csv`` (always on): ``tensorboard``, ``mlflow``,
+            ``wandb``, each offline by default (see :mod:`dat_lab.train.loggers`). Not part of
+            the run id: the same run logged elsewhere is the same run.
     """
 
     epochs: int = 300
@@ -89,6 +94,9 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     ckpt_every_n_steps: int | None = None
     threads: int | None = None
+    loggers: tuple[LoggerName, ...] = dataclasses.field(
+        default=("csv",), metadata={NOT_IDENTITY: True}
+    )
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"got {self.epochs}, must be >= 1")
@@ -110,6 +118,7 @@ class TrainConfig:
         self._check_mixing()
         self._check_hardware()
         self._check_loop()
+        self._check_loggers()
 
     def _check_learning_rates(self) -> None:
         check(self.lr > 0, "lr", f"got {self.lr}, must be > 0")
@@ -167,6 +176,20 @@ class TrainConfig:
             elif isinstance(value, int):
                 least = 1 if key == "limit_train_batches" else 0  # 0 val batches = no validation
                 check(value >= least, key, f"got {value}, a batch count must be >= {least}")
+
+    def _check_loggers(self) -> None:
+        check(
+            len(set(self.loggers)) == len(self.loggers),
+            "loggers",
+            f"repeats a logger: {list(self.loggers)}",
+        )
+        for i, name in enumerate(self.loggers):
+            module = missing_module(name)
+            check(
+                module is None,
+                f"loggers.{i}",
+                f"{name!r} needs the {module} package: pip install 'dat-lab[{name}]'",
+            )
 
     @property
     def mixing(self) -> bool:
