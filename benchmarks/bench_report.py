@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "results"))
 
-from results_helpers import add_run, experiment_configs
+from results_helpers import add_run, experiment_configs  # noqa: E402
 
-from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.store import RunStore  # noqa: E402
 
 ABLATIONS = ("offset_range", "stage_placement", "attention_ablation", "reduction")
 SEEDS = 5
@@ -50,8 +50,9 @@ def make_store(root: Path, total: int) -> int:
         config = sweep_configs[trial % len(sweep_configs)]
         config = {**config, "train": {**config["train"], "lr": 1e-4 * (1 + trial)}}
         acc = 0.5 + 0.3 * ((trial * 37) % 100) / 100
+        cost = {"params": 395612 + trial % 7, "flops": 6.0e6 + 1e4 * (trial % 50)}
         add_run(store, "free_search", f"trial{trial:04d}", 0, config, final={"val/acc1": acc},
-                cost={"params": 395612 + trial % 7, "flops": 6.0e6 + 1e4 * (trial % 50)})  # fmt: skip
+                cost=cost)  # fmt: skip
         made += 1
     return made
 

@@ -1,4 +1,4 @@
-"""The report's figures carry their labels and data, and Optuna studies in the store are plotted."""
+"""The report's figures carry their labels and data; Optuna studies in the store are plotted."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_offset_plot_has_both_axes_and_our_means(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", ["stage_placement", "attention_ablation"])
-def test_bar_plots_mark_variants_without_finished_runs(tmp_path, experiment):
+def test_variant_plots_mark_variants_without_finished_runs(tmp_path, experiment):
     variant0 = experiment_configs(experiment)[0][0]
     group = _group(tmp_path, experiment, failed={(variant0, 0), (variant0, 1)})
     fig = analyses.BY_NAME[experiment].build(group).figures[experiment]
@@ -95,7 +95,7 @@ def test_optuna_study_in_the_store_gets_history_and_importances(tmp_path, capsys
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweeps" / "free.journal")))
     study = optuna.create_study(study_name="free", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
-    for i, (variant, config) in enumerate(configs):
+    for _, config in configs:
         trial = study.ask()
         s = trial.suggest_float("s", 0.0, 8.0)
         r = trial.suggest_categorical("r", [1, 2, 4])

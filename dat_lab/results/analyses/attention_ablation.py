@@ -31,9 +31,8 @@ def build(group: Group) -> Output:
     labels = {}
     for v in found:
         k = group.knobs_of(v)
-        labels[v] = (
-            f"{v}\n{knob_text(k['attn12'])}, off {knob_text(k['offsets'])}, {knob_text(k['pos_enc'])}"
-        )
+        attn, offsets, pe = (knob_text(k[key]) for key in ("attn12", "offsets", "pos_enc"))
+        labels[v] = f"{v}\n{attn}, off {offsets}, {pe}"
     order = list(group.summary["variant"])
     comparison = group.comparison(order, LOOKUP) if group.baseline else None
     figure = plots.variant_points_figure(
