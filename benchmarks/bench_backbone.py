@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.steps < 1:
         ap.error("--repeats and --steps must be >= 1")
     print(
-        f"torch {torch.__version__}, device {args.device}, threads {args.threads or torch.get_num_threads()}, "
+        f"torch {torch.__version__}, device {args.device}, "
+        f"threads {args.threads or torch.get_num_threads()}, "
         f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up, "
         f"{args.repeats} interleaved repeats"
     )

@@ -20,7 +20,7 @@ Log = Callable[[str], None]
 ACTIONS = {
     "new": "train",
     RunState.PENDING.value: "train",
-    RunState.INTERRUPTED.value: "resume",
+    RunState.INTERRUPTED.value: "resume",  # from last.ckpt, or from the start without one
     RunState.RUNNING.value: "wait (another process is training it)",
     RunState.FINISHED.value: "skip",
     RunState.FAILED.value: "skip (--retry-failed retrains it)",
@@ -40,8 +40,6 @@ def live_state(spec: RunSpec, store: RunStore) -> str:
 def action(state: str, retry_failed: bool) -> str:
     if state == RunState.FAILED.value and retry_failed:
         return "retrain"
-    if state == RunState.INTERRUPTED.value:
-        return "resume"  # from checkpoints/last.ckpt, or from the start if there is none
     return ACTIONS[state]
 
 
@@ -63,7 +61,7 @@ def _stale_action(spec: RunSpec, store: RunStore, state: str, rerun_stale: bool)
 def variant_costs(specs: list[RunSpec]) -> dict[str, dict]:
     """Params and FLOPs of each variant's model, counted once per distinct model config."""
     by_model: dict[str, dict] = {}
-    out = {}
+    out: dict[str, dict] = {}
     for spec in specs:
         key = spec.config.model.hash
         if key not in by_model:
@@ -94,7 +92,8 @@ def print_plan(
         state = live_state(spec, store)
         todo = _stale_action(spec, store, state, rerun_stale) or action(state, retry_failed)
         counts[todo.split(" ")[0]] += 1
-        why = store.get(spec.run_id).reason if state == RunState.FAILED.value else None
+        record = store.get(spec.run_id) if state == RunState.FAILED.value else None
+        why = record.reason if record is not None else None
         log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state}"
             f"{f' ({why})' if why else ''} | {todo} |")  # fmt: skip
     log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))

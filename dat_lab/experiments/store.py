@@ -65,6 +65,7 @@ from dat_lab.experiments.locking import (
 )
 from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
+from dat_lab.train.log_dirs import attempt_dirs
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -177,11 +178,8 @@ def attempt_metrics_csvs(run_dir: Path) -> list[Path]:
     ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
     """
 
-    def attempt(path: Path) -> int:
-        tail = path.parent.name.removeprefix("version_")
-        return int(tail) if tail.isdigit() else -1
-
-    return sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=attempt)
+    csvs = (d / "metrics.csv" for d in attempt_dirs(Path(run_dir) / "logs"))
+    return [p for p in csvs if p.is_file()]
 
 
 @dataclass(frozen=True)

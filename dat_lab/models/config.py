@@ -21,8 +21,8 @@ from typing import Any
 from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_mapping
 
 
-class Attn(str, enum.Enum):
-    """Attention letters of a stage spec (DESIGN.md section 2)."""
+class Attn(enum.StrEnum):
+    """Attention letters of a stage spec (docs/design.md §2)."""
 
     LOCAL = "L"  # Swin W-MSA
     SHIFTED = "S"  # Swin SW-MSA
@@ -31,7 +31,7 @@ class Attn(str, enum.Enum):
     GLOBAL = "G"  # full MHSA
 
 
-class PosEnc(str, enum.Enum):
+class PosEnc(enum.StrEnum):
     """Position encoding of a deformable block ("Pos. Embed" in the paper's ablation)."""
 
     NONE = "none"
@@ -40,14 +40,14 @@ class PosEnc(str, enum.Enum):
     RELATIVE = "relative"  # (2H-1)x(2W-1) table read by bilinear interpolation
 
 
-class OffsetMode(str, enum.Enum):
+class OffsetMode(enum.StrEnum):
     """How offsets are bounded."""
 
     BOUNDED = "bounded"  # DAT: dp <- s * tanh(dp) / (Hk, Wk)
     CLAMPED = "clamped"  # DAT++: dp unbounded, p + dp clamped to [-1, 1]
 
 
-class Sampling(str, enum.Enum):
+class Sampling(enum.StrEnum):
     """Coordinate convention of the deformable block.
 
     ``consistent`` (default): reference points at key-cell centres and ``grid_sample`` with
@@ -296,11 +296,28 @@ class DatConfig:
         check(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
         check(self.mlp_ratio > 0, "mlp_ratio", f"must be > 0, got {self.mlp_ratio}")
         check(0.0 <= self.drop_path < 1.0, "drop_path", f"must be in [0, 1), got {self.drop_path}")
+        self._check_maps_not_empty()
         for i, stage in enumerate(self.stages):
             try:
                 self._check_stage_fits(i, stage)
             except ConfigError as err:
                 raise err.located(prefix=f"stages.{i}") from None
+
+    def _check_maps_not_empty(self) -> None:
+        """The input must leave at least one pixel in the last stage: its size over the
+        stem's stride (patch_size) and one halving per later stage."""
+        if self.img_size is None:
+            return
+        last = len(self.stages) - 1
+        h, w = self.feature_size(last)
+        stride = self.patch_size * 2**last
+        check(
+            h >= 1 and w >= 1,
+            "img_size",
+            f"{self.img_size[0]}x{self.img_size[1]} leaves the feature map empty at stage "
+            f"{last} (patch_size {self.patch_size} x 2^{last} = stride {stride}); "
+            f"use an img_size of at least {stride} or a smaller patch_size",
+        )
 
     def _check_stage_fits(self, index: int, stage: StageConfig) -> None:
         if self.img_size is None:
@@ -314,11 +331,6 @@ class DatConfig:
                 )
             return
         h, w = self.feature_size(index)
-        check(
-            h >= 1 and w >= 1,
-            "dim",
-            f"feature map is empty at stage {index} for img_size {self.img_size}",
-        )
         if "D" in stage.attn:
             spec = stage.deformable(index)
             check(
@@ -372,7 +384,8 @@ class DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
     def canonical(self) -> DatConfig:
-        """This config with every applicable default written out (see ``StageConfig.canonical``)."""
+        """This config with every applicable default written out (see
+        ``StageConfig.canonical``)."""
         return self.replace(stages=tuple(s.canonical(i) for i, s in enumerate(self.stages)))
 
     @property

@@ -12,6 +12,7 @@ consistent convention gives slightly different features with the same weights.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ def _proj_out(m: re.Match, model_keys: set[str]) -> str:
 
 _S, _B, _P = r"(?P<s>\d+)", r"(?P<b>\d+)", r"(?P<p>weight|bias)"
 # (official key pattern, our key); the first match wins.
-RENAMES: list[tuple[str, object]] = [
+RENAMES: list[tuple[str, Callable[[re.Match, set[str]], str]]] = [
     (rf"patch_proj\.0\.{_P}", lambda m, _: f"stem.proj.{m['p']}"),
     (rf"patch_proj\.1\.norm\.{_P}", lambda m, _: f"stem.norm.{m['p']}"),
     (
@@ -122,7 +123,8 @@ def convert_official_state_dict(
             value = value.flatten(1)  # 1x1 conv -> linear
         if value.shape != ours[new].shape:
             raise CheckpointMismatch(
-                f"official key {key!r} -> {new!r}: shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
+                f"official key {key!r} -> {new!r}: "
+                f"shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
             )
         out[new] = value
     missing = sorted(set(ours) - set(out))

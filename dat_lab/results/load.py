@@ -144,7 +144,7 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     the csv module: a pandas parser per small file costs more than the file.
     """
     columns = ["run_id", "variant", "seed", "metric", "step", "epoch", "value"]
-    records = []
+    records: list[tuple[Any, ...]] = []
     for row in runs[["run_id", "variant", "seed", "path"]].itertuples(index=False):
         latest: dict[tuple[str, float], tuple] = {}
         for path in attempt_metrics_csvs(Path(row.path)):

@@ -13,12 +13,6 @@ from typing import Any
 
 SETTING = "ImageNet-1K, DAT-T, 224 px, 300 epochs"
 SOURCE = "Xia et al., CVPR 2022 (Fig. 5, Tables 4 and 5)"
-# Where each lookup's numbers are printed in the paper (cited in report text).
-CITATIONS = {
-    "offset_range": "Xia et al., CVPR 2022, Fig. 5 (top-1 vs maximum offset s)",
-    "stage_placement": "Xia et al., CVPR 2022, Table 5 (deformable attention by stage)",
-    "attention_ablation": "Xia et al., CVPR 2022, Table 4 (offsets and position encoding)",
-}
 # DAT's own setting, the paper's reference row in every ablation: D in stages 3-4 after S
 # blocks in stages 1-2, s = 2, r = 1, learned bounded offsets, relative position bias.
 DAT_DEFAULT: dict[str, Any] = {

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from dat_lab.experiments.store import RunStore
-from dat_lab.schema import load_yaml
+from dat_lab.schema import load_config_file
 
 
 def file_plans(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The plans of the experiment files among ``names`` (study files have none)."""
     plans = {}
     for name in names:
-        if name.endswith((".yaml", ".yml")) and "space" not in load_yaml(Path(name)):
+        if name.endswith((".yaml", ".yml")) and "space" not in load_config_file(Path(name)):
             # Imported only here: resolving an experiment imports torch (seconds).
             from dat_lab.experiments.spec import load_experiment
 

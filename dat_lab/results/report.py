@@ -40,7 +40,7 @@ from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
 from dat_lab.results.load import load_runs, memberships
 from dat_lab.results.plans import load_plans
-from dat_lab.schema import ConfigError, load_yaml
+from dat_lab.schema import ConfigError, load_config_file
 
 DEFAULT_OUT = Path("reports")
 FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html (not drawn without it)
@@ -78,7 +78,7 @@ def group_name(target: str) -> str:
     if target.endswith((".yaml", ".yml")):
         if not path.is_file():
             raise ConfigError("no such experiment or study file", target)
-        data = load_yaml(path)
+        data = load_config_file(path)
         name = str(data.get("name") or path.stem)
         return f"{SWEEP_PREFIX}{name}" if "space" in data else name  # a study file's runs
     return target

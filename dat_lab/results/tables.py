@@ -155,7 +155,7 @@ def variant_table(
 
 def _paper_num(row: paper.PaperRow | None, attr: str, unit: str) -> str:
     value = getattr(row, attr) if row is not None else None
-    if value is None:
+    if row is None or value is None:
         return DASH
     text = f"{value:.2f}{unit}"
     return f"{text} ({row.note})" if attr == "top1" and row.note else text

@@ -19,9 +19,10 @@ points (the keys project all channels), which one picture cannot show.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -35,6 +36,9 @@ from matplotlib.patches import Rectangle
 
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
+
+if TYPE_CHECKING:
+    from dat_lab.models.dat import DAT
 
 MODEL_PREFIX = "model."  # DatLitModule keeps the network as self.model
 
@@ -60,12 +64,25 @@ def find_run(store: RunStore, run_id: str):
         return store.require(matches[0])
     close = difflib.get_close_matches(run_id, ids, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    what = f"{len(matches)} runs start with it" if matches else "no such run"
+    what = f"{len(matches)} runs start with {run_id!r}" if matches else f"no run {run_id!r}"
     raise ConfigError(f"{what} in {store.root}{hint}", "RUN_ID")
 
 
 def _plain_id(run_id: str) -> bool:
     return bool(run_id) and all(c.isalnum() or c in "_.-" for c in run_id) and ".." not in run_id
+
+
+def _check_has_deformable_blocks(record: Any) -> None:
+    """Before loading anything: a model without D blocks (``none`` of the stage-placement
+    ablation) has nothing to draw."""
+    from dat_lab.experiments.spec import RunConfig
+
+    stages = RunConfig.from_dict(record.config).model.stages
+    if not any("D" in stage.attn for stage in stages):
+        what = f"{record.identity.experiment}/{record.identity.variant}"
+        raise ConfigError(
+            f"run {record.run_id} ({what}) has no deformable (D) block to draw", "RUN_ID"
+        )
 
 
 def checkpoint_path(record: Any, which: str = "last") -> Path:
@@ -81,7 +98,7 @@ def checkpoint_path(record: Any, which: str = "last") -> Path:
     return found[-1]
 
 
-def load_model(record: Any, which: str = "last") -> tuple[torch.nn.Module, Any]:
+def load_model(record: Any, which: str = "last") -> tuple[DAT, Any]:
     """The run's network with its checkpoint's weights (strict), in eval mode, and its config."""
     from dat_lab.experiments.spec import RunConfig
     from dat_lab.models import build_model
@@ -118,6 +135,7 @@ def load_input(cfg: Any, image: str | Path | None = None, index: int | None = No
     datamodule.prepare_data()
     datamodule.setup("validate")
     val = datamodule.val_set
+    assert isinstance(val, Sized)  # setup('validate') builds a sized data set
     index = 0 if index is None else index
     if not 0 <= index < len(val):
         raise ConfigError(
@@ -136,7 +154,7 @@ def _read_image(path: Path, cfg: Any, datamodule: Any) -> torch.Tensor:
     if not path.is_file():
         raise ConfigError(f"no such file {str(path)!r}", "--image")
     try:
-        pil = Image.open(path)
+        pil: Image.Image = Image.open(path)
         pil.load()
     except (UnidentifiedImageError, OSError) as err:
         raise ConfigError(f"cannot read {str(path)!r} as an image ({err})", "--image") from None
@@ -201,11 +219,12 @@ def deformable_figure(
     if not records:
         raise ValueError("the model has no deformable (D) block to draw")
     fig, axes = plt.subplots(len(records), 2, figsize=(9.0, 4.2 * len(records)), squeeze=False)
-    for row, rec in zip(axes, records):
+    for row, rec in zip(axes, records, strict=True):
         ref = rec.reference_pixels()[0].detach().numpy()  # G, Hk, Wk, 2 (y, x)
         smp = rec.sampled_pixels()[0].detach().numpy()
         weights = group_attention(rec, query)
-        name = f"stage {rec.stage + 1} block {rec.block + 1} (stride {rec.stride}, {ref.shape[0]} group(s))"
+        where = f"stage {rec.stage + 1} block {rec.block + 1}"
+        name = f"{where} (stride {rec.stride}, {ref.shape[0]} group(s))"
         ax = row[0]
         _show(ax, picture)
         for g in range(ref.shape[0]):
@@ -253,6 +272,7 @@ def visualize_run(
     """Draw the run's D blocks on one image; returns the PNG path, the figure and the records."""
     store = RunStore(root)
     record = find_run(store, run_id)
+    _check_has_deformable_blocks(record)
     model, cfg = load_model(record, checkpoint)
     inp = load_input(cfg, image, index)
     h, w = inp.picture.shape[:2]

@@ -1,6 +1,6 @@
 """TrainConfig: the optimisation recipe and the Trainer's settings, as one frozen dataclass.
 
-Defaults follow the DAT/Swin ImageNet recipe (DESIGN.md section 4): AdamW, lr 5e-4 scaled by
+Defaults follow the DAT/Swin ImageNet recipe (docs/design.md §4): AdamW, lr 5e-4 scaled by
 ``global_batch / 512``, weight decay 0.05, 20 warm-up epochs then a per-step cosine, 300
 epochs, grad clip 5, label smoothing 0.1, Mixup 0.8 / CutMix 1.0. Only ``precision`` differs
 (``"32-true"``, so a CPU run needs no flag); the paper trained with AMP.

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from dat_lab.train.log_dirs import PREFIX, next_version
+
 if TYPE_CHECKING:  # Lightning is imported when loggers are built, not by TrainConfig's checks
     from pytorch_lightning.loggers import Logger
 
@@ -71,16 +73,6 @@ def missing_module(name: str) -> str | None:
     if module is None or importlib.util.find_spec(module) is not None:
         return None
     return module
-
-
-def next_version(log_root: Path) -> str:
-    """``version_K`` with K one past the highest existing (0 for a new run)."""
-    taken = [
-        int(p.name.split("_", 1)[1])
-        for p in log_root.glob("version_*")
-        if p.name.split("_", 1)[1].isdigit()
-    ]
-    return f"version_{max(taken, default=-1) + 1}"
 
 
 def build_loggers(
@@ -161,7 +153,7 @@ def _wandb(run_dir: Path, version: str, tags: RunTags) -> Logger:
 
     save_dir = run_dir / LOG_DIR
     save_dir.mkdir(parents=True, exist_ok=True)
-    attempt = version.removeprefix("version_")
+    attempt = version.removeprefix(PREFIX)
     return FinishingWandbLogger(
         name=tags.title,
         id=f"{tags.run_id}-{attempt}",  # one W&B run per attempt, like version_K
@@ -184,4 +176,4 @@ _BUILDERS: dict[str, Callable[[Path, str, RunTags], Any]] = {
     "wandb": _wandb,
 }
 
-__all__ = ["MODULES", "RunTags", "build_loggers", "missing_module", "next_version"]
+__all__ = ["MODULES", "RunTags", "build_loggers", "missing_module"]

@@ -67,7 +67,12 @@ def _check_precision(train_cfg: TrainConfig) -> None:
         )
 
 
-def _latest_checkpoint(ckpt_dir: Path, **every: int) -> ModelCheckpoint:
+def _latest_checkpoint(
+    ckpt_dir: Path,
+    every_n_epochs: int | None = None,
+    every_n_train_steps: int | None = None,
+    save_on_train_epoch_end: bool | None = None,
+) -> ModelCheckpoint:
     """A rolling ``last.ckpt``, rewritten at every trigger (``every_n_epochs``/``_train_steps``).
 
     Not ``save_last=True``: since Lightning 2.6 that writes last.ckpt only when a top-k
@@ -80,7 +85,9 @@ def _latest_checkpoint(ckpt_dir: Path, **every: int) -> ModelCheckpoint:
         monitor=None,
         save_top_k=1,
         enable_version_counter=False,  # overwrite, never last-v1.ckpt
-        **every,
+        every_n_epochs=every_n_epochs,
+        every_n_train_steps=every_n_train_steps,
+        save_on_train_epoch_end=save_on_train_epoch_end,
     )
 
 

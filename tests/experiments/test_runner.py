@@ -17,10 +17,10 @@ from dat_lab.experiments.pool import run_experiment
 from dat_lab.experiments.runner import run_spec
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunIdentity, RunState, RunStore
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, config_files
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = config_files(REPO / "experiments")
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +38,7 @@ def _quiet(_: str) -> None:
     pass
 
 
+@pytest.mark.slow
 def test_experiment_records_every_variant_and_seed_and_a_rerun_skips_all(tmp_path):
     path = write_experiment(
         tmp_path / "exp.yaml",

@@ -53,6 +53,8 @@ def nano_dict() -> dict:
             "larger than the 16x16",
         ),
         ({"drop_path": 1.5}, "model.drop_path", "must be in [0, 1)"),
+        ({"img_size": [8, 8]}, "model.img_size", "8x8 leaves the feature map empty at stage 3"),
+        ({"patch_size": 4, "img_size": [16, 16]}, "model.img_size", "at least 32"),
         ({"stages.2.ofset_range": 2}, "model.stages.2.ofset_range", "did you mean 'offset_range'"),
         ({"dims": [1, 2]}, "model.dims", "unknown key"),
     ],

@@ -29,6 +29,12 @@ CLAIMS = [
 ]
 
 
+def _bundled(name: str) -> str:
+    """A bundled experiment file's text, its ``extends:`` base made absolute (for copies)."""
+    text = (EXPERIMENTS / f"{name}.yaml").read_text()
+    return text.replace("extends: ", f"extends: {EXPERIMENTS}/")
+
+
 @pytest.fixture(scope="module")
 def claims_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("claims")
@@ -66,7 +72,7 @@ def test_claim_on_a_variant_without_runs_is_inconclusive_and_says_why(claims_sto
 
 def test_report_writes_the_claims_table_from_the_experiment_file(claims_store, tmp_path):
     exp = tmp_path / "offset_range.yaml"
-    text = (EXPERIMENTS / "offset_range.yaml").read_text()
+    text = _bundled("offset_range")
     exp.write_text(
         text.split("\nbaseline:")[0]
         + "\nbaseline: s2\nclaims:\n"
@@ -88,7 +94,7 @@ def test_loss_metrics_are_better_when_lower():
 
 
 def _write(tmp_path, extra: str):
-    text = (EXPERIMENTS / "stage_placement.yaml").read_text().split("\nbaseline:")[0]
+    text = _bundled("stage_placement").split("\nbaseline:")[0]
     path = tmp_path / "x.yaml"
     path.write_text(text + "\n" + extra)
     return path

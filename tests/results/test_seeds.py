@@ -14,9 +14,15 @@ S2 = [0.80, 0.82, 0.79]
 S0 = [0.795, 0.818, 0.783]  # paired differences 0.005, 0.002, 0.007
 
 
+def _bundled(name: str) -> str:
+    """A bundled experiment file's text, its ``extends:`` base made absolute (for copies)."""
+    text = (EXPERIMENTS / f"{name}.yaml").read_text()
+    return text.replace("extends: ", f"extends: {EXPERIMENTS}/")
+
+
 def _two_variant_file(tmp_path):
     """offset_range with s0 and s2 only (the same run ids as the bundled file's)."""
-    text = (EXPERIMENTS / "offset_range.yaml").read_text()
+    text = _bundled("offset_range")
     head, rest = text.split("variants:\n")
     lines = [line for line in rest.splitlines() if line.startswith(("  s0:", "  s2:"))]
     path = tmp_path / "offset_range.yaml"

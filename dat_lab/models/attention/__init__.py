@@ -1,4 +1,4 @@
-"""Attention types by stage-spec letter, and :func:`build_attention`."""
+"""The attention modules, and :func:`build_attention` (one module per stage-spec letter)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
 from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
 from dat_lab.models.config import Attn, Sampling, StageConfig
-
-ATTENTION_TYPES: dict[Attn, type[nn.Module]] = {
-    Attn.LOCAL: WindowAttention,
-    Attn.SHIFTED: ShiftedWindowAttention,
-    Attn.DEFORMABLE: DeformableAttention,
-    Attn.SPATIAL_REDUCTION: SpatialReductionAttention,
-    Attn.GLOBAL: GlobalAttention,
-}
 
 
 def build_attention(
@@ -44,7 +36,6 @@ def build_attention(
 
 
 __all__ = [
-    "ATTENTION_TYPES",
     "DeformableAttention",
     "DeformableMaps",
     "GlobalAttention",
