@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         print_plan(specs, store, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)
+        from dat_lab.results.seeds import seeds_needed_lines
+
+        for line in seeds_needed_lines(store.root, exp.name, exp.plan()):
+            print(line, flush=True)
         return 0
     try:
         store.root.mkdir(parents=True, exist_ok=True)
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot create the run store {store.root}: {err.strerror}", *where
         ) from None
+    store.write_plan(exp.name, exp.plan())  # the report's baseline and claims
     started = time.monotonic()
     workers = workers or default_workers(specs)
     outcomes = run_experiment(

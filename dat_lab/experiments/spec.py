@@ -13,6 +13,8 @@ An experiment file::
     variants:
       s0: {model.stages.2.offset_range: 0, model.stages.3.offset_range: 0}
       s2: {}
+    baseline: s2                     # optional; the report compares every variant with it
+    claims: [{better: s2, than: s0}] # optional; the report says supported/contradicted/...
 
 Every variant x seed resolves to one :class:`RunConfig` (model, data, train with the seed),
 validated in full before anything trains; its hash names the run in the store. The model's
@@ -98,6 +100,15 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim about two variants that the report checks: ``better`` scores better than
+    ``than`` on the report's metric."""
+
+    better: str
+    than: str
+
+
+@dataclass(frozen=True)
 class ExperimentFile:
     """The schema of an experiment YAML file."""
 
@@ -107,6 +118,8 @@ class ExperimentFile:
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
     description: str = ""
     store: Path | None = None
+    baseline: str | None = None  # None: the report picks (the paper's default, else the first)
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")
@@ -124,6 +137,31 @@ class ExperimentFile:
         for section in SECTIONS:
             check(section in self.base, f"base.{section}", "required section is missing")
         check_override_sets(self.variants, "variants")
+        self._check_variant_names()
+
+    def _check_variant_names(self) -> None:
+        """``baseline`` and every claim name variants of this file."""
+        allowed = f"allowed: {', '.join(self.variants)}"
+        if self.baseline is not None:
+            check(self.baseline in self.variants, "baseline",
+                  f"unknown variant {self.baseline!r}; {allowed}")  # fmt: skip
+        for i, claim in enumerate(self.claims):
+            for key in ("better", "than"):
+                name = getattr(claim, key)
+                check(name in self.variants, f"claims.{i}.{key}",
+                      f"unknown variant {name!r}; {allowed}")  # fmt: skip
+            check(claim.better != claim.than, f"claims.{i}",
+                  f"compares {claim.better!r} with itself")  # fmt: skip
+
+    def plan(self) -> dict[str, Any]:
+        """What the report needs from the file (stored beside the runs by ``dat-lab run``):
+        the variants in order, the seeds, the baseline and the claims."""
+        return {
+            "variants": list(self.variants),
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "claims": [{"better": c.better, "than": c.than} for c in self.claims],
+        }
 
 
 DOTTED_KEY_RULE = (
@@ -375,6 +413,7 @@ def _norm(value: Any) -> Any:
 
 
 __all__ = [
+    "Claim",
     "DataFacts",
     "ExperimentFile",
     "RunConfig",

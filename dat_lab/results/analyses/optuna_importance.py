@@ -76,6 +76,6 @@ def _finish(ax, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)
