@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dat_lab.experiments import ranks
+
+    rank_run = ranks.from_env()
+    if rank_run is not None:  # a DDP rank that Lightning started again from this command line
+        from dat_lab.experiments.runner import follow
+
+        return follow(rank_run)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -183,10 +183,23 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
         raise err.located(file, prefix) from None
 
 
+OMIT_AT_DEFAULT = "dat_lab_omit_at_default"
+
+
+def added_field(default: Any) -> Any:
+    """A config field added after runs were stored: left out of :func:`to_mapping` while it
+    holds its default, so the configs (and run ids) of earlier runs do not change."""
+    return dataclasses.field(default=default, metadata={OMIT_AT_DEFAULT: True})
+
+
 def to_mapping(obj: Any) -> Any:
     """A config as plain YAML/JSON-able data (enums as values, tuples as lists)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_mapping(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get(OMIT_AT_DEFAULT) and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (list, tuple)):

@@ -16,6 +16,7 @@ import logging
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +24,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from dat_lab.experiments import provenance
-from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments import provenance, ranks
+from dat_lab.experiments.locking import LeaseKeeper, LockLost
+from dat_lab.experiments.processes import die_with_parent
+from dat_lab.experiments.spec import RunConfig, RunSpec
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
+from dat_lab.train.trainer import CHECKPOINT_DIR
 
 Log = Callable[[str], None]
 VAL_TOP1 = "val/acc1"
@@ -115,6 +119,43 @@ class MetricsSnapshot(pl.Callback):
         self.restored = dict(checkpoint.get(self.KEY, {}))
 
 
+class LeaseCheck(pl.Callback):
+    """Stop training when the run's lease was lost (this process stalled past it and another
+    host took the run over): two hosts must never go on training one run."""
+
+    def __init__(self, lease: LeaseKeeper) -> None:
+        self.lease = lease
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.lease.lost is not None:
+            raise self.lease.lost
+
+
+class SaveOnSignal(pl.Callback):
+    """Keeps the running trainer, so that a SLURM job told to stop (time limit, preemption)
+    can write ``last.ckpt`` before it is requeued (``launchers.slurm.RunTask.checkpoint``)."""
+
+    def __init__(self) -> None:
+        self.trainer: pl.Trainer | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.trainer = trainer
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.trainer = None
+
+    def save(self) -> Path | None:
+        """Write the trainer's state to ``checkpoints/last.ckpt``; None when there is nothing
+        to save or the run is a DDP group (saving is collective: the ranks' own regular
+        checkpoints are what a requeued group resumes from)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size > 1:
+            return None
+        path = Path(trainer.default_root_dir) / CHECKPOINT_DIR / "last.ckpt"
+        trainer.save_checkpoint(path)
+        return path
+
+
 class _Claim:
     """The result of trying to take one run: an Outcome, or the held lock and stored record."""
 
@@ -149,15 +190,19 @@ def run_spec(
     claim = _claim(spec, store, retry or {})
     if claim.outcome is not None:
         return claim.outcome
-    with claim.lock:
+    with claim.lock, LeaseKeeper(claim.lock, store.foreign_lock_timeout) as lease:
         record = claim.record
         resume = record.last_checkpoint
         store.mark_running(spec.run_id)
         log(f"{label}: {'resuming from ' + _rel(resume, record.path) if resume else 'training'}")
+        callbacks = [LeaseCheck(lease), *extra_callbacks]
         try:
-            final = _train(spec, store, record.path, resume, quiet, extra_callbacks)
+            final = _train(spec, store, record.path, resume, quiet, callbacks)
         except RunStopped:
             raise  # not failed: the run stays resumable (running, with its lock released)
+        except LockLost as err:  # another host took the run over: it is theirs to record now
+            log(f"{label}: stopped: {err}")
+            return _outcome(spec, "lost", str(err))
         except Exception as err:  # noqa: BLE001 - any failure is recorded, the experiment goes on
             reason = _reason(err)
             store.mark_failed(spec.run_id, reason)
@@ -239,6 +284,26 @@ def _reason(err: BaseException) -> str:
     return tail[:2000]
 
 
+def follow(run: ranks.RankRun) -> int:
+    """Train ``run`` as a non-zero rank of its DDP group (see :mod:`.ranks`): the leader holds
+    the lock and records the run; this process only trains with it, and (when the leader
+    started it) dies with it."""
+    if not ranks.launched_externally():
+        die_with_parent(run.leader)
+    quiet_lightning()
+    store = RunStore(run.store)
+    record = store.require(run.run_id)
+    spec = RunSpec(
+        record.identity.experiment,
+        record.identity.variant,
+        record.identity.seed,
+        RunConfig.from_dict(record.config),
+    )
+    resume = Path(run.resume) if run.resume else None
+    _train(spec, store, record.path, resume, quiet=True, lead=False)
+    return 0
+
+
 def _train(
     spec: RunSpec,
     store: RunStore,
@@ -246,8 +311,12 @@ def _train(
     resume: Path | None,
     quiet: bool,
     extra_callbacks: Sequence[pl.Callback] = (),
+    lead: bool = True,
 ) -> dict[str, float]:
-    """Build data, model and trainer for one run and fit it; returns the final metrics."""
+    """Build data, model and trainer for one run and fit it; returns the final metrics.
+
+    ``lead``: this process holds the run (records provenance and cost); a DDP group's other
+    ranks only train. The leader of a DDP run names it for the ranks Lightning starts."""
     from pytorch_lightning.callbacks import Timer
 
     from dat_lab.data.datamodule import build_datamodule
@@ -256,7 +325,8 @@ def _train(
     from dat_lab.train.trainer import build_trainer, fit
 
     cfg = spec.config
-    _record_start(spec, store, resume)
+    if lead:
+        _record_start(spec, store, resume)
     datamodule = build_datamodule(cfg.data)
     snapshot, timer = MetricsSnapshot(), Timer()  # both checkpointed, so resumes add up
     callbacks = [snapshot, timer, *extra_callbacks]
@@ -265,8 +335,14 @@ def _train(
         trainer.progress_bar_callback.disable()
     model = build_model(cfg.model)  # after the seeding
     module = DatLitModule(model, cfg.train, datamodule.num_classes, batch_size=cfg.data.batch_size)
+    group = lead and cfg.train.distributed
+    if group and ranks.launched_externally():  # srun started the ranks: tell them the run
+        ranks.announce(store, spec.run_id, resume)
+    local_group = group and not ranks.launched_externally()
+    naming = ranks.leading(store.root, spec.run_id, resume) if local_group else nullcontext()
     try:
-        fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored
+        with naming:
+            fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored
     except SystemExit as stop:
         # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException (a
         # SystemExit) after its own clean-up: the run is interrupted, not failed.
@@ -276,7 +352,8 @@ def _train(
     final["epochs"] = float(trainer.current_epoch)
     final["steps"] = float(trainer.global_step)
     final["train_time_s"] = timer.time_elapsed("train")
-    _record_end(spec, store, final)
+    if lead:
+        _record_end(spec, store, final)
     return final
 
 
@@ -312,6 +389,10 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Once SLURM is installed Lightning warns on every local run that srun is not used.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
+    # DDP on channels-last-like conv weights (the offset network's 1x1 convs): speed only.
+    warnings.filterwarnings("ignore", message=r"Grad strides do not match bucket view strides")
 
 
 def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
@@ -329,7 +410,9 @@ __all__ = [
     "MetricsSnapshot",
     "Outcome",
     "RunStopped",
+    "SaveOnSignal",
     "failed_runs",
+    "follow",
     "quiet_lightning",
     "run_cost",
     "run_label",

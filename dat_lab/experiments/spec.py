@@ -29,6 +29,7 @@ from typing import Any
 
 from dat_lab.data.config import DataConfig
 from dat_lab.data.datamodule import build_datamodule
+from dat_lab.experiments.resources import SlurmResources
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
 from dat_lab.schema import (
@@ -96,6 +97,7 @@ class ExperimentFile:
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
     description: str = ""
     store: Path | None = None
+    slurm: SlurmResources | None = None  # what `--launcher slurm` asks for (resources.py)
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,15 @@ def build_trainer(
     _check_precision(train_cfg)
     seed_run(train_cfg)
     run_dir = Path(run_dir)
-    ddp = train_cfg.devices > 1 or train_cfg.strategy == "ddp"
     clip = train_cfg.grad_clip or None  # 0 and None both mean "off"
     return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=train_cfg.epochs,
         accelerator=train_cfg.accelerator,
         devices=train_cfg.devices,
-        strategy="ddp" if ddp else "auto",
+        num_nodes=train_cfg.num_nodes,
+        strategy="ddp" if train_cfg.distributed else "auto",
+        accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         precision=train_cfg.precision,
         deterministic=train_cfg.deterministic,
         gradient_clip_val=clip,
@@ -161,8 +163,21 @@ def build_trainer(
         # inference_mode become inference tensors that a later fit cannot update in place.
         inference_mode=False,
         logger=build_loggers(run_dir),
+        plugins=_cluster_plugins(),
         callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
     )
+
+
+def _cluster_plugins() -> list[Any]:
+    """Under SLURM: Lightning's SLURM environment (ranks, nodes, master address from SLURM)
+    without its auto-requeue; dat-lab's SLURM jobs requeue through submitit
+    (``dat_lab.launchers.slurm``), and two handlers of one signal would fight."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available")
+        under_slurm = SLURMEnvironment.detect()
+    return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 
 def fit(
