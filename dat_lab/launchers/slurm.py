@@ -88,13 +88,14 @@ def job_states(job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     out = subprocess.run(
-        ["squeue", "-h", "--states=all", "-r", "-o", "%i|%T", "-j", ",".join(job_ids)],
+        ["squeue", "-h", "--states=all", "-r", "-o", "%i|%A|%T", "-j", ",".join(job_ids)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    states = {}
+    states: dict[str, str] = {}
     for line in out.stdout.splitlines():
-        job, _, state = line.partition("|")
-        states[job.strip()] = state.strip()
+        task, array, state = (part.strip() for part in line.split("|"))
+        states[task] = state
+        states.setdefault(array, state)  # submitit names an array of one task by its job id
     return states
 
 

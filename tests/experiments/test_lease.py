@@ -104,6 +104,7 @@ def test_two_hosts_on_one_store_never_hold_one_run_at_once(tmp_path, tmp_path_fa
 
 @pytest.mark.slow
 def test_a_run_held_by_a_dead_host_is_taken_over_after_its_lease(tmp_path, tmp_path_factory):
+    """The "host" renews its lease until the run has been seen held, then dies."""
     import subprocess
 
     exp = write_experiment(tmp_path / "exp.yaml", {"a": {}})
@@ -111,15 +112,25 @@ def test_a_run_held_by_a_dead_host_is_taken_over_after_its_lease(tmp_path, tmp_p
     store = RunStore(tmp_path / "store")
     store.create(spec.run_id, spec.config.to_dict(), {"experiment": "tiny", "variant": "a",
                                                       "seed": 0})  # fmt: skip
+    lock = store.lock_path(spec.run_id)
     ghost = {"pid": 4242, "host": "dead-host", "token": "ghost", "acquired": locking.now_iso()}
-    store.lock_path(spec.run_id).write_text(json.dumps(ghost))  # and never renewed again
+    lock.write_text(json.dumps(ghost))
 
     env = {**cli_env(tmp_path_factory.getbasetemp() / "experiment_cache"),
-           "DAT_LAB_LEASE_S": "4"}  # fmt: skip
-    done = subprocess.run(dat_lab_cmd("run", exp, "--store", store.root), cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    waited = done.stdout.index("held by pid 4242 on dead-host; will wait")
-    assert waited < done.stdout.index(f"({spec.run_id}): training")
+           "DAT_LAB_LEASE_S": "3"}  # fmt: skip
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(dat_lab_cmd("run", exp, "--store", store.root), cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while "held by pid 4242 on dead-host; will wait" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        os.utime(lock)  # the host is alive and renews its lease
+        time.sleep(0.2)
+    assert json.loads(lock.read_text())["token"] == "ghost"  # not taken while renewed
+    # ... and now the host is gone: nobody renews the lease any more.
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert text.index("will wait") < text.index(f"({spec.run_id}): training")
     assert store.require(spec.run_id).state is RunState.FINISHED
     assert [e["host"] for e in events(store, spec.run_id, "running")] == [locking.host_name()]
