@@ -140,9 +140,9 @@ def _submit(args: argparse.Namespace, specs: list, store: Any, resources: Any) -
     from dat_lab.launchers import slurm
 
     slurm.check_available()
-    job_ids = slurm.submit_runs(specs, store, resources, retry_failed=args.retry_failed)
+    slurm.submit_runs(specs, store, resources, retry_failed=args.retry_failed)
     if not args.wait:
         return 0
-    slurm.wait(job_ids)
+    slurm.wait([job["job_id"] for s in specs if (job := slurm.recorded_job(store, s.run_id))])
     print_results(specs, store)
     return 0 if all(stored_outcome(s, store).ok for s in specs) else 1

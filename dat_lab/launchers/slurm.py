@@ -202,9 +202,8 @@ class RunTask(submitit.helpers.Checkpointable):
         self._saver = SaveOnSignal()
         outcome = run_spec(spec, store, self.retry, label=run_label(spec), quiet=True,
                            extra_callbacks=[self._saver])  # fmt: skip
+        # "busy": a live process elsewhere holds the run and will finish it.
         print(f"{run_label(spec)}: {outcome.result} {outcome.detail}", flush=True)
-        if outcome.result == "busy":  # held by a live process elsewhere: it will finish it
-            return outcome.result
         return outcome.result
 
     def checkpoint(self, run_id: str) -> submitit.helpers.DelayedSubmission:
@@ -286,10 +285,12 @@ class WorkerTask(submitit.helpers.Checkpointable):
 
 __all__ = [
     "JOB_DOC",
+    "LOG_DIR",
     "RunTask",
     "WorkerTask",
     "check_available",
     "job_states",
+    "recorded_job",
     "status_lines",
     "submit_runs",
     "submit_workers",
