@@ -206,7 +206,7 @@ def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
         os.environ[STORAGE_ENV] = sweep.location.url
     devices = study.base.train.devices
     jobs = slurm.submit_workers(
-        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}", devices
+        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}", devices=devices
     )
     print(
         f"submitted job array {jobs[0].split('_')[0]}: {len(jobs)} worker(s); logs under "

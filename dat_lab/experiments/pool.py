@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -132,7 +132,7 @@ def run_experiment(
     return [stored_outcome(spec, store) for spec in specs]
 
 
-def _stop(procs: list[mp.process.BaseProcess]) -> None:
+def _stop(procs: Sequence[mp.process.BaseProcess]) -> None:
     """Stop the workers: SIGTERM (Lightning stops at the next batch), then SIGKILL. Either way
     their runs stay resumable."""
     for proc in procs:
@@ -181,7 +181,8 @@ def _worker_main(
     poll_s: float,
 ) -> None:
     """One parallel worker: the same walk as a single process, without a progress bar."""
-    die_with_parent(mp.parent_process().pid)
+    parent = mp.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     torch.set_num_threads(threads)
     quiet_lightning()
     store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)

@@ -140,9 +140,10 @@ def submit_runs(
     task = RunTask(str(store.root.absolute()), store.foreign_lock_timeout, retry)
     jobs = ex.map_array(task, [s.run_id for s in todo])
     when = datetime.now(UTC).isoformat(timespec="seconds")
-    for spec, job in zip(todo, jobs, strict=True):
-        store.write_json(spec.run_id, JOB_DOC, {"job_id": job.job_id, "submitted": when,
-                                                "log_dir": str(job.paths.folder)})  # fmt: skip
+    for spec, submitted in zip(todo, jobs, strict=True):
+        doc = {"job_id": submitted.job_id, "submitted": when,
+               "log_dir": str(submitted.paths.folder)}  # fmt: skip
+        store.write_json(spec.run_id, JOB_DOC, doc)
     log(f"submitted job array {jobs[0].job_id.split('_')[0]}: {len(jobs)} run(s); logs under "
         f"{store.root / LOG_DIR}")  # fmt: skip
     return [j.job_id for j in jobs]

@@ -14,7 +14,7 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunState, RunStore
 from dat_lab.launchers.slurm import job_states, recorded_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 FINAL = ("train/loss_epoch", "val/loss", "val/acc1", "steps")
 VARIANTS = {"s0": {"model.stages.3.offset_range": 0}, "s4": {"model.stages.3.offset_range": 4}}
 

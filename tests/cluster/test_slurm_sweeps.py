@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from dat_lab.experiments.store import RunState, RunStore
 from dat_lab.sweeps.storage import StorageLocation
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 sys.path.insert(0, str(SWEEPS))
 from sweep_helpers import TINY_DATA, TINY_TRAIN, offset_grid, worker_env  # noqa: E402
