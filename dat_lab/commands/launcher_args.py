@@ -45,5 +45,5 @@ def slurm_resources(args: argparse.Namespace, from_file: Any) -> Any:
         return base.with_flags(resource_flags(args))
     except ConfigError as err:  # a flag's bad value: name the flag, not a file key
         flag = "--" + err.key.replace("_", "-")
-        raise ConfigError(err.message, flag if resource_flags(args).get(err.key) else err.key,
-                          err.file) from None  # fmt: skip
+        given = resource_flags(args).get(err.key) is not None
+        raise ConfigError(err.message, flag if given else err.key, err.file) from None

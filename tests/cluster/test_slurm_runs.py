@@ -79,6 +79,12 @@ def test_a_requeued_job_resumes_its_run_and_trains_nothing_twice(tmp_path, cache
         assert time.monotonic() < deadline, f"no checkpoint; job {job_states([job])}"
         time.sleep(0.05)
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    # SLURM holds a requeued batch job for ~2 min (its begin time); start it now instead.
+    deadline = time.monotonic() + 60
+    while job_states([job]).get(job) != "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30,
+                   check=False)  # fmt: skip
     assert store.require(spec.run_id).state is not RunState.FINISHED, "requeued too late"
     waited = run(tmp_path, cache, "run", exp, "--store", store.root, "--launcher", "slurm",
                  "--wait", timeout=600)  # fmt: skip
