@@ -143,6 +143,21 @@ def build_trainer(
     seed_run(train_cfg)
     run_dir = Path(run_dir)
     clip = train_cfg.grad_clip or None  # 0 and None both mean "off"
+    under_slurm = _under_slurm()
+    with warnings.catch_warnings():
+        # A local run on a machine with SLURM installed: Lightning would warn on every run
+        # that srun "is available but not used"; here that is deliberate.
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)
+        return _trainer(train_cfg, run_dir, clip, under_slurm, extra_callbacks)
+
+
+def _trainer(
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    clip: float | None,
+    under_slurm: bool,
+    extra_callbacks: Iterable[Callback],
+) -> pl.Trainer:
     return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=train_cfg.epochs,
@@ -163,20 +178,29 @@ def build_trainer(
         # inference_mode become inference tensors that a later fit cannot update in place.
         inference_mode=False,
         logger=build_loggers(run_dir),
-        plugins=_cluster_plugins(),
+        plugins=_cluster_plugins(under_slurm),
         callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
     )
 
 
-def _cluster_plugins() -> list[Any]:
+SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
+
+
+def _under_slurm() -> bool:
+    """Whether this process is a task that SLURM started with srun (Lightning's test)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)
+        return SLURMEnvironment.detect()
+
+
+def _cluster_plugins(under_slurm: bool) -> list[Any]:
     """Under SLURM: Lightning's SLURM environment (ranks, nodes, master address from SLURM)
     without its auto-requeue; dat-lab's SLURM jobs requeue through submitit
     (``dat_lab.launchers.slurm``), and two handlers of one signal would fight."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"The `srun` command is available")
-        under_slurm = SLURMEnvironment.detect()
     return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 

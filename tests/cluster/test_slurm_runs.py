@@ -100,3 +100,33 @@ def test_a_requeued_job_resumes_its_run_and_trains_nothing_twice(tmp_path, cache
     assert firsts[0] == 0 and firsts[1] > 0  # the second attempt resumed, not restarted
     for key in FINAL:
         assert record.final[key] == pytest.approx(ref.require(spec.run_id).final[key], abs=1e-6)
+
+
+def test_a_ddp_run_takes_its_ranks_from_slurm_and_trains_like_one_process(tmp_path, cache, slurm):
+    """train.devices=2 through SLURM: one array task of 2 srun tasks (Lightning's SLURM
+    environment gives the ranks); rank 0 claims the run and the other rank follows it."""
+    data = {"train_size": 64, "val_size": 32}
+    ddp = write_experiment(tmp_path / "ddp.yaml", {"a": {}}, train={"devices": 2},
+                           data={**data, "batch_size": 16})  # fmt: skip
+    one = write_experiment(tmp_path / "one.yaml", {"a": {}}, data={**data, "batch_size": 32})
+    (spec,), (ref_spec,) = load_experiment(ddp)[1], load_experiment(one)[1]
+    store, ref = RunStore(tmp_path / "store"), RunStore(tmp_path / "ref")
+
+    sub = run(tmp_path, cache, "run", ddp, "--store", store.root, "--launcher", "slurm",
+              "--wait", timeout=600)  # fmt: skip
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    done = run(tmp_path, cache, "run", one, "--store", ref.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    record = store.require(spec.run_id)
+    assert record.state is RunState.FINISHED and len(events(store, spec.run_id, "running")) == 1
+    trained = [e for e in store.events(spec.run_id) if e["event"] != "created"]  # by the job
+    assert len({e["pid"] for e in trained}) == 1  # rank 0 alone wrote it
+    assert (
+        store.read_json(spec.run_id, "ranks")["SLURM_JOB_ID"]
+        == recorded_job(store, spec.run_id)["job_id"].split("_")[0]
+    )
+    for key in FINAL:
+        assert record.final[key] == pytest.approx(
+            ref.require(ref_spec.run_id).final[key], abs=1e-5
+        )
