@@ -2,7 +2,7 @@
 global batch, through the real command line (``dat-lab run``).
 
 Both train the same dat_nano run on the bundled shapes data: one process at batch ``2B`` with
-every thread it is given, and ``train.devices=2`` at ``B`` per process, one thread each.
+two threads and with one, and ``train.devices=2`` at ``B`` per process, one thread each.
 Reported per setting: milliseconds per optimizer step (the run's own ``train_time_s`` over its
 steps; no validation), the whole command's wall time (process start-up, DDP rendezvous), and
 the machine's load average before and after (other work on it skews the figures).
@@ -65,16 +65,19 @@ def main() -> None:
         # A shared data cache, made once, so neither setting pays for generating it.
         os.environ.setdefault("XDG_CACHE_HOME", str(folder / "cache"))
         one = experiment(folder, "one_process", 2 * args.batch, 1, args.steps, threads=2)
+        single = experiment(folder, "one_thread", 2 * args.batch, 1, args.steps, threads=1)
         two = experiment(folder, "ddp_2", args.batch, 2, args.steps, threads=1)
         measure(folder / "warm", one, 2)
         rows = [
             (f"1 process, batch {2 * args.batch}, 2 threads", *measure(folder, one, 2)),
+            (f"1 process, batch {2 * args.batch}, 1 thread", *measure(folder, single, 1)),
             (f"2 DDP processes, batch {args.batch} each, 1 thread each", *measure(folder, two, 1)),
         ]
     print(f"global batch {2 * args.batch}, {args.steps} steps, dat_nano 32x32 shapes, CPU")
     for label, ms, wall in rows:
         print(f"{label:<48} {ms:8.1f} ms/step   command {wall:6.1f} s")
-    print(f"DDP / single step time: {rows[1][1] / rows[0][1]:.2f}x")
+    print(f"DDP step time / 1 process, 2 threads: {rows[2][1] / rows[0][1]:.2f}x; "
+          f"/ 1 process, 1 thread: {rows[2][1] / rows[1][1]:.2f}x")  # fmt: skip
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
