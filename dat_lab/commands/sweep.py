@@ -204,9 +204,15 @@ def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
     )
     if sweep.location.url:  # sbatch exports this environment; argv and files never hold it
         os.environ[STORAGE_ENV] = sweep.location.url
-    devices = study.base.train.devices
+    if study.base.train.world_size > 1:  # srun would start every rank as a worker
+        raise ConfigError(
+            f"got {study.base.train.devices} (x {study.base.train.num_nodes} nodes); a sweep "
+            "worker under --launcher slurm trains one-device trials (DDP trials: local "
+            "--gpus, or dat-lab run --launcher slurm on the study's configs)",
+            "train.devices",
+        )
     jobs = slurm.submit_workers(
-        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}", devices=devices
+        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}"
     )
     print(
         f"submitted job array {jobs[0].split('_')[0]}: {len(jobs)} worker(s); logs under "

@@ -291,7 +291,10 @@ class LeaseKeeper:
 
     def __init__(self, lock: RunLock, lease_s: float | None) -> None:
         self.lock = lock
-        self.interval = None if lease_s is None or math.isinf(lease_s) else lease_s / 4
+        # A lease of 0 (a store that takes a known-dead holder's lock at once) says nothing
+        # about how others judge ours: renew as for the default lease then.
+        lease = lease_s or DEFAULT_LEASE_S
+        self.interval = None if math.isinf(lease) else lease / 4
         self.lost: LockLost | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="dat-lab-lease", daemon=True)

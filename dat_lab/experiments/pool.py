@@ -57,7 +57,7 @@ def work_through(
         busy = []
         for spec in pending:
             outcome = run_spec(spec, store, retry, log, labels[spec.run_id], quiet)
-            if outcome.result == "busy":
+            if outcome.result in ("busy", "lost"):  # lost: another host took it over
                 busy.append(spec)
                 if spec.run_id not in waited:
                     waited.add(spec.run_id)

@@ -261,10 +261,9 @@ def submit_workers(
     resources: SlurmResources,
     name: str,
     env: Mapping[str, str] | None = None,
-    devices: int = 1,
 ) -> list[str]:
     """Submit ``n_workers`` array tasks, each running the sweep worker command ``argv``."""
-    ex = executor(store_root, resources, name, tasks_per_node=devices)
+    ex = executor(store_root, resources, name)
     ex.update_parameters(array_parallelism=n_workers)
     task = WorkerTask(list(argv), dict(env or {}))
     jobs = ex.map_array(task, list(range(n_workers)))
