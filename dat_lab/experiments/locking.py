@@ -286,7 +286,7 @@ class LeaseKeeper:
     A thread, not a training callback: the lease must stay fresh through data loading,
     validation and checkpointing, whatever one step takes. If the lock was taken over (this
     process stalled past its lease), :attr:`lost` says so and the trainer stops
-    (:class:`dat_lab.experiments.runner.LeaseCheck`).
+    (:class:`dat_lab.experiments.run_callbacks.LeaseCheck`).
     """
 
     def __init__(self, lock: RunLock, lease_s: float | None) -> None:

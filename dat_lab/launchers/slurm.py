@@ -184,13 +184,8 @@ class RunTask(submitit.helpers.Checkpointable):
         self._saver: Any = None
 
     def __call__(self, run_id: str) -> str:
-        from dat_lab.experiments.runner import (
-            SaveOnSignal,
-            follow,
-            quiet_lightning,
-            run_label,
-            run_spec,
-        )
+        from dat_lab.experiments.run_callbacks import SaveOnSignal
+        from dat_lab.experiments.runner import follow, quiet_lightning, run_label, run_spec
 
         quiet_lightning()
         store = RunStore(self.store_root, foreign_lock_timeout=self.lease_s)
