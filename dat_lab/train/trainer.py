@@ -48,6 +48,7 @@ from dat_lab.train.config import TrainConfig
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 MONITOR = "val/acc1"
+SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
 
 
 def seed_run(train_cfg: TrainConfig) -> None:
@@ -183,9 +184,6 @@ def _trainer(
     )
 
 
-SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
-
-
 def _under_slurm() -> bool:
     """Whether this process is a task that SLURM started with srun (Lightning's test)."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -216,5 +214,7 @@ def fit(
     scheduler, loop counters, the AMP scaler and (through RngStateCheckpoint) the global RNGs.
     """
     path: Any = str(ckpt_path) if isinstance(ckpt_path, Path) else ckpt_path
-    trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)  # fit asks SLURM again
+        trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

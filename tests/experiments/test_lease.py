@@ -76,7 +76,7 @@ def test_two_hosts_on_one_store_never_hold_one_run_at_once(tmp_path, tmp_path_fa
     """Each run trains for several leases; without renewal the other host would take it."""
     import subprocess
 
-    variants = {f"s{s}": {"model.stages.3.offset_range": s} for s in (0, 2, 4)}
+    variants = {f"s{s}": {"model.stages.3.offset_range": s} for s in (0, 4)}
     exp = write_experiment(tmp_path / "exp.yaml", variants, train={"epochs": 4},
                            data={"train_size": 64})  # fmt: skip
     _, specs = load_experiment(exp)
