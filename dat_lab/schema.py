@@ -117,7 +117,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             check(len(value) == len(args), key, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(v, a, f"{key}.{i}") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(
+                _convert(v, a, f"{key}.{i}")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         item = args[0] if args else Any
         return tuple(_convert(v, item, f"{key}.{i}") for i, v in enumerate(value))
     if origin is dict:
