@@ -54,6 +54,13 @@ def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.A
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dat_lab.experiments import ranks
+
+    rank_run = ranks.from_env()
+    if rank_run is not None:  # a DDP rank that Lightning started again from this command line
+        from dat_lab.experiments.runner import follow
+
+        return follow(rank_run)
     args = parse_args(argv)
     try:
         return args.func(args)

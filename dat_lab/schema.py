@@ -180,8 +180,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1:  # Optional[X]: X's own error, with its full key
+            return _convert(value, candidates[0], key)
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        for arg in candidates:
             try:
                 return _convert(value, arg, key)
             except ConfigError as err:
@@ -275,18 +278,27 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
 # Field metadata of a setting that does not change results (where a run's metrics are also
 # sent, say): left out of :func:`identity_mapping`, hence of config hashes and run ids.
 NOT_IDENTITY = "dat_lab_not_identity"
+# Field metadata of a field added after runs were stored: left out of :func:`to_mapping` while
+# it holds its default, so the configs (and run ids) of earlier runs do not change.
+OMIT_AT_DEFAULT = "dat_lab_omit_at_default"
+
+
+def added_field(default: Any) -> Any:
+    """A config field added after runs were stored (see :data:`OMIT_AT_DEFAULT`)."""
+    return dataclasses.field(default=default, metadata={OMIT_AT_DEFAULT: True})
 
 
 def to_mapping(obj: Any, identity: bool = False) -> Any:
     """A config as plain YAML/JSON-able data (enums as values, tuples as lists).
 
-    ``identity``: leave out the fields marked :data:`NOT_IDENTITY` (see
-    :func:`identity_mapping`)."""
+    Fields added after runs were stored are left out while at their default; ``identity``:
+    also leave out the fields marked :data:`NOT_IDENTITY` (see :func:`identity_mapping`)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             f.name: to_mapping(getattr(obj, f.name), identity)
             for f in dataclasses.fields(obj)
             if not (identity and f.metadata.get(NOT_IDENTITY))
+            and not (f.metadata.get(OMIT_AT_DEFAULT) and getattr(obj, f.name) == f.default)
         }
     if isinstance(obj, enum.Enum):
         return obj.value

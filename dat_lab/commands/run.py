@@ -1,13 +1,17 @@
 """``dat-lab run``: train every variant x seed of an experiment file.
 
     dat-lab run EXPERIMENT.yaml [key=value ...] [--dry-run] [--workers N] [--retry-failed]
-                [--rerun-stale] [--store DIR]
+                [--rerun-stale] [--store DIR] [--lease SECONDS]
+                [--launcher local|slurm [--wait] [--status]]
 
 Finished runs are skipped, an interrupted run resumes from its last checkpoint, failed runs
 are retrained only with ``--retry-failed``. A skipped or resumed run that other model,
 training or data code made is named so; ``--rerun-stale`` trains those again from scratch.
 Exit status: 0 when every run has finished, 1 when some failed (now or before), 2 on bad
 input (nothing trains), 130 on Ctrl-C (rerun to resume).
+With ``--launcher slurm`` the runs are submitted as a SLURM job array and the command returns
+(0) at once, or with ``--wait`` once the jobs have ended (then as above); ``--status`` shows
+each run's state and job.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dat_lab.commands.launcher_args import add_launcher_args, slurm_resources
 from dat_lab.schema import ConfigError, parse_override
 
 
@@ -58,6 +63,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="retrain from scratch the runs (and checkpoints) that other model, training or "
         "data code made",
     )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=None,
+        help="seconds after which a run held from another host that stopped renewing its "
+        "lock is taken over (default $DAT_LAB_LEASE_S, else 300)",
+    )
+    p.add_argument(
+        "--status", action="store_true", help="print each run's state and SLURM job, and exit"
+    )
+    add_launcher_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -74,19 +90,27 @@ def _workers(text: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.plan import print_plan, print_results
-    from dat_lab.experiments.pool import default_workers, run_experiment
+    from dat_lab.experiments.pool import check_workers, default_workers, run_experiment
     from dat_lab.experiments.spec import load_experiment
     from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
 
     workers = _workers(args.workers)
     overrides = dict(parse_override(o) for o in args.overrides)
     exp, specs = load_experiment(args.experiment, overrides)  # every bad input stops here
-    store = RunStore(args.store or exp.store or DEFAULT_ROOT)
+    store = RunStore(args.store or exp.store or DEFAULT_ROOT, foreign_lock_timeout=args.lease)
+    resources = slurm_resources(args, exp.slurm) if args.launcher == "slurm" else None
     print(
         f"experiment {exp.name!r}: {len(specs)} runs ({len(exp.variants)} variants x "
         f"{len(exp.seeds)} seeds), store {store.root}",
         flush=True,
     )
+    workers = workers or default_workers(specs)
+    check_workers(specs, workers)
+    if args.status:
+        from dat_lab.launchers.slurm import status_lines
+
+        print("\n".join(status_lines(specs, store)), flush=True)
+        return 0
     if args.dry_run:
         print_plan(specs, store, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)
         from dat_lab.results.seeds import seeds_needed_lines
@@ -102,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
             f"cannot create the run store {store.root}: {err.strerror}", *where
         ) from None
     store.write_plan(exp.name, exp.plan())  # the report's baseline and claims
+    if resources is not None:
+        return _submit(args, specs, store, resources)
     started = time.monotonic()
-    workers = workers or default_workers(specs)
     outcomes = run_experiment(
         specs, store, workers=workers, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale
     )
@@ -122,3 +147,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _submit(args: argparse.Namespace, specs: list, store: Any, resources: Any) -> int:
+    """``--launcher slurm``: submit the runs; with ``--wait``, report them once ended."""
+    from dat_lab.experiments.plan import print_results
+    from dat_lab.experiments.runner import stored_outcome
+    from dat_lab.launchers import slurm
+
+    slurm.check_available()
+    slurm.submit_runs(specs, store, resources, retry_failed=args.retry_failed)
+    if not args.wait:
+        return 0
+    slurm.wait([job["job_id"] for s in specs if (job := slurm.recorded_job(store, s.run_id))])
+    print_results(specs, store)
+    return 0 if all(stored_outcome(s, store).ok for s in specs) else 1

@@ -1,6 +1,7 @@
 """``dat-lab sweep``: an Optuna study over the DAT knobs whose trials are runs of the run store.
 
     dat-lab sweep --study NAME [KEY=VALUE ...] [--workers N | --gpus 0,1] [--storage URL]
+    dat-lab sweep --study NAME --launcher slurm --workers N [--wait] [--partition P ...]
     dat-lab sweep --study NAME --status
 
 NAME is ``sweeps/NAME.yaml`` (or a path to a study file). Run the same command again, here or
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dat_lab.commands.launcher_args import add_launcher_args, slurm_resources
 from dat_lab.schema import ConfigError, parse_override
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="seconds between a worker's heartbeats; "
         "a worker on another host silent for 4x this is dead",
     )
+    add_launcher_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -110,20 +113,20 @@ class Sweep:
     n_workers: int
     gpus: list[str] | None
     gpu_overrides: dict[str, Any]  # the trial overrides that --gpus added
+    gpus_per_worker: int = 1  # train.devices of the trials: each worker's share of --gpus
 
 
 def prepare(args: argparse.Namespace) -> Sweep:
     """Parse and validate the command line and the study file (bad input: ConfigError)."""
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.store import DEFAULT_ROOT
-    from dat_lab.sweeps.launch import check_one_device, gpu_overrides, override_arg
+    from dat_lab.sweeps.launch import gpu_overrides, gpus_per_worker, override_arg
     from dat_lab.sweeps.liveness import Liveness
     from dat_lab.sweeps.spec import find_study_file, load_study
     from dat_lab.sweeps.storage import StorageLocation
 
     overrides = dict(parse_override(o) for o in args.overrides)
     gpus = _parse_gpus(args.gpus)
-    workers = _check_workers(args.workers, gpus)
     if not args.heartbeat > 0:
         raise ConfigError(f"must be > 0 seconds, got {args.heartbeat}", "--heartbeat")
     added = gpu_overrides(overrides) if gpus else {}
@@ -132,8 +135,8 @@ def prepare(args: argparse.Namespace) -> Sweep:
         print(f"on GPUs: {added_args}", file=sys.stderr)
     path = find_study_file(args.study)
     study = load_study(path, {**overrides, **added})
-    if gpus:
-        check_one_device(study)
+    devices = gpus_per_worker(study, gpus) if gpus else 1
+    workers = _check_workers(args.workers, gpus, devices)
     if args.study_name:
         study = dataclasses.replace(
             study, file=dataclasses.replace(study.file, name=args.study_name)
@@ -141,7 +144,7 @@ def prepare(args: argparse.Namespace) -> Sweep:
     store = Path(args.store or study.experiment.store or DEFAULT_ROOT)
     location = StorageLocation.parse(args.storage, store / "sweeps" / f"{study.name}.journal")
     liveness = Liveness.from_heartbeat(args.heartbeat)
-    return Sweep(study, path, store, location, liveness, workers, gpus, added)
+    return Sweep(study, path, store, location, liveness, workers, gpus, added, devices)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -154,6 +157,8 @@ def _run(args: argparse.Namespace) -> int:
 
         print(status_text(study, load_stored_study(study, location), location, sweep.liveness))
         return 0
+    if args.launcher == "slurm":
+        return _submit_workers(args, sweep)
     worker_index = os.environ.get(WORKER_INDEX_ENV)
     if worker_index is None:
         print(
@@ -183,6 +188,45 @@ def _work(study, location, store, retry_failed: bool, liveness, worker_index: st
     return 0
 
 
+def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
+    """``--launcher slurm``: one array task per worker, each the local worker's command."""
+    from dat_lab.launchers import slurm
+    from dat_lab.sweeps.launch import plan_workers
+    from dat_lab.sweeps.status import load_stored_study, status_text
+    from dat_lab.sweeps.storage import STORAGE_ENV
+
+    if sweep.gpus:
+        raise ConfigError("SLURM places the workers: use --gpus-per-node, not --gpus", "--gpus")
+    study = sweep.study
+    resources = slurm_resources(args, study.file.slurm or study.experiment.slurm)
+    slurm.check_available()
+    plan = plan_workers(
+        sweep.path.absolute(), _passthrough(args), args.overrides, sweep.location, None, 1
+    )
+    if sweep.location.url:  # sbatch exports this environment; argv and files never hold it
+        os.environ[STORAGE_ENV] = sweep.location.url
+    if study.base.train.world_size > 1:  # srun would start every rank as a worker
+        raise ConfigError(
+            f"got {study.base.train.devices} (x {study.base.train.num_nodes} nodes); a sweep "
+            "worker under --launcher slurm trains one-device trials (DDP trials: local "
+            "--gpus, or dat-lab run --launcher slurm on the study's configs)",
+            "train.devices",
+        )
+    jobs = slurm.submit_workers(
+        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}"
+    )
+    print(
+        f"submitted job array {jobs[0].split('_')[0]}: {len(jobs)} worker(s); logs under "
+        f"{sweep.store / slurm.LOG_DIR}",
+        flush=True,
+    )
+    if args.wait:
+        slurm.wait(jobs)
+        stored = load_stored_study(study, sweep.location)
+        print(status_text(study, stored, sweep.location, sweep.liveness), flush=True)
+    return 0
+
+
 def worker_plan(args: argparse.Namespace, sweep: Sweep) -> WorkerPlan:
     """The command line and environments of the workers that --workers/--gpus start: this
     command's options and overrides, plus the overrides --gpus added (once), but neither
@@ -191,7 +235,13 @@ def worker_plan(args: argparse.Namespace, sweep: Sweep) -> WorkerPlan:
 
     overrides = [*args.overrides, *(override_arg(k, v) for k, v in sweep.gpu_overrides.items())]
     return plan_workers(
-        sweep.path, _passthrough(args), overrides, sweep.location, sweep.gpus, sweep.n_workers
+        sweep.path,
+        _passthrough(args),
+        overrides,
+        sweep.location,
+        sweep.gpus,
+        sweep.n_workers,
+        devices=sweep.gpus_per_worker,
     )
 
 
@@ -223,14 +273,17 @@ def _parse_gpus(text: str | None) -> list[str] | None:
     return gpus
 
 
-def _check_workers(workers: int, gpus: list[str] | None) -> int:
+def _check_workers(workers: int, gpus: list[str] | None, devices: int = 1) -> int:
     if workers < 1:
         raise ConfigError(f"must be >= 1, got {workers}", "--workers")
-    if gpus and workers not in (1, len(gpus)):
+    n_gpu_workers = len(gpus) // devices if gpus else 0
+    if gpus and workers not in (1, n_gpu_workers):
         raise ConfigError(
-            f"got {workers} workers for {len(gpus)} GPUs; --gpus starts one per GPU", "--workers"
+            f"got {workers} workers for {len(gpus)} GPUs; --gpus starts one per "
+            f"{devices} GPU(s) (train.devices)",
+            "--workers",
         )
-    return len(gpus) if gpus else workers
+    return n_gpu_workers or workers
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -61,8 +61,10 @@ class DatLabDataModule(pl.LightningDataModule):
             self.train_set, self.val_set = self.build_datasets()
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer  # None outside a Trainer: one process
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         loader = ResumableDataLoader(
-            self._require(self.train_set), self.cfg.seed, **self._loader_kwargs()
+            self._require(self.train_set), self.cfg.seed, world, rank, **self._loader_kwargs()
         )
         if self._resume_position is not None:
             loader.load_state_dict(self._resume_position)

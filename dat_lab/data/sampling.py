@@ -14,20 +14,28 @@ Without worker processes this is exact (everything random then draws from the gl
 which :class:`~dat_lab.train.callbacks.RngStateCheckpoint` restores). With workers, each
 epoch's worker seeds also derive from ``(seed, epoch)`` (workers are not persistent, so an
 epoch-end resume is exact); a random per-sample transform in a worker resumed mid-epoch is
-not (its RNG position is in no checkpoint). Under DDP Lightning wraps the sampler in its
-``DistributedSamplerWrapper`` (which forwards ``set_epoch``); a mid-epoch resume there
+not (its RNG position is in no checkpoint).
+
+Under DDP the sampler shards itself: every rank draws the same permutation of epoch ``e`` and
+takes every ``world``-th index of it from its rank on, so the ranks' batches together are
+the single-process batch of ``world`` times their size, every sample is seen once per epoch
+(when the size is a multiple of ``world``; otherwise the shards are padded to equal length
+from the permutation's start, as torch's DistributedSampler does), and a mid-epoch resume
+is exact on each rank. Being a ``DistributedSampler``, Lightning leaves it unwrapped. Any
+other sampler Lightning wraps in its ``DistributedSamplerWrapper``; a mid-epoch resume there
 restarts the epoch's order, with a warning.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -35,38 +43,52 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation of ``range(size)`` that depends only on ``(seed, epoch)``.
+class EpochShuffleSampler(DistributedSampler):
+    """A permutation of ``range(size)`` that depends only on ``(seed, epoch)``, or the shard
+    of it that rank ``rank`` of ``num_replicas`` takes (see the module docstring).
 
     Args:
         size: number of samples.
         seed: the data seed.
+        num_replicas, rank: the DDP group's size and this process's rank in it.
 
     ``skip`` (set by :class:`ResumableDataLoader` on resume) drops that many leading indices
-    of the next pass only; ``len()`` stays the full size, as Lightning counts the batches of
-    the resumed epoch itself.
+    of this rank's next pass only; ``len()`` stays the full shard, as Lightning counts the
+    batches of the resumed epoch itself.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        # Not DistributedSampler.__init__: it needs a data set and an initialised group.
         self.size = size
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self.skip = 0
+        self.num_samples = math.ceil(size / num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The permutation of epoch ``epoch``."""
+        """The permutation of epoch ``epoch`` (of all samples, before sharding)."""
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         return torch.randperm(self.size, generator=generator)
 
+    def shard(self, epoch: int) -> torch.Tensor:
+        """This rank's indices of epoch ``epoch``: every ``num_replicas``-th from ``rank``."""
+        order = self.order(epoch)
+        padded = self.num_samples * self.num_replicas
+        if padded > self.size:  # equal shards, so that every rank takes as many steps
+            order = torch.cat([order, order[: padded - self.size]])
+        return order[self.rank :: self.num_replicas]
+
     def __iter__(self) -> Iterator[int]:
         skip, self.skip = self.skip, 0
-        yield from self.order(self.epoch)[skip:].tolist()
+        yield from self.shard(self.epoch)[skip:].tolist()
 
     def __len__(self) -> int:
-        return self.size
+        return self.num_samples
 
 
 class ResumableDataLoader(DataLoader):
@@ -75,12 +97,17 @@ class ResumableDataLoader(DataLoader):
     Args:
         dataset: the training set.
         seed: the data seed (orders batches, seeds workers per epoch).
+        num_replicas, rank: this process's shard under DDP (see the module docstring).
         **kwargs: DataLoader arguments other than ``shuffle``/``sampler``/``generator``.
     """
 
-    def __init__(self, dataset: Dataset, seed: int, **kwargs: Any) -> None:
+    def __init__(
+        self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, **kwargs: Any
+    ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
-        sampler = kwargs.pop("sampler", None) or EpochShuffleSampler(size, seed)
+        sampler = kwargs.pop("sampler", None) or EpochShuffleSampler(
+            size, seed, num_replicas, rank
+        )
         generator = kwargs.pop("generator", None) or torch.Generator()
         super().__init__(dataset, sampler=sampler, generator=generator, **kwargs)
         self.seed = seed
@@ -123,7 +150,7 @@ class ResumableDataLoader(DataLoader):
             return 0
         batches = resume[1]
         assert self.batch_size is not None
-        sampler.skip = min(batches * self.batch_size, len(sampler))
+        sampler.skip = min(batches * self.batch_size, len(sampler))  # of this rank's shard
         return batches
 
     def state_dict(self) -> dict[str, int]:

@@ -9,10 +9,12 @@ If the lock exists, the holder decides what happens:
 - same host, holder alive: :class:`RunLocked` (the error names the path, pid and host);
 - same host, holder dead (its pid is gone, a zombie, or reused by a process that started
   later): the lock is *stale* and is recovered;
-- another host: liveness cannot be checked, so the lock is only recovered when its file is
-  older than ``foreign_timeout`` seconds (``None``, the default: never). A holder on another
-  host should call :meth:`RunLock.refresh` (which touches the file) well within that time,
-  and the hosts' clocks must roughly agree;
+- another host: liveness cannot be checked, so the lock is a *lease*: it is recovered only
+  when its file is older than ``foreign_timeout`` seconds (``None``: never). Its holder
+  renews it while it works (:class:`LeaseKeeper` calls :meth:`RunLock.refresh`, which
+  touches the file, every quarter of the lease), so only a holder that stopped renewing (a
+  dead host, a frozen process) loses it. The hosts' clocks must roughly agree. The run
+  store's default lease is ``DEFAULT_LEASE_S``; ``DAT_LAB_LEASE_S`` or ``--lease`` change it;
 - the file is empty or unreadable: it is being written right now, or its writer died in
   the microseconds between creating and writing it; stale after ``PARTIAL_GRACE_S``.
 
@@ -26,8 +28,9 @@ and removes nothing. ``N`` moves on only past markers whose own holders are dead
 recoverer killed mid-way cannot block recovery forever. Then everyone retries ``O_EXCL``:
 exactly one process wins.
 
-Same-host detection trusts the host name; two containers that share a run directory must
-have different host names (Docker's default) for pid checks to be meaningful.
+Same-host detection trusts the host name (``DAT_LAB_HOST`` overrides it); two containers that
+share a run directory must have different host names (Docker's default) for pid checks to be
+meaningful.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -48,6 +53,8 @@ from dat_lab.experiments.processes import host_name, pid_alive, process_start_ti
 log = logging.getLogger(__name__)
 
 PARTIAL_GRACE_S = 10.0
+DEFAULT_LEASE_S = 300.0  # a run held from another host is taken over 5 min after its last renewal
+LEASE_ENV = "DAT_LAB_LEASE_S"
 _ACQUIRE_ATTEMPTS = 4
 
 
@@ -67,6 +74,24 @@ class RunLocked(RuntimeError):
 
 class LockLost(RuntimeError):
     """Our lock file was removed or replaced by another process (a stale-lock recovery)."""
+
+
+def lease_seconds(given: float | None = None) -> float:
+    """The lease of a run lock: ``given``, else ``$DAT_LAB_LEASE_S``, else DEFAULT_LEASE_S.
+    ``inf`` means never (a lock from another host must then be removed by hand); 0 takes a
+    foreign lock over at once (a holder known dead)."""
+    if given is None and LEASE_ENV not in os.environ:
+        return DEFAULT_LEASE_S
+    raw, source = (given, "--lease") if given is not None else (os.environ[LEASE_ENV], LEASE_ENV)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # NaN too
+        from dat_lab.schema import ConfigError
+
+        raise ConfigError(f"got {raw!r}, must be seconds >= 0 (inf: never)", source)
+    return value
 
 
 def now_iso() -> str:
@@ -253,3 +278,41 @@ def acquire(path: Path, foreign_timeout: float | None = None) -> RunLock:
             raise RunLocked(path, seen.info)
         break_stale(path, seen.identity, foreign_timeout)
     raise RunLocked(path, seen.info if seen else None, " (contended: gave up after retries)")
+
+
+class LeaseKeeper:
+    """Renews a held lock's lease from a background thread while a run trains.
+
+    A thread, not a training callback: the lease must stay fresh through data loading,
+    validation and checkpointing, whatever one step takes. If the lock was taken over (this
+    process stalled past its lease), :attr:`lost` says so and the trainer stops
+    (:class:`dat_lab.experiments.run_callbacks.LeaseCheck`).
+    """
+
+    def __init__(self, lock: RunLock, lease_s: float | None) -> None:
+        self.lock = lock
+        # A lease of 0 (a store that takes a known-dead holder's lock at once) says nothing
+        # about how others judge ours: renew as for the default lease then.
+        lease = lease_s or DEFAULT_LEASE_S
+        self.interval = None if math.isinf(lease) else lease / 4
+        self.lost: LockLost | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="dat-lab-lease", daemon=True)
+
+    def _renew(self) -> None:
+        while self.interval is not None and not self._stop.wait(self.interval):
+            try:
+                self.lock.refresh()
+            except LockLost as err:
+                self.lost = err
+                return
+            except OSError as err:  # a store briefly unreachable: try again next time
+                log.warning("could not renew the lease of %s: %s", self.lock.path, err)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()

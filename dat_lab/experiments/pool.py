@@ -31,6 +31,7 @@ from dat_lab.experiments.runner import (
 )
 from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunStore
+from dat_lab.schema import ConfigError
 
 POLL_S = 5.0  # how often a worker looks again at runs that another process holds
 
@@ -64,7 +65,7 @@ def work_through(
             progress.start(spec.run_id)
             outcome = run_spec(spec, store, retry, log, label, quiet, ask=ask)
             progress.finish(spec.run_id, trained=outcome.result in ("finished", "failed"))
-            if outcome.result == "busy":
+            if outcome.result in ("busy", "lost"):  # lost: another host took it over
                 busy.append(spec)
                 if spec.run_id not in waited:
                     waited.add(spec.run_id)
@@ -165,7 +166,21 @@ def default_workers(specs: list[RunSpec]) -> int:
     slower still when anything else loads the machine (OpenMP threads wait on each other).
     """
     on_gpu = torch.cuda.is_available() and any(s.config.train.accelerator != "cpu" for s in specs)
-    return 1 if on_gpu else max(1, min(usable_cpus(), len(specs)))
+    if on_gpu or any(s.config.train.distributed for s in specs):
+        return 1  # a DDP run is already one process per device
+    return max(1, min(usable_cpus(), len(specs)))
+
+
+def check_workers(specs: list[RunSpec], workers: int) -> None:
+    """Refuse several workers for DDP runs: Lightning starts a DDP run's ranks again from
+    the command line, which a pool worker (a spawned process) cannot be started from."""
+    ddp = [s for s in specs if s.config.train.distributed]
+    if workers > 1 and ddp:
+        raise ConfigError(
+            f"got {workers}; DDP runs (train.devices x train.num_nodes = "
+            f"{ddp[0].config.train.world_size}) train one at a time: use --workers 1",
+            "--workers",
+        )
 
 
 def _worker_main(
@@ -180,8 +195,7 @@ def _worker_main(
 ) -> None:
     """One parallel worker: the same walk as a single process, without a progress bar."""
     parent = mp.parent_process()
-    assert parent is not None  # started by the pool, never as a main process
-    die_with_parent(parent.pid)
+    die_with_parent(parent.pid if parent is not None else None)
     torch.set_num_threads(threads)
     quiet_lightning()
     store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)
@@ -197,4 +211,10 @@ def _worker_main(
         pass  # the parent stops everyone; the run stays resumable
 
 
-__all__ = ["POLL_S", "default_workers", "run_experiment", "work_through"]
+__all__ = [
+    "POLL_S",
+    "check_workers",
+    "default_workers",
+    "run_experiment",
+    "work_through",
+]

@@ -20,10 +20,13 @@ import socket
 import sys
 from pathlib import Path
 
+HOST_ENV = "DAT_LAB_HOST"
+
 
 def host_name() -> str:
-    """This machine's name, as recorded in locks and status files."""
-    return socket.gethostname()
+    """This machine's name, as recorded in locks and status files (``$DAT_LAB_HOST`` if set:
+    containers sharing one host name, or tests posing as several hosts)."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
 
 def process_start_ticks(pid: int) -> int | None:

@@ -16,6 +16,7 @@ import logging
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from dat_lab.experiments import provenance
-from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments import provenance, ranks
+from dat_lab.experiments.locking import LeaseKeeper, LockLost
+from dat_lab.experiments.processes import die_with_parent
+from dat_lab.experiments.run_callbacks import LeaseCheck, MetricsSnapshot
+from dat_lab.experiments.spec import RunConfig, RunSpec
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
@@ -90,32 +94,6 @@ class RunStopped(Exception):
     checkpoint, so a later request for the same config trains it to the end."""
 
 
-class MetricsSnapshot(pl.Callback):
-    """Store the metrics in each checkpoint, and keep those of the checkpoint resumed from.
-
-    A worker killed after its last epoch's checkpoint but before the store marked the run
-    finished leaves nothing to train: the resumed ``fit`` returns at once with no metrics.
-    The snapshot gives that run the final metrics the killed worker had computed. Lightning
-    saves ``last.ckpt`` in ModelCheckpoint's ``on_train_epoch_end``, which runs after the
-    module's own (a monitoring callback), so the snapshot holds that epoch's metrics.
-    """
-
-    KEY = "dat_lab_metrics"
-
-    def __init__(self) -> None:
-        self.restored: dict[str, float] = {}
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
-    ) -> None:
-        checkpoint[self.KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
-    ) -> None:
-        self.restored = dict(checkpoint.get(self.KEY, {}))
-
-
 class _Claim:
     """The result of trying to take one run: an Outcome, or the held lock and stored record."""
 
@@ -154,15 +132,19 @@ def run_spec(
     if claim.outcome is not None:
         return claim.outcome
     assert claim.record is not None  # a claim without an outcome holds the lock and record
-    with claim.lock:
+    with claim.lock, LeaseKeeper(claim.lock, store.foreign_lock_timeout) as lease:
         record = _restart_if_stale(spec, store, claim.record, ask.rerun_stale, label, log)
         resume = record.last_checkpoint
         store.mark_running(spec.run_id)
         log(f"{label}: {_start_text(record, resume)}")
+        callbacks = [LeaseCheck(lease), *extra_callbacks]
         try:
-            final = _train(spec, store, record.path, resume, quiet, extra_callbacks)
+            final = _train(spec, store, record.path, resume, quiet, callbacks)
         except RunStopped:
             raise  # not failed: the run stays resumable (running, with its lock released)
+        except LockLost as err:  # another host took the run over: it is theirs to record now
+            log(f"{label}: stopped: {err}")
+            return _outcome(spec, "lost", str(err))
         except Exception as err:  # noqa: BLE001 - any failure is recorded, the experiment goes on
             reason = _reason(err)
             store.mark_failed(spec.run_id, reason)
@@ -297,6 +279,26 @@ def _reason(err: BaseException) -> str:
     return tail[:2000]
 
 
+def follow(run: ranks.RankRun) -> int:
+    """Train ``run`` as a non-zero rank of its DDP group (see :mod:`.ranks`): the leader holds
+    the lock and records the run; this process only trains with it, and (when the leader
+    started it) dies with it."""
+    if not ranks.launched_externally():
+        die_with_parent(run.leader)
+    quiet_lightning()
+    store = RunStore(run.store)
+    record = store.require(run.run_id)
+    spec = RunSpec(
+        record.identity.experiment,
+        record.identity.variant,
+        record.identity.seed,
+        RunConfig.from_dict(record.config),
+    )
+    resume = Path(run.resume) if run.resume else None
+    _train(spec, store, record.path, resume, quiet=True, lead=False)
+    return 0
+
+
 def _train(
     spec: RunSpec,
     store: RunStore,
@@ -304,8 +306,12 @@ def _train(
     resume: Path | None,
     quiet: bool,
     extra_callbacks: Sequence[pl.Callback] = (),
+    lead: bool = True,
 ) -> dict[str, float]:
-    """Build data, model and trainer for one run and fit it; returns the final metrics."""
+    """Build data, model and trainer for one run and fit it; returns the final metrics.
+
+    ``lead``: this process holds the run (records provenance and cost); a DDP group's other
+    ranks only train. The leader of a DDP run names it for the ranks Lightning starts."""
     from pytorch_lightning.callbacks import Timer
 
     from dat_lab.data.datamodule import build_datamodule
@@ -316,7 +322,8 @@ def _train(
     from dat_lab.train.trainer import build_trainer, fit
 
     cfg = spec.config
-    _record_start(spec, store, resume)
+    if lead:
+        _record_start(spec, store, resume)
     datamodule = build_datamodule(cfg.data)
     snapshot, timer = MetricsSnapshot(), Timer()  # both checkpointed, so resumes add up
     callbacks = [snapshot, timer, *extra_callbacks]
@@ -327,8 +334,14 @@ def _train(
     model = build_model(cfg.model)  # after the seeding
     init_from_source(model, spec, store, resume)  # train.init_from: weights, provenance
     module = DatLitModule(model, cfg.train, datamodule.num_classes, batch_size=cfg.data.batch_size)
+    group = lead and cfg.train.distributed
+    if group and ranks.launched_externally():  # srun started the ranks: tell them the run
+        ranks.announce(store, spec.run_id, resume)
+    local_group = group and not ranks.launched_externally()
+    naming = ranks.leading(store.root, spec.run_id, resume) if local_group else nullcontext()
     try:
-        fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored
+        with naming:
+            fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored
     except SystemExit as stop:
         # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException (a
         # SystemExit) after its own clean-up: the run is interrupted, not failed.
@@ -338,7 +351,8 @@ def _train(
     final["epochs"] = float(trainer.current_epoch)
     final["steps"] = float(trainer.global_step)
     final["train_time_s"] = timer.time_elapsed("train")
-    _record_end(spec, store, final)
+    if lead:
+        _record_end(spec, store, final)
     return final
 
 
@@ -374,6 +388,10 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Once SLURM is installed Lightning warns on every local run that srun is not used.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
+    # DDP on channels-last-like conv weights (the offset network's 1x1 convs): speed only.
+    warnings.filterwarnings("ignore", message=r"Grad strides do not match bucket view strides")
 
 
 def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
@@ -389,10 +407,10 @@ def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
 
 __all__ = [
     "Ask",
-    "MetricsSnapshot",
     "Outcome",
     "RunStopped",
     "failed_runs",
+    "follow",
     "quiet_lightning",
     "run_cost",
     "run_label",

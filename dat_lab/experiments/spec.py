@@ -31,6 +31,7 @@ from typing import Any
 
 from dat_lab.data.config import DataConfig
 from dat_lab.data.datamodule import build_datamodule
+from dat_lab.experiments.resources import SlurmResources
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
 from dat_lab.schema import (
@@ -49,9 +50,6 @@ SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
 
 
-INIT_KEYS = ("init_from", "init_exclude", "init_sha256")
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's result; its hash is the run id."""
@@ -67,13 +65,9 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        # Fine-tuning keys enter the hash only when set: runs planned before train.init_*
-        # existed keep their ids (and their stored results).
-        data = self.to_dict()
-        for key in INIT_KEYS:
-            if not data["train"][key]:
-                del data["train"][key]
-        return config_hash(data, length=16)
+        # Fields added since runs were first stored (train.init_*, num_nodes, ...) enter the
+        # hash only when set (schema.added_field): earlier runs keep their ids and results.
+        return config_hash(self.to_dict(), length=16)
 
     def to_dict(self) -> dict[str, Any]:
         """What the store keeps in ``config.json``: the fields that make the run id (settings
@@ -120,6 +114,7 @@ class ExperimentFile:
     store: Path | None = None
     baseline: str | None = None  # None: the report picks (the paper's default, else the first)
     claims: tuple[Claim, ...] = ()
+    slurm: SlurmResources | None = None  # what `--launcher slurm` asks for (resources.py)
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")

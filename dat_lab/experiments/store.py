@@ -59,6 +59,7 @@ from dat_lab.experiments.locking import (
     RunLock,
     RunLocked,
     acquire,
+    lease_seconds,
     now_iso,
     read_holder,
     try_acquire,
@@ -238,15 +239,16 @@ class RunStore:
 
     Args:
         root: the store's directory; created on the first :meth:`create`.
-        foreign_lock_timeout: seconds after which a lock held from *another host* counts as
-            stale (its holder should :meth:`RunLock.refresh` it more often than that). ``None``
-            (default): never; such a lock must be removed by hand. Locks from this host are
-            checked by pid and need no timeout.
+        foreign_lock_timeout: the lease of a run lock: seconds after which a lock held from
+            *another host* counts as stale unless its holder renewed it (a training run renews
+            it, see :class:`~dat_lab.experiments.locking.LeaseKeeper`). ``None`` (default):
+            ``$DAT_LAB_LEASE_S``, else 300 s; ``inf``: never. Locks from this host are checked
+            by pid and need no lease.
     """
 
     def __init__(self, root: Path | str = DEFAULT_ROOT, foreign_lock_timeout: float | None = None):
         self.root = Path(root)
-        self.foreign_lock_timeout = foreign_lock_timeout
+        self.foreign_lock_timeout = lease_seconds(foreign_lock_timeout)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"

@@ -1,8 +1,10 @@
-"""Start local worker processes: ``--workers N`` on the CPU, or ``--gpus 0,1`` one per GPU.
+"""Start local worker processes: ``--workers N`` on the CPU, or ``--gpus 0,1`` one per GPU
+(one per ``train.devices`` GPUs for DDP trials: ``--gpus 0,1,2,3 train.devices=2`` is two
+workers of two GPUs each).
 
 Each worker is the same ``dat-lab sweep`` command (so a worker here is no different from one
 joining from another machine) with its own environment: ``CUDA_VISIBLE_DEVICES`` set to its
-one GPU, ``OMP_NUM_THREADS`` to its share of the CPU cores, and the storage URL in
+GPUs, ``OMP_NUM_THREADS`` to its share of the CPU cores, and the storage URL in
 ``DAT_LAB_STORAGE`` rather than on its command line (where ``ps`` would show a password).
 
 The launcher itself neither opens the storage nor creates the study: each worker creates or
@@ -40,15 +42,24 @@ def gpu_overrides(given: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in GPU_OVERRIDES.items() if k not in given}
 
 
-def check_one_device(study: Study) -> None:
-    """``--gpus`` shows each worker one GPU; a trial asking for more devices cannot run."""
-    devices = study.base.train.devices
-    if devices != 1:
+def gpus_per_worker(study: Study, gpus: Sequence[str]) -> int:
+    """``--gpus``: each worker gets ``train.devices`` of the listed GPUs for its (DDP) trials;
+    the list must split into such groups."""
+    devices = study.base.train.devices * study.base.train.num_nodes
+    if study.base.train.num_nodes != 1:
         raise ConfigError(
-            f"got {devices}; --gpus runs one worker per GPU and each sees only its own "
-            "(CUDA_VISIBLE_DEVICES), so trials must use train.devices=1",
+            f"got {study.base.train.num_nodes}; --gpus starts workers on this machine only: "
+            "use --launcher slurm for multi-node trials",
+            "train.num_nodes",
+        )
+    if len(gpus) % devices:
+        raise ConfigError(
+            f"got {devices} per trial but --gpus lists {len(gpus)} GPU(s); --gpus starts one "
+            f"worker per {devices} GPUs (each sees only its own, CUDA_VISIBLE_DEVICES), so it "
+            "must list a multiple of train.devices",
             "train.devices",
         )
+    return devices
 
 
 def override_arg(key: str, value: Any) -> str:
@@ -72,6 +83,7 @@ def plan_workers(
     gpus: Sequence[str] | None,
     n_workers: int,
     cpu_count: int | None = None,
+    devices: int = 1,
 ) -> WorkerPlan:
     """``dat-lab sweep --study STUDY_PATH OPTIONS [--storage JOURNAL] OVERRIDES`` for each
     worker. ``options`` must not hold ``--workers``/``--gpus`` (a worker is one process), and
@@ -80,20 +92,25 @@ def plan_workers(
     if location.url is None:  # a database URL goes in the environment, never on argv
         argv += ["--storage", str(location.journal)]
     argv += overrides
-    n = len(gpus) if gpus else n_workers
-    return WorkerPlan(argv, worker_envs(n, gpus, location.url, cpu_count))
+    n = len(gpus) // devices if gpus else n_workers
+    return WorkerPlan(argv, worker_envs(n, gpus, location.url, cpu_count, devices))
 
 
 def worker_envs(
-    n: int, gpus: Sequence[str] | None, storage_url: str | None, cpu_count: int | None = None
+    n: int,
+    gpus: Sequence[str] | None,
+    storage_url: str | None,
+    cpu_count: int | None = None,
+    devices: int = 1,
 ) -> list[dict[str, str]]:
-    """The environment of each of ``n`` workers (worker i gets GPU ``gpus[i]`` alone)."""
+    """The environment of each of ``n`` workers (worker i gets the ``devices`` GPUs
+    ``gpus[i * devices : (i + 1) * devices]`` alone)."""
     threads = max(1, (cpu_count or os.cpu_count() or 1) // n)
     envs = []
     for i in range(n):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), **{WORKER_INDEX_ENV: str(i)})
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[i * devices : (i + 1) * devices])
         if storage_url:
             env[STORAGE_ENV] = storage_url
         envs.append(env)
@@ -148,7 +165,7 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 __all__ = [
     "GPU_OVERRIDES",
     "WorkerPlan",
-    "check_one_device",
+    "gpus_per_worker",
     "gpu_overrides",
     "launch",
     "override_arg",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dat_lab.experiments.resources import SlurmResources
 from dat_lab.experiments.spec import check_dotted_key, check_override_sets
 from dat_lab.schema import check
 
@@ -238,6 +239,7 @@ class StudyFile:
     pruner: PrunerSpec = PrunerSpec()
     n_trials: int | None = None
     max_retries: int = 2
+    slurm: SlurmResources | None = None  # the workers' resources under --launcher slurm
 
     def __post_init__(self) -> None:
         check(

@@ -162,7 +162,7 @@ def _train_trial(
             quiet=options.quiet,
             extra_callbacks=callbacks,
         )
-        if outcome.result != "busy":
+        if outcome.result not in ("busy", "lost"):  # lost: another host took the run over
             break
         time.sleep(options.liveness.poll_s)  # another trial trains this run: reuse its result
     if outcome.result in ("failed", "not retried"):

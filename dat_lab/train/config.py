@@ -6,9 +6,10 @@ epochs, grad clip 5, label smoothing 0.1, Mixup 0.8 / CutMix 1.0. Only ``precisi
 (``"32-true"``, so a CPU run needs no flag); the paper trained with AMP.
 
 Learning-rate scaling: with ``lr_scale_batch = N`` the learning rates actually used are
-``lr``, ``warmup_lr`` and ``min_lr`` times ``global_batch / N`` (global batch = per-device batch
-x devices), as the official code does for all three; with ``lr_scale_batch: null`` they are
-used as written.
+``lr``, ``warmup_lr`` and ``min_lr`` times ``global_batch / N``, as the official code does for
+all three; with ``lr_scale_batch: null`` they are used as written. The global batch is the
+effective batch of one optimizer step: per-device batch x devices x nodes x
+``accumulate_grad_batches``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from dat_lab.schema import NOT_IDENTITY, ConfigError, check, from_mapping, load_yaml
+from dat_lab.schema import NOT_IDENTITY, ConfigError, added_field, check, from_mapping, load_yaml
 from dat_lab.train.loggers import missing_module
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
@@ -48,7 +49,11 @@ class TrainConfig:
         mixup_mode: timm's ``mode``: one lambda per batch, per pair or per element.
         precision: Lightning precision; ``"16-mixed"`` needs a GPU (Lightning would silently
             run bf16 on a CPU instead, so it is refused there).
-        accelerator, devices, strategy: Lightning's; ``devices > 1`` always runs DDP.
+        accelerator, devices, strategy: Lightning's; ``devices x num_nodes > 1`` always runs
+            DDP (gloo on a CPU, NCCL on GPUs), one process per device.
+        num_nodes: machines of one run (multi-node DDP; ranks from SLURM under SLURM).
+        accumulate_grad_batches: optimizer step every this many batches (the gradient of their
+            mean loss): reaches a large effective batch on few devices.
         deterministic: ``torch.use_deterministic_algorithms``; exact repeats on a CPU. On a GPU
             some kernels (e.g. ``grid_sample`` backward, used by deformable attention) have no
             deterministic version and raise.
@@ -93,6 +98,8 @@ class TrainConfig:
     accelerator: Accelerator = "auto"
     devices: int = 1
     strategy: Strategy = "auto"
+    num_nodes: int = added_field(1)
+    accumulate_grad_batches: int = added_field(1)
     deterministic: bool = False
     seed: int = 0
     log_every_n_steps: int = 50
@@ -104,9 +111,9 @@ class TrainConfig:
     loggers: tuple[LoggerName, ...] = dataclasses.field(
         default=("csv",), metadata={NOT_IDENTITY: True}
     )
-    init_from: str | None = None
-    init_exclude: tuple[str, ...] = ()
-    init_sha256: str | None = None
+    init_from: str | None = added_field(None)
+    init_exclude: tuple[str, ...] = added_field(())
+    init_sha256: str | None = added_field(None)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"got {self.epochs}, must be >= 1")
@@ -171,7 +178,9 @@ class TrainConfig:
             check(0 <= value <= 1, key, f"got {value}, must be in [0, 1]")
 
     def _check_hardware(self) -> None:
-        check(self.devices >= 1, "devices", f"got {self.devices}, must be >= 1")
+        for key in ("devices", "num_nodes", "accumulate_grad_batches"):
+            value = getattr(self, key)
+            check(value >= 1, key, f"got {value}, must be >= 1")
         check(
             not (self.precision == "16-mixed" and self.accelerator == "cpu"),
             "precision",
@@ -214,6 +223,20 @@ class TrainConfig:
                 f"loggers.{i}",
                 f"{name!r} needs the {module} package: pip install 'dat-lab[{name}]'",
             )
+
+    @property
+    def world_size(self) -> int:
+        """Processes of one run: devices per node x nodes."""
+        return self.devices * self.num_nodes
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run trains as a DDP group (several processes)."""
+        return self.world_size > 1 or self.strategy == "ddp"
+
+    def effective_batch(self, batch_size: int) -> int:
+        """Samples per optimizer step: ``batch_size`` per device x processes x accumulation."""
+        return batch_size * self.world_size * self.accumulate_grad_batches
 
     @property
     def mixing(self) -> bool:

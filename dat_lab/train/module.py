@@ -58,7 +58,7 @@ class DatLitModule(pl.LightningModule):
         train_cfg: the recipe; stored in the checkpoint's hyper-parameters as plain data.
         num_classes: number of classes of the data (>= 2).
         batch_size: per-device training batch size; needed when ``train_cfg.lr_scale_batch``
-            is set (lr x batch x world_size / lr_scale_batch).
+            is set (lr x batch x world_size x accumulate_grad_batches / lr_scale_batch).
     """
 
     def __init__(
@@ -182,7 +182,15 @@ class DatLitModule(pl.LightningModule):
         batch = labels.shape[0]
         self._loss(split).update(loss.detach(), weight=batch)
         if split == "train":
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+            # Averaged over the ranks of a DDP run: the loss of the global batch.
+            self.log(
+                "train/loss",
+                loss.detach(),
+                on_step=True,
+                on_epoch=False,
+                prog_bar=True,
+                sync_dist=True,
+            )
             if self.mixup is not None:
                 return
         self._accuracy(split).update(logits.detach(), labels)
@@ -233,8 +241,9 @@ class DatLitModule(pl.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW on decay/no-decay groups; warm-up + cosine stepped every optimizer step."""
         cfg = self.train_cfg
-        world = self.trainer.world_size
-        global_batch = None if self.batch_size is None else self.batch_size * world
+        # The effective batch of one optimizer step: every rank, every accumulated batch.
+        world, accumulate = self.trainer.world_size, self.trainer.accumulate_grad_batches
+        global_batch = None if self.batch_size is None else self.batch_size * world * accumulate
         lr, warmup_lr, min_lr = cfg.scaled_lrs(global_batch)
         optimizer = torch.optim.AdamW(
             param_groups(self.model, cfg.weight_decay), lr=lr, betas=cfg.betas, eps=cfg.eps

@@ -26,6 +26,7 @@ number of batches, so the batches seen in that epoch differ (Lightning warns).
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from dat_lab.train.loggers import RunTags, build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
 MONITOR = "val/acc1"
+SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
 
 
 def seed_run(train_cfg: TrainConfig) -> None:
@@ -150,14 +152,31 @@ def build_trainer(
     _check_precision(train_cfg)
     seed_run(train_cfg)
     run_dir = Path(run_dir)
-    ddp = train_cfg.devices > 1 or train_cfg.strategy == "ddp"
     clip = train_cfg.grad_clip or None  # 0 and None both mean "off"
+    under_slurm = _under_slurm()
+    with warnings.catch_warnings():
+        # A local run on a machine with SLURM installed: Lightning would warn on every run
+        # that srun "is available but not used"; here that is deliberate.
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)
+        return _trainer(train_cfg, run_dir, clip, under_slurm, extra_callbacks, tags)
+
+
+def _trainer(
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    clip: float | None,
+    under_slurm: bool,
+    extra_callbacks: Iterable[Callback],
+    tags: RunTags | None,
+) -> pl.Trainer:
     return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=train_cfg.epochs,
         accelerator=train_cfg.accelerator,
         devices=train_cfg.devices,
-        strategy="ddp" if ddp else "auto",
+        num_nodes=train_cfg.num_nodes,
+        strategy="ddp" if train_cfg.distributed else "auto",
+        accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         precision=train_cfg.precision,
         deterministic=train_cfg.deterministic,
         gradient_clip_val=clip,
@@ -170,8 +189,27 @@ def build_trainer(
         # inference_mode become inference tensors that a later fit cannot update in place.
         inference_mode=False,
         logger=build_loggers(train_cfg.loggers, run_dir, tags),
+        plugins=_cluster_plugins(under_slurm),
         callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
     )
+
+
+def _under_slurm() -> bool:
+    """Whether this process is a task that SLURM started with srun (Lightning's test)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)
+        return SLURMEnvironment.detect()
+
+
+def _cluster_plugins(under_slurm: bool) -> list[Any]:
+    """Under SLURM: Lightning's SLURM environment (ranks, nodes, master address from SLURM)
+    without its auto-requeue; dat-lab's SLURM jobs requeue through submitit
+    (``dat_lab.launchers.slurm``), and two handlers of one signal would fight."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 
 def fit(
@@ -186,5 +224,7 @@ def fit(
     scheduler, loop counters, the AMP scaler and (through RngStateCheckpoint) the global RNGs.
     """
     path: Any = str(ckpt_path) if isinstance(ckpt_path, Path) else ckpt_path
-    trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SRUN_UNUSED)  # fit asks SLURM again
+        trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

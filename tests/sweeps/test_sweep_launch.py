@@ -68,7 +68,7 @@ def test_gpu_workers_get_one_gpu_each_and_the_gpu_overrides_once(tmp_path, study
     assert (worker.location, worker.liveness) == (launcher.location, launcher.liveness)
 
 
-def test_the_users_own_gpu_choices_are_kept_and_a_multi_device_trial_is_refused(study_file):
+def test_the_users_own_gpu_choices_are_kept_and_gpus_must_split_into_trials(study_file):
     path = study_file("gpu_own", space=offset_grid([2.0]), sampler="grid")
     args = _sweep_args("--study", str(path), "--gpus", "0", "train.deterministic=true")
     plan = worker_plan(args, prepare(args))
@@ -77,9 +77,25 @@ def test_the_users_own_gpu_choices_are_kept_and_a_multi_device_trial_is_refused(
         "train.accelerator=gpu",
     ]
     assert [e["CUDA_VISIBLE_DEVICES"] for e in plan.envs] == ["0"]  # one worker, one GPU
-    with pytest.raises(ConfigError, match="one worker per GPU") as info:
-        prepare(_sweep_args("--study", str(path), "--gpus", "0,1", "train.devices=2"))
+    with pytest.raises(ConfigError, match="must list a multiple of train.devices") as info:
+        prepare(_sweep_args("--study", str(path), "--gpus", "0,1,2", "train.devices=2"))
     assert info.value.key == "train.devices"
+
+
+def test_four_gpus_for_ddp_trials_of_two_devices_are_two_workers_of_two_gpus(study_file):
+    path = study_file("gpu_ddp", space=offset_grid([2.0]), sampler="grid")
+    args = _sweep_args("--study", str(path), "--gpus", "0,1,2,3", "train.devices=2")
+    sweep = prepare(args)
+    plan = worker_plan(args, sweep)
+    assert sweep.n_workers == 2
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in plan.envs] == ["0,1", "2,3"]
+    assert [e[WORKER_INDEX_ENV] for e in plan.envs] == ["0", "1"]
+    worker = prepare(build_parser().parse_args(plan.argv[3:]))
+    assert worker.study.base.train.devices == 2 and worker.n_workers == 1  # a DDP trial each
+    with pytest.raises(ConfigError, match="one per 2 GPU") as info:
+        prepare(_sweep_args("--study", str(path), "--gpus", "0,1,2,3", "--workers", "4",
+                            "train.devices=2"))  # fmt: skip
+    assert info.value.key == "--workers"
 
 
 FINISHED_WORKER = [sys.executable, "-c", "pass"]  # stands in for a worker that found no work
