@@ -13,56 +13,16 @@ Every impossible combination is refused when the config is built, with a
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from dat_lab.models.enums import Attn, MlpKind, OffsetMode, Patchify, PosEnc, Sampling
 from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_mapping
-
-
-class Attn(str, enum.Enum):
-    """Attention letters of a stage spec (DESIGN.md section 2)."""
-
-    LOCAL = "L"  # Swin W-MSA
-    SHIFTED = "S"  # Swin SW-MSA
-    DEFORMABLE = "D"  # DAT
-    SPATIAL_REDUCTION = "P"  # PVT SRA
-    GLOBAL = "G"  # full MHSA
-
-
-class PosEnc(str, enum.Enum):
-    """Position encoding of a deformable block ("Pos. Embed" in the paper's ablation)."""
-
-    NONE = "none"
-    FIXED = "fixed"  # learned bias heads x HW x Ns, tied to one input size
-    DWCONV = "dwconv"  # 3x3 depthwise conv of q added to the output (LePE-like)
-    RELATIVE = "relative"  # (2H-1)x(2W-1) table read by bilinear interpolation
-
-
-class OffsetMode(str, enum.Enum):
-    """How offsets are bounded."""
-
-    BOUNDED = "bounded"  # DAT: dp <- s * tanh(dp) / (Hk, Wk)
-    CLAMPED = "clamped"  # DAT++: dp unbounded, p + dp clamped to [-1, 1]
-
-
-class Sampling(str, enum.Enum):
-    """Coordinate convention of the deformable block.
-
-    ``consistent`` (default): reference points at key-cell centres and ``grid_sample`` with
-    ``align_corners=False``, so a zero offset at r = 1 lands exactly on a pixel, and one
-    relative-table entry is one pixel of displacement.
-    ``official``: the official code's convention (cell-centre references but
-    ``align_corners=True``; relative displacement halved), to reproduce official weights.
-    """
-
-    CONSISTENT = "consistent"
-    OFFICIAL = "official"
-
 
 LETTERS = "".join(a.value for a in Attn)
 # Official DAT uses depthwise kernels 9, 7, 5, 3 in stages 1-4; we keep them as the default.
+DEFAULT_NAT_KERNEL = 7  # DAT++'s nat_ksizes
 DEFAULT_OFFSET_KERNEL = (9, 7, 5, 3)
 D_KNOBS = (
     "offsets",
@@ -97,7 +57,7 @@ class StageConfig:
         depth: number of blocks (attention + MLP pairs).
         heads: attention heads (``dim % heads == 0``).
         attn: attention letters, repeated to ``depth`` (``len(attn)`` must divide ``depth``).
-        window: window size of L and S blocks.
+        window: window size of L and S blocks; the depthwise kernel of X blocks (odd).
         shift: shift of S blocks; ``None`` = ceil(window / 2) as in the official DAT code.
         offsets: D: learn offsets (False = keys at the reference points, no offset network).
         offset_range: D: maximum offset s in key-grid cells x 2 (s = 2 moves one cell); >= 0.
@@ -108,6 +68,7 @@ class StageConfig:
             by stage index as the official code.
         pos_enc: D: position encoding, ``None`` = relative.
         sr_ratio: P: spatial-reduction stride; ``None`` = 1.
+        nat_kernel: N: neighbourhood size k (odd); ``None`` = 7 as DAT++.
     """
 
     dim: int
@@ -124,6 +85,7 @@ class StageConfig:
     offset_kernel: int | None = None
     pos_enc: PosEnc | None = None
     sr_ratio: int | None = None
+    nat_kernel: int | None = None
 
     def __post_init__(self) -> None:
         check(self.dim > 0, "dim", f"must be > 0, got {self.dim}")
@@ -150,6 +112,23 @@ class StageConfig:
         self._check_deformable_values()
         if self.sr_ratio is not None:
             check(self.sr_ratio >= 1, "sr_ratio", f"must be >= 1, got {self.sr_ratio}")
+        self._check_dat_pp_letters()
+
+    def _check_dat_pp_letters(self) -> None:
+        if self.nat_kernel is not None:
+            check(
+                "N" in self.attn,
+                "nat_kernel",
+                f"is a neighborhood (N) knob but stage has no N block (attn={self.attn!r})",
+            )
+            k = self.nat_kernel
+            check(k >= 1 and k % 2 == 1, "nat_kernel", f"must be an odd integer >= 1, got {k}")
+        if "X" in self.attn:
+            check(
+                self.window % 2 == 1,
+                "window",
+                f"is the depthwise kernel of X blocks and must be odd, got {self.window}",
+            )
 
     def _check_shift(self) -> None:
         if self.shift is None:
@@ -239,6 +218,8 @@ class StageConfig:
             changes["shift"] = self.shift_size
         if "P" in self.attn:
             changes["sr_ratio"] = self.sr_ratio or 1
+        if "N" in self.attn:
+            changes["nat_kernel"] = self.neighborhood
         if "D" in self.attn:
             spec = self.deformable(stage_index)
             changes.update(offsets=spec.offsets, reduction=spec.reduction, pos_enc=spec.pos_enc)
@@ -251,6 +232,11 @@ class StageConfig:
                 if spec.offset_mode == OffsetMode.BOUNDED:
                     changes["offset_range"] = spec.offset_range
         return dataclasses.replace(self, **changes)
+
+    @property
+    def neighborhood(self) -> int:
+        """Kernel k of N blocks (DAT++: 7)."""
+        return self.nat_kernel or DEFAULT_NAT_KERNEL
 
     @property
     def shift_size(self) -> int:
@@ -273,7 +259,16 @@ class DatConfig:
         patch_size: stem stride (4 in the paper; 2 suits 32 px images).
         mlp_ratio: MLP hidden width / dim.
         drop_path: stochastic depth rate, rising linearly over all blocks.
-        sampling: coordinate convention of D blocks (``consistent`` or ``official``).
+        sampling: coordinate convention of D blocks (``consistent``, ``official`` or
+            ``official_pp``).
+        stem: ``patch`` (p x p conv, stride p) or ``conv`` (DAT++: 3x3 conv stride 2 to
+            dim/2, LN, GELU, 3x3 conv stride p/2 to dim, LN; p must be even).
+        downsample: ``patch`` (2x2 conv, stride 2) or ``conv`` (DAT++: 3x3 conv, stride 2,
+            padding 1) between stages.
+        mlp: ``plain`` or ``dwconv`` (DAT++'s ConvFFN: a residual depthwise 3x3 conv on the
+            hidden layer, before GELU).
+        layer_scale: initial LayerScale of the attention and MLP branches (``null``: none).
+        lpu: a local perception unit (residual depthwise 3x3 conv) before every block.
     """
 
     stages: tuple[StageConfig, ...]
@@ -284,6 +279,11 @@ class DatConfig:
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     sampling: Sampling = Sampling.CONSISTENT
+    stem: Patchify = Patchify.PATCH
+    downsample: Patchify = Patchify.PATCH
+    mlp: MlpKind = MlpKind.PLAIN
+    layer_scale: float | None = None
+    lpu: bool = False
 
     def __post_init__(self) -> None:
         check(len(self.stages) >= 1, "stages", "needs at least one stage")
@@ -296,6 +296,19 @@ class DatConfig:
         check(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
         check(self.mlp_ratio > 0, "mlp_ratio", f"must be > 0, got {self.mlp_ratio}")
         check(0.0 <= self.drop_path < 1.0, "drop_path", f"must be in [0, 1), got {self.drop_path}")
+        if self.layer_scale is not None:
+            check(
+                self.layer_scale > 0 and math.isfinite(self.layer_scale),
+                "layer_scale",
+                f"must be a finite number > 0 or null (no LayerScale), got {self.layer_scale}",
+            )
+        if self.stem == Patchify.CONV:
+            check(
+                self.patch_size % 2 == 0,
+                "patch_size",
+                f"stem: conv makes the stride from two convs (2, then patch_size / 2); "
+                f"patch_size must be even, got {self.patch_size}",
+            )
         for i, stage in enumerate(self.stages):
             try:
                 self._check_stage_fits(i, stage)
@@ -338,14 +351,25 @@ class DatConfig:
     def feature_size(
         self, stage_index: int, img_size: tuple[int, int] | None = None
     ) -> tuple[int, int]:
-        """Feature-map (H, W) of a stage at ``img_size`` (stem, then /2 per stage)."""
+        """Feature-map (H, W) of a stage at ``img_size`` (stem, then /2 per stage).
+
+        Patch convs floor (an odd side loses its last row); the padded 3x3 convs of the conv
+        stem/downsampling round up.
+        """
         size = img_size or self.img_size
         if size is None:
             raise ValueError("img_size is not fixed in this config; pass one")
         h, w = size
-        h, w = h // self.patch_size, w // self.patch_size
+        if self.stem == Patchify.CONV:
+            for s in (2, self.patch_size // 2):
+                h, w = (h - 1) // s + 1, (w - 1) // s + 1
+        else:
+            h, w = h // self.patch_size, w // self.patch_size
         for _ in range(stage_index):
-            h, w = h // 2, w // 2
+            if self.downsample == Patchify.CONV:
+                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            else:
+                h, w = h // 2, w // 2
         return h, w
 
     @property
@@ -372,7 +396,7 @@ class DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
     def canonical(self) -> DatConfig:
-        """This config with every applicable default written out (see ``StageConfig.canonical``)."""
+        """This config with every applicable default written out (``StageConfig.canonical``)."""
         return self.replace(stages=tuple(s.canonical(i) for i, s in enumerate(self.stages)))
 
     @property
@@ -386,7 +410,9 @@ __all__ = [
     "Attn",
     "DatConfig",
     "DeformableSpec",
+    "MlpKind",
     "OffsetMode",
+    "Patchify",
     "PosEnc",
     "Sampling",
     "StageConfig",

@@ -13,6 +13,8 @@ from torch import nn
 from dat_lab.models.attention import DeformableAttention, DeformableMaps
 from dat_lab.models.block import DatStage
 from dat_lab.models.config import DatConfig
+from dat_lab.models.conv_layers import ConvStem
+from dat_lab.models.enums import Patchify
 from dat_lab.models.layers import Stem, drop_path_rates
 
 
@@ -30,15 +32,10 @@ class DAT(nn.Module):
         self.cfg = cfg
         self.num_classes = cfg.num_classes
         self.num_features = cfg.stages[-1].dim
-        self.stem = Stem(cfg.in_chans, cfg.stages[0].dim, cfg.patch_size)
+        stem = ConvStem if cfg.stem == Patchify.CONV else Stem
+        self.stem = stem(cfg.in_chans, cfg.stages[0].dim, cfg.patch_size)
         dprs = drop_path_rates(cfg.drop_path, [s.depth for s in cfg.stages])
-        self.stages = nn.ModuleList()
-        for i, stage in enumerate(cfg.stages):
-            size = cfg.feature_size(i) if cfg.img_size is not None else None
-            dim_in = cfg.stages[i - 1].dim if i > 0 else None
-            self.stages.append(
-                DatStage(stage, i, dim_in, size, cfg.mlp_ratio, dprs[i], cfg.sampling)
-            )
+        self.stages = nn.ModuleList(DatStage(cfg, i, dprs[i]) for i in range(len(cfg.stages)))
         self.norm = nn.LayerNorm(self.num_features)
         self.head = (
             nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()

@@ -122,7 +122,8 @@ def convert_official_state_dict(
             value = value.flatten(1)  # 1x1 conv -> linear
         if value.shape != ours[new].shape:
             raise CheckpointMismatch(
-                f"official key {key!r} -> {new!r}: shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
+                f"official key {key!r} -> {new!r}: "
+                f"shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
             )
         out[new] = value
     missing = sorted(set(ours) - set(out))

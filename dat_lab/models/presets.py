@@ -14,6 +14,7 @@ from timm.models import register_model
 
 from dat_lab.models.config import DatConfig, StageConfig
 from dat_lab.models.dat import DAT
+from dat_lab.models.presets_pp import DATPP_PRESETS
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
 _PRESETS: dict[str, Callable[[], DatConfig]] = {}
@@ -69,7 +70,7 @@ def resolve_model_config(
 def _four_stages(dims, depths, heads, attn, window, **stage_knobs) -> tuple[StageConfig, ...]:
     return tuple(
         StageConfig(dim=d, depth=n, heads=h, attn=a, window=window, **stage_knobs.get(i, {}))
-        for i, (d, n, h, a) in enumerate(zip(dims, depths, heads, attn))
+        for i, (d, n, h, a) in enumerate(zip(dims, depths, heads, attn, strict=True))
     )
 
 
@@ -117,6 +118,9 @@ def dat_micro() -> DatConfig:
     stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
     return DatConfig(stages=stages, img_size=(64, 64), patch_size=4, num_classes=10, drop_path=0.0)
 
+
+for _fn in DATPP_PRESETS:  # DAT++ (dat_lab.models.presets_pp)
+    register_preset(_fn)
 
 _TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 

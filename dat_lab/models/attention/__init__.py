@@ -6,6 +6,7 @@ from torch import nn
 
 from dat_lab.models.attention.deformable import DeformableAttention, DeformableMaps
 from dat_lab.models.attention.global_ import GlobalAttention
+from dat_lab.models.attention.neighborhood import NeighborhoodAttention
 from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
 from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
@@ -17,7 +18,8 @@ ATTENTION_TYPES: dict[Attn, type[nn.Module]] = {
     Attn.DEFORMABLE: DeformableAttention,
     Attn.SPATIAL_REDUCTION: SpatialReductionAttention,
     Attn.GLOBAL: GlobalAttention,
-}
+    Attn.NEIGHBORHOOD: NeighborhoodAttention,
+}  # X is a block of its own (dat_lab.models.block.ConvNeXtBlock), not an attention
 
 
 def build_attention(
@@ -35,12 +37,14 @@ def build_attention(
         return ShiftedWindowAttention(stage.dim, stage.heads, stage.window, stage.shift_size)
     if attn == Attn.DEFORMABLE:
         spec = stage.deformable(stage_index)
-        return DeformableAttention(
-            stage.dim, stage.heads, spec, size, official=sampling == Sampling.OFFICIAL
-        )
+        return DeformableAttention(stage.dim, stage.heads, spec, size, sampling)
     if attn == Attn.SPATIAL_REDUCTION:
         return SpatialReductionAttention(stage.dim, stage.heads, stage.sr_ratio or 1)
-    return GlobalAttention(stage.dim, stage.heads)
+    if attn == Attn.NEIGHBORHOOD:
+        return NeighborhoodAttention(stage.dim, stage.heads, stage.neighborhood)
+    if attn == Attn.GLOBAL:
+        return GlobalAttention(stage.dim, stage.heads)
+    raise ValueError(f"letter {letter!r} is not an attention (X builds its own block)")
 
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "DeformableAttention",
     "DeformableMaps",
     "GlobalAttention",
+    "NeighborhoodAttention",
     "ShiftedWindowAttention",
     "SpatialReductionAttention",
     "WindowAttention",
