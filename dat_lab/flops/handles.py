@@ -92,13 +92,13 @@ def einsum_flops(equation: str, shapes: list[list[int]]) -> int:
         once = "".join(sorted(c for c, n in counts.items() if n == 1))
         rhs = ("..." if "..." in lhs else "") + once
     spare = "".join(c for c in string.ascii_letters if c not in equation)
-    spans = (len(s) - len(t) + 3 for t, s in zip(terms, shapes) if "..." in t)
+    spans = (len(s) - len(t) + 3 for t, s in zip(terms, shapes, strict=False) if "..." in t)
     n_broadcast = max(spans, default=0)
-    terms = [_expand_ellipsis(t, len(s), spare) for t, s in zip(terms, shapes)]
+    terms = [_expand_ellipsis(t, len(s), spare) for t, s in zip(terms, shapes, strict=False)]
     rhs = _expand_ellipsis(rhs, n_broadcast + len(rhs) - 3, spare)
     sizes: dict[str, int] = {}
-    for term, shape in zip(terms, shapes):
-        for letter, n in zip(term, shape):
+    for term, shape in zip(terms, shapes, strict=False):
+        for letter, n in zip(term, shape, strict=False):
             sizes[letter] = max(sizes.get(letter, 1), n)  # broadcast dims of size 1
     if len(terms) == 1:
         return 0
@@ -282,6 +282,8 @@ ZERO_COST_OPS: dict[str, str] = {
             "aten::max",
             "aten::min",
             "aten::abs",
+            "aten::sign",
+            "aten::log2",
         ],
         _POINTWISE,
     ),
