@@ -118,15 +118,15 @@ class DatStage(nn.Module):
         else:
             down = ConvDownsample if cfg.downsample == Patchify.CONV else Downsample
             self.downsample = down(cfg.stages[index - 1].dim, stage.dim)
-        blocks = []
+        blocks: list[nn.Module] = []
+        ls, lpu = cfg.layer_scale, cfg.lpu
         for i, letter in enumerate(self.letters):
             mlp = build_mlp(cfg.mlp, stage.dim, int(stage.dim * cfg.mlp_ratio))
-            extras = {"layer_scale": cfg.layer_scale, "lpu": cfg.lpu}
             if letter == "X":
-                blocks.append(ConvNeXtBlock(stage.dim, stage.window, mlp, drop_paths[i], **extras))
+                blocks.append(ConvNeXtBlock(stage.dim, stage.window, mlp, drop_paths[i], ls, lpu))
                 continue
             attn = build_attention(letter, stage, index, size, cfg.sampling)
-            blocks.append(DatBlock(stage.dim, attn, mlp, drop_paths[i], **extras))
+            blocks.append(DatBlock(stage.dim, attn, mlp, drop_paths[i], ls, lpu))
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

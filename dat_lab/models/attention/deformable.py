@@ -232,6 +232,7 @@ class DeformableAttention(nn.Module):
             queries = self.query_points(h, w, pos)
             return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
         if pe == PosEnc.LOG_CPB:
+            assert isinstance(self.pos_bias, LogCPB)
             queries = self.query_points(h, w, pos)
             return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2))
         if pe == PosEnc.FIXED:
