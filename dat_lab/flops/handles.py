@@ -233,7 +233,10 @@ ZERO_COST_OPS: dict[str, str] = {
         ],
         _MAKE,
     ),
-    **dict.fromkeys(["aten::index", "aten::index_put_", "aten::gather", "aten::nonzero"], _INDEX),
+    **dict.fromkeys(
+        ["aten::index", "aten::index_put_", "aten::gather", "aten::nonzero", "aten::index_select"],
+        _INDEX,
+    ),
     **dict.fromkeys(
         [
             "aten::eq",
