@@ -16,7 +16,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 # Subcommand modules under dat_lab.commands, in the order `dat-lab --help` lists them.
-COMMANDS = ("run", "sweep", "flops", "report", "visualize")
+COMMANDS = ("run", "sweep", "flops", "report", "visualize", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,15 @@
 """``dat-lab visualize``: where each deformable block of a trained run looks, as a PNG.
 
-    dat-lab visualize RUN_ID [--image PATH | --index N] [--query Y,X] [--store DIR] [--out FILE]
+    dat-lab visualize RUN_ID_OR_CHECKPOINT [--image PATH | --index N] [--query Y,X]
+                      [--model PRESET] [--store DIR] [--out FILE]
 
 Loads the run's model from its checkpoint (``last.ckpt``, or ``--checkpoint best``) and, for
 every D block, draws the reference points with arrows to the deformed sampling points over
 the input image, and the attention of one query (input pixel Y,X; default the centre) over
 the sampled keys. The image is the run's validation image N (default 0) or a file.
-A unique prefix of the run id is enough.
+A unique prefix of the run id is enough. A checkpoint file works too (official DAT weights
+name their architecture; a plain state dict needs ``--model PRESET``); outside a run it needs
+``--image``, prepared by the paper's evaluation transform.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="draw the deformable points and attention of a run",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of one)")
+    p.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id (or a unique prefix of one) or checkpoint file"
+    )
+    p.add_argument("--model", default=None, help="preset of a state-dict checkpoint file")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--image", type=Path, help="an image file, prepared like the run's data")
     source.add_argument("--index", type=int, help="index of a validation image (default 0)")
@@ -52,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     path, _, records = visualize_run(
         args.store or DEFAULT_ROOT, args.run_id, args.out, args.image, args.index, args.query,
-        args.checkpoint,
+        args.checkpoint, args.model,
     )  # fmt: skip
     print(f"wrote {path} ({len(records)} deformable block(s))")
     return 0

@@ -14,8 +14,8 @@ The split (see ``docs/flops.md``):
   resampling, the DWConv position encoding, window padding, P's reduction LayerNorm;
 - MLP rows hold ``norm2`` with the MLP: formula ``2 n C hidden``, residue the pre-norm;
 - stem / downsampling: formula the conv, residue its LayerNorm;
-- head: formula the classifier, residue the final LayerNorm and the average pool (which runs
-  in ``DAT.forward_head``, i.e. in the root module's own scope).
+- head: formula the classifier, residue the final LayerNorm and the average pool (timm's
+  ``SelectAdaptivePool2d``, the model's ``global_pool`` module).
 
 Pointwise ops (softmax, GELU, bias and mask additions, residual additions, tanh, the scale)
 count 0 in the convention (:data:`dat_lab.flops.handles.ZERO_COST_OPS`), so they are not rows.
@@ -234,7 +234,7 @@ def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
             "head",
             "head",
             None,
-            ("norm", "head", ""),
+            ("norm", "global_pool", "head", ""),
             A.classifier(c, cfg.num_classes),
             {FINAL_NORM: A.layer_norm(h * w, c), AVG_POOL: A.average_pool(h * w, c)},
         )

@@ -1,4 +1,7 @@
-"""The DAT backbone: config schema, attention types, presets, official-checkpoint loader."""
+"""The DAT backbone: config schema, attention types, presets, official-checkpoint loader.
+
+Importing this package registers every preset in timm (:mod:`dat_lab.models.registry`).
+"""
 
 from dat_lab.models.config import (
     Attn,
@@ -11,6 +14,7 @@ from dat_lab.models.config import (
 )
 from dat_lab.models.dat import DAT, DeformableRecord, build_model
 from dat_lab.models.presets import get_preset, list_presets, register_preset, resolve_model_config
+from dat_lab.models.registry import checkpoint_filter_fn  # registers the presets in timm
 
 __all__ = [
     "DAT",
@@ -23,6 +27,7 @@ __all__ = [
     "Sampling",
     "StageConfig",
     "build_model",
+    "checkpoint_filter_fn",
     "get_preset",
     "list_presets",
     "register_preset",

@@ -7,6 +7,7 @@ Every block may have DAT++'s extras, each off by default: a local perception uni
 from __future__ import annotations
 
 import torch
+from timm.models import checkpoint_seq
 from torch import nn
 
 from dat_lab.models.attention import build_attention
@@ -112,6 +113,7 @@ class DatStage(nn.Module):
         super().__init__()
         stage = cfg.stages[index]
         size = cfg.feature_size(index) if cfg.img_size is not None else None
+        self.grad_checkpointing = False
         self.letters = stage.letters
         if index == 0:
             self.downsample: nn.Module = nn.Identity()
@@ -130,4 +132,9 @@ class DatStage(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            # One checkpoint per block (non-reentrant, RNG state preserved: drop path draws
+            # the same mask when recomputed, so gradients equal the plain backward's).
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)

@@ -138,7 +138,8 @@ class CheckpointMismatch(KeyError):
         return str(self.args[0])
 
 
-def _rename(key: str, model_keys: set[str]) -> str:
+def rename_official_key(key: str, model_keys: set[str]) -> str:
+    """Our name of an official key (``model_keys`` tells L/S from D output projections)."""
     for pattern, rename in RENAMES:
         m = re.fullmatch(pattern, key)
         if m:
@@ -155,7 +156,7 @@ def convert_official_state_dict(
     for key, value in state.items():
         if DROPPED.search(key):
             continue
-        new = _rename(key, set(ours))
+        new = rename_official_key(key, set(ours))
         if new not in ours:
             raise CheckpointMismatch(
                 f"official key {key!r} -> {new!r}, which this model lacks (unexpected key)"
@@ -163,10 +164,8 @@ def convert_official_state_dict(
         if value.dim() == 4 and ours[new].dim() == 2 and value.shape[2:] == (1, 1):
             value = value.flatten(1)  # 1x1 conv -> linear
         if value.shape != ours[new].shape:
-            raise CheckpointMismatch(
-                f"official key {key!r} -> {new!r}: "
-                f"shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
-            )
+            shapes = f"{tuple(value.shape)} != {tuple(ours[new].shape)}"
+            raise CheckpointMismatch(f"official key {key!r} -> {new!r}: shape {shapes}")
         out[new] = value
     missing = sorted(set(ours) - set(out))
     if missing:

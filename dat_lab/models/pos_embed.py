@@ -50,13 +50,27 @@ class RelativePositionBias(nn.Module):
         size: ``(H, W)`` feature map the table is built for.
         official: the official coordinate convention (displacement halved, read with
             ``align_corners=True``); otherwise one table entry is exactly one pixel.
+        keys_on_pixels: the block's keys are the pixels (no offsets, r = 1): keep the gather
+            index of the built size as a buffer.
     """
 
-    def __init__(self, heads: int, groups: int, size: tuple[int, int], official: bool) -> None:
+    pixel_index: torch.Tensor
+
+    def __init__(
+        self,
+        heads: int,
+        groups: int,
+        size: tuple[int, int],
+        official: bool,
+        keys_on_pixels: bool = False,
+    ) -> None:
         super().__init__()
         self.heads, self.groups, self.official = heads, groups, official
+        self.size = size
         self.rpe_table = nn.Parameter(torch.zeros(heads, 2 * size[0] - 1, 2 * size[1] - 1))
         trunc_normal_(self.rpe_table, std=0.01)
+        if keys_on_pixels:  # the gather index at the built size, as Swin's relative index
+            self.register_buffer("pixel_index", pixel_grid_index(*size), persistent=False)
 
     def table(self, h: int, w: int) -> torch.Tensor:
         """The ``heads x (2h-1) x (2w-1)`` table for an ``h x w`` map (resampled if needed)."""
@@ -107,14 +121,21 @@ class RelativePositionBias(nn.Module):
         Every displacement is then a whole number of pixels, where the bilinear read equals the
         table entry itself: an integer-index gather (Swin's lookup), exact and much cheaper.
         """
-        ys, xs = torch.meshgrid(
-            torch.arange(h, device=self.rpe_table.device),
-            torch.arange(w, device=self.rpe_table.device),
-            indexing="ij",
-        )
-        dy = ys.reshape(-1, 1) - ys.reshape(1, -1) + (h - 1)  # query - key, as table rows
-        dx = xs.reshape(-1, 1) - xs.reshape(1, -1) + (w - 1)
+        if (h, w) == self.size and hasattr(self, "pixel_index"):
+            dy, dx = self.pixel_index.unbind(0)
+        else:
+            dy, dx = pixel_grid_index(h, w, self.rpe_table.device).unbind(0)
         return self.table(h, w)[:, dy, dx][None]
+
+
+def pixel_grid_index(h: int, w: int, device=None) -> torch.Tensor:
+    """``(2, HW, HW)`` table (row, column) of every query-key pair on an ``h x w`` grid."""
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    dy = ys.reshape(-1, 1) - ys.reshape(1, -1) + (h - 1)  # query - key, as table rows
+    dx = xs.reshape(-1, 1) - xs.reshape(1, -1) + (w - 1)
+    return torch.stack((dy, dx))
 
 
 class FixedPositionBias(nn.Module):

@@ -1,4 +1,4 @@
-"""Named model presets (registered here and in timm's registry).
+"""Named model presets: the typed architecture of every model (timm entry points in ``registry``).
 
 Paper presets (DESIGN.md section 1): ``dat_tiny``, ``dat_small``, ``dat_base``,
 ``dat_base_384``. Small presets for CPU experiments on 32-64 px images keep the four-stage
@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timm.models import register_model
-
 from dat_lab.models.config import DatConfig, StageConfig
-from dat_lab.models.dat import DAT
 from dat_lab.models.presets_pp import DATPP_PRESETS
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
@@ -121,26 +118,3 @@ def dat_micro() -> DatConfig:
 
 for _fn in DATPP_PRESETS:  # DAT++ (dat_lab.models.presets_pp)
     register_preset(_fn)
-
-_TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
-
-
-def _timm_entry(name: str) -> Callable[..., DAT]:
-    def create(pretrained: bool = False, **kwargs: Any) -> DAT:
-        if pretrained:
-            raise ValueError(
-                "dat-lab ships no weights; build the model, then "
-                "dat_lab.models.official.load_official_checkpoint(model, path)"
-            )
-        for key in _TIMM_FACTORY_KEYS:  # timm's factory passes these to every entry point
-            kwargs.pop(key, None)
-        return DAT(resolve_model_config(name, kwargs))
-
-    create.__name__ = name
-    create.__qualname__ = name
-    create.__doc__ = _PRESETS[name].__doc__
-    return create
-
-
-for _name in list(_PRESETS):
-    globals()[f"_timm_{_name}"] = register_model(_timm_entry(_name))

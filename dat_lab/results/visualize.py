@@ -18,7 +18,6 @@ points (the keys project all channels), which one picture cannot show.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.weights import checkpoint_path, find_run
 from dat_lab.schema import ConfigError
 
 MODEL_PREFIX = "model."  # DatLitModule keeps the network as self.model
@@ -46,39 +46,6 @@ class InputImage:
     tensor: torch.Tensor
     picture: np.ndarray
     label: str
-
-
-def find_run(store: RunStore, run_id: str):
-    """The run ``run_id`` or the one run whose id starts with it; ConfigError otherwise."""
-    record = store.get(run_id) if _plain_id(run_id) else None
-    if record is not None:
-        return record
-    base = store.root / "runs"
-    ids = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    matches = [i for i in ids if i.startswith(run_id)]
-    if len(matches) == 1:
-        return store.require(matches[0])
-    close = difflib.get_close_matches(run_id, ids, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    what = f"{len(matches)} runs start with it" if matches else "no such run"
-    raise ConfigError(f"{what} in {store.root}{hint}", "RUN_ID")
-
-
-def _plain_id(run_id: str) -> bool:
-    return bool(run_id) and all(c.isalnum() or c in "_.-" for c in run_id) and ".." not in run_id
-
-
-def checkpoint_path(record: Any, which: str = "last") -> Path:
-    """``last.ckpt`` (the final model, which the final metrics describe) or the best one."""
-    ckpts = record.checkpoints_dir
-    candidates = sorted(ckpts.glob("best-*.ckpt")) if which == "best" else [ckpts / "last.ckpt"]
-    found = [p for p in candidates if p.is_file()]
-    if not found:
-        raise ConfigError(
-            f"run {record.run_id} ({record.state.value}) has no {which} checkpoint in {ckpts}",
-            "RUN_ID",
-        )
-    return found[-1]
 
 
 def load_model(record: Any, which: str = "last") -> tuple[torch.nn.Module, Any]:
@@ -201,11 +168,12 @@ def deformable_figure(
     if not records:
         raise ValueError("the model has no deformable (D) block to draw")
     fig, axes = plt.subplots(len(records), 2, figsize=(9.0, 4.2 * len(records)), squeeze=False)
-    for row, rec in zip(axes, records):
+    for row, rec in zip(axes, records, strict=True):
         ref = rec.reference_pixels()[0].detach().numpy()  # G, Hk, Wk, 2 (y, x)
         smp = rec.sampled_pixels()[0].detach().numpy()
         weights = group_attention(rec, query)
-        name = f"stage {rec.stage + 1} block {rec.block + 1} (stride {rec.stride}, {ref.shape[0]} group(s))"
+        where = f"stride {rec.stride}, {ref.shape[0]} group(s)"
+        name = f"stage {rec.stage + 1} block {rec.block + 1} ({where})"
         ax = row[0]
         _show(ax, picture)
         for g in range(ref.shape[0]):
@@ -241,6 +209,43 @@ def deformable_figure(
     return fig
 
 
+def load_checkpoint_file(
+    path: Path, preset: str | None, image: str | Path | None, index: int | None
+) -> tuple[torch.nn.Module, InputImage]:
+    """A model from a checkpoint file and its input: the run's data if the file is in a run,
+    otherwise ``image`` prepared by the paper's evaluation transform at the model's size."""
+    from types import SimpleNamespace
+
+    from dat_lab.data.config import DataConfig
+    from dat_lab.experiments.weights import fit_weights, model_for, read_weights
+    from dat_lab.models import build_model
+
+    weights = read_weights(path, key="RUN_ID")
+    cfg = model_for(weights, preset, {})
+    model = build_model(cfg)
+    fit_weights(model, weights.state, source=str(path), key="RUN_ID")
+    data = weights.data
+    if data is None:
+        if image is None:
+            raise ConfigError(
+                f"{str(path)!r} is not part of a run, so it has no validation images; "
+                "pass --image FILE",
+                "--image",
+            )
+        size = (cfg.img_size or (224, 224))[0]
+        data = DataConfig(name="imagefolder", img_size=size, batch_size=1, path=Path("."))
+    return model.eval(), _input_for(SimpleNamespace(data=data), image, index)
+
+
+def _input_for(cfg: Any, image: str | Path | None, index: int | None) -> InputImage:
+    if image is not None and cfg.data.name == "imagefolder":  # no folder to check for a file
+        x = _read_image(Path(image), cfg, None)
+        from dat_lab.data.transforms import NORMALIZATION
+
+        return InputImage(x[None], _picture(x, NORMALIZATION["imagefolder"]), Path(image).name)
+    return load_input(cfg, image, index)
+
+
 def visualize_run(
     root: str | Path,
     run_id: str,
@@ -249,21 +254,31 @@ def visualize_run(
     index: int | None = None,
     query: str | None = None,
     checkpoint: str = "last",
+    preset: str | None = None,
 ) -> tuple[Path, Figure, list]:
-    """Draw the run's D blocks on one image; returns the PNG path, the figure and the records."""
-    store = RunStore(root)
-    record = find_run(store, run_id)
-    model, cfg = load_model(record, checkpoint)
-    inp = load_input(cfg, image, index)
+    """Draw the D blocks of a run (or of a checkpoint file) on one image.
+
+    Returns the PNG path, the figure and the records.
+    """
+    if Path(run_id).expanduser().is_file():
+        path = Path(run_id).expanduser()
+        model, inp = load_checkpoint_file(path, preset, image, index)
+        name, title = path.stem, f"checkpoint {path.name}"
+    else:
+        record = find_run(RunStore(root), run_id)
+        model, cfg = load_model(record, checkpoint)
+        inp = load_input(cfg, image, index)
+        name = record.run_id
+        title = (f"run {record.run_id}: {record.identity.experiment}/{record.identity.variant}, "
+                 f"seed {record.identity.seed}")  # fmt: skip
     h, w = inp.picture.shape[:2]
     q = parse_query(query, h, w)
     with torch.no_grad():
         logits, records = model.forward_deformable_maps(inp.tensor)
     pred = int(logits.argmax(-1)[0])
-    title = (f"run {record.run_id}: {record.identity.experiment}/{record.identity.variant}, "
-             f"seed {record.identity.seed}\n{inp.label}, predicted class {pred}")  # fmt: skip
+    title = f"{title}\n{inp.label}, predicted class {pred}"
     fig = deformable_figure(inp.picture, records, q, title)
-    path = Path(out) if out is not None else Path("reports") / "visualize" / f"{record.run_id}.png"
+    path = Path(out) if out is not None else Path("reports") / "visualize" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path, fig, records

@@ -13,7 +13,8 @@ from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.attention import DeformableAttention
 from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
 from dat_lab.models.conv_layers import ConvMlp
-from dat_lab.models.official import _rename, load_official_checkpoint
+from dat_lab.models.official import load_official_checkpoint
+from dat_lab.models.official import rename_official_key as _rename
 
 # Every key and shape of the four official DAT++ checkpoints (preset<TAB>key<TAB>shape), a copy
 # of the project's shared official_datpp_state_dict.txt kept with the tests.

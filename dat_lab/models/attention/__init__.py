@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from timm.layers import register_notrace_module
 from torch import nn
 
 from dat_lab.models.attention.deformable import DeformableAttention, DeformableMaps
@@ -20,6 +21,11 @@ ATTENTION_TYPES: dict[Attn, type[nn.Module]] = {
     Attn.GLOBAL: GlobalAttention,
     Attn.NEIGHBORHOOD: NeighborhoodAttention,
 }  # X is a block of its own (dat_lab.models.block.ConvNeXtBlock), not an attention
+
+# FX tracing (timm's feature extraction, torchvision's create_feature_extractor) keeps each
+# attention module whole: their padding, windowing and key grids depend on the input shape.
+for _cls in ATTENTION_TYPES.values():
+    register_notrace_module(_cls)
 
 
 def build_attention(

@@ -127,7 +127,9 @@ class DeformableAttention(nn.Module):
             raise ValueError(f"pos_enc {pe.value!r} needs the feature-map size at build time")
         if pe == PosEnc.FIXED:
             return FixedPositionBias(self.heads, size, self.key_grid(*size))
-        return RelativePositionBias(self.heads, self.groups, size, self.official)
+        return RelativePositionBias(
+            self.heads, self.groups, size, self.official, self._keys_on_pixels()
+        )
 
     def key_grid(self, h: int, w: int) -> tuple[int, int]:
         """Key grid of an ``h x w`` map: the output size of a stride-r, pad k//2 conv."""

@@ -83,6 +83,7 @@ class WindowAttention(nn.Module):
     """
 
     shift: int = 0
+    relative_position_index: torch.Tensor
 
     def __init__(self, dim: int, heads: int, window: int) -> None:
         super().__init__()
@@ -93,6 +94,12 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         trunc_normal_(self.relative_position_bias_table, std=0.02)
+        # Not persistent, as timm's Swin: derived from the window, never stored in checkpoints.
+        self.register_buffer(
+            "relative_position_index",
+            relative_position_index(window, window, window),
+            persistent=False,
+        )
         self._mask_cache: dict[tuple, torch.Tensor] = {}
 
     def _geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -104,9 +111,12 @@ class WindowAttention(nn.Module):
 
     def _bias(self, win: tuple[int, int]) -> torch.Tensor:
         """Relative position bias ``(heads, N, N)`` for a window of size ``win``."""
-        idx = relative_position_index(*win, self.window).to(
-            self.relative_position_bias_table.device
-        )
+        if win == (self.window, self.window):
+            idx = self.relative_position_index
+        else:  # a map smaller than the window: the table's centre part
+            idx = relative_position_index(*win, self.window).to(
+                self.relative_position_index.device
+            )
         n = win[0] * win[1]
         return self.relative_position_bias_table[idx.view(-1)].view(n, n, -1).permute(2, 0, 1)
 

@@ -1,0 +1,137 @@
+"""``dat-lab evaluate`` and ``dat-lab visualize`` on checkpoint files.
+
+The metrics are checked against top-1 and loss computed here independently: the images read
+with PIL and prepared with torchvision's own transforms (resize the short side to
+floor(64 / 0.875), bicubic, centre crop 64, ImageNet normalisation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms as T
+
+from dat_lab.cli import main
+from dat_lab.experiments.weights import read_weights
+from dat_lab.models import Sampling, build_model, get_preset
+
+KEY_LIST = (
+    Path(__file__).resolve().parents[1] / "models" / "assets" / "official_dat_v1_state_dict.txt"
+)
+CLASSES = ("ant", "bee", "cat")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagefolder")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 1), ("val", 5)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                h, w = int(rng.integers(70, 110)), int(rng.integers(70, 110))
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                pixels[..., c] //= 3  # a colour cast per class
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(get_preset("dat_micro").replace(num_classes=len(CLASSES)))
+    with torch.no_grad():
+        model.head.weight.mul_(20)  # spread the predictions over the classes
+    path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
+    torch.save(model.state_dict(), path)
+    return path, model.eval()
+
+
+def independent_metrics(model, folder) -> tuple[float, float, list[int]]:
+    prep = T.Compose(
+        [
+            T.Resize(math.floor(64 / 0.875), interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(64),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    images, labels = [], []
+    for c, name in enumerate(CLASSES):
+        for file in sorted((folder / "val" / name).iterdir()):
+            images.append(prep(Image.open(file).convert("RGB")))
+            labels.append(c)
+    with torch.no_grad():
+        logits = model(torch.stack(images))
+    y = torch.tensor(labels)
+    preds = logits.argmax(-1)
+    return int((preds == y).sum()) / len(y), float(F.cross_entropy(logits, y)), preds.tolist()
+
+
+def test_evaluate_agrees_with_top1_computed_independently(folder, checkpoint, tmp_path, capsys):
+    path, model = checkpoint
+    out = tmp_path / "eval.json"
+    args = [
+        "evaluate", str(path), "model=dat_micro", "data.name=imagefolder",
+        f"data.path={folder}", "data.batch_size=4", "--device", "cpu", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    top1, loss, preds = independent_metrics(model, folder)
+    assert len(set(preds)) > 1  # the check is not about a constant prediction
+    assert result["images"] == 15
+    assert result["top1"] == pytest.approx(top1, abs=1e-9)
+    assert result["loss"] == pytest.approx(loss, rel=1e-5)
+    assert result["top5"] == 1.0  # three classes: every label is in the top 3
+    row = capsys.readouterr().out
+    assert f"top-1 {100 * top1:.2f}" in row and "images/s on cpu" in row
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "/nonexistent/w.pth"], "no such checkpoint file '/nonexistent/w.pth'"),
+        (["evaluate", "abc123"], "no such run in"),
+        (
+            ["evaluate", "{ckpt}", "model=dat_nano", "data.name=digits"],
+            "'stem.proj.weight' has shape (16, 3, 4, 4)",
+        ),
+        (["evaluate", "{ckpt}"], "add model=PRESET"),
+        (["evaluate", "{ckpt}", "model=dat_micro"], "add data.name=imagefolder"),
+        (["evaluate", "{ckpt}", "model=dat_micro", "batch=3"], "batch: unknown key"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(argv, message, checkpoint, tmp_path, capsys):
+    argv = [a.format(ckpt=checkpoint[0]) for a in argv] + ["--store", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
+
+
+def test_official_checkpoint_names_its_architecture(tmp_path):
+    state = {}
+    for line in KEY_LIST.read_text().splitlines():
+        name, key, shape = line.split("\t")
+        if name == "dat_small":
+            state[key] = torch.zeros(*[int(s) for s in shape.split(",")])
+    path = tmp_path / "official.pth"
+    torch.save({"model": state, "epoch": 299}, path)
+    weights = read_weights(path)
+    assert weights.kind == "official"
+    assert weights.model == get_preset("dat_small").replace(sampling=Sampling.OFFICIAL)
+
+
+def test_visualize_accepts_a_checkpoint_file(folder, checkpoint, tmp_path, capsys):
+    out = tmp_path / "micro.png"
+    image = folder / "val" / "bee" / "0.png"
+    argv = ["visualize", str(checkpoint[0]), "--model", "dat_micro", "--image", str(image)]
+    assert main(argv + ["--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert "2 deformable block(s)" in capsys.readouterr().out
