@@ -154,3 +154,28 @@ def test_conv_mlp_is_the_official_conv_ffn():
     expected = F.conv2d(h, mlp.fc2.weight[:, :, None, None], mlp.fc2.bias)
     out = mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_timm_official_tag_loads_dat_pp_weights_with_the_dat_pp_convention(tmp_path):
+    import timm
+
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in official_shapes("dat_pp_tiny").items():
+        state[key] = 0.02 * torch.randn(*shape, generator=g)
+        if key.endswith("norm.weight"):
+            state[key] += 1.0
+    torch.save({"model": state, "epoch": 299}, tmp_path / "dat_pp_tiny_in1k_224.pth")
+    model = timm.create_model(
+        "dat_pp_tiny.official_in1k",
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(tmp_path / "dat_pp_tiny_in1k_224.pth")},
+    ).eval()
+    assert model.cfg.sampling == Sampling.OFFICIAL_PP
+    reference = build_model(get_preset("dat_pp_tiny").replace(sampling=Sampling.OFFICIAL_PP))
+    load_official_checkpoint(reference, tmp_path / "dat_pp_tiny_in1k_224.pth")
+    x = torch.randn(1, 3, 224, 224, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference.eval()(x))
+    features = timm.create_model("dat_pp_nano", features_only=True)(torch.randn(1, 3, 32, 32))
+    assert [f.shape[1:] for f in features] == [(16, 16, 16), (32, 8, 8), (64, 4, 4), (96, 2, 2)]
