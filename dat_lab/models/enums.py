@@ -49,7 +49,9 @@ class Sampling(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
     ``official_pp``: the official DAT++ code's convention, to reproduce official DAT++
     weights: as ``official``, but reference points ``(i + 0.5) / (Hk - 1)`` and query points
     ``i / (H - 1)`` (both mapped to [-1, 1]; the last reference points fall outside and are
-    clamped), and bounded offsets scaled by ``1 / (Hk - 1)``.
+    clamped), and bounded offsets scaled by ``1 / (Hk - 1)``. (With offsets off, the DAT++
+    code average-pools r x r cells for keys and drops the position term; dat-lab keeps its own
+    no-offset block, keys at the reference points.)
     """
 
     CONSISTENT = "consistent"
