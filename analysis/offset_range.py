@@ -1,7 +1,8 @@
 """Top-1 against the maximum offset s (the paper's Fig. 5): table and plot.
 
 Runs on the stored runs only (never trains). The logic lives in
-``dat_lab.results.analyses.offset_range`` (which ``dat-lab report`` runs too); use it on a DataFrame::
+``dat_lab.results.analyses.offset_range`` (which ``dat-lab report`` runs too);
+use it on a DataFrame::
 
     from dat_lab.results import load_runs, memberships
     from dat_lab.results.analyses import offset_range
@@ -11,7 +12,8 @@ Runs on the stored runs only (never trains). The logic lives in
     group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
     output = offset_range.build(group)   # tables, figures (matplotlib), notes
 
-Usage: python analysis/offset_range.py [EXPERIMENT ...] [--store runs] [--out reports] [--format md,latex,csv]
+Usage: python analysis/offset_range.py [EXPERIMENT ...] [--store runs] [--out reports]
+    [--format md,latex,csv]
 """
 
 import sys

@@ -1,7 +1,8 @@
 """Reduction r against maximum offset s: table and top-1 vs s per r.
 
 Runs on the stored runs only (never trains). The logic lives in
-``dat_lab.results.analyses.reduction`` (which ``dat-lab report`` runs too); use it on a DataFrame::
+``dat_lab.results.analyses.reduction`` (which ``dat-lab report`` runs too);
+use it on a DataFrame::
 
     from dat_lab.results import load_runs, memberships
     from dat_lab.results.analyses import reduction
@@ -11,7 +12,8 @@ Runs on the stored runs only (never trains). The logic lives in
     group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
     output = reduction.build(group)   # tables, figures (matplotlib), notes
 
-Usage: python analysis/reduction.py [EXPERIMENT ...] [--store runs] [--out reports] [--format md,latex,csv]
+Usage: python analysis/reduction.py [EXPERIMENT ...] [--store runs] [--out reports]
+    [--format md,latex,csv]
 """
 
 import sys

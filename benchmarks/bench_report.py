@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "results"))
 
-from results_helpers import add_run, experiment_configs
+from results_helpers import add_run, experiment_configs  # noqa: E402
 
-from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.store import RunStore  # noqa: E402
 
 ABLATIONS = ("offset_range", "stage_placement", "attention_ablation", "reduction")
 SEEDS = 5
@@ -50,13 +50,14 @@ def make_store(root: Path, total: int) -> int:
         config = sweep_configs[trial % len(sweep_configs)]
         config = {**config, "train": {**config["train"], "lr": 1e-4 * (1 + trial)}}
         acc = 0.5 + 0.3 * ((trial * 37) % 100) / 100
+        cost = {"params": 395612 + trial % 7, "flops": 6.0e6 + 1e4 * (trial % 50)}
         add_run(store, "free_search", f"trial{trial:04d}", 0, config, final={"val/acc1": acc},
-                cost={"params": 395612 + trial % 7, "flops": 6.0e6 + 1e4 * (trial % 50)})  # fmt: skip
+                cost=cost)  # fmt: skip
         made += 1
     return made
 
 
-def time_report(store: Path, out: Path) -> tuple[float, float]:
+def time_report(store: Path, out: Path, *flags: str) -> tuple[float, float]:
     """Wall and CPU seconds (this process's children: the command and its workers)."""
     env = {**os.environ, "MPLBACKEND": "Agg"}
     cmd = [
@@ -69,6 +70,7 @@ def time_report(store: Path, out: Path) -> tuple[float, float]:
         str(store),
         "--out",
         str(out),
+        *flags,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -98,15 +100,22 @@ def main() -> int:
         # folder again with nothing changed in the store (every group's stamp matches).
         cold = [time_report(store, work / f"out{i}") for i in range(args.repeat)]
         warm = time_report(store, work / "out0")
+        # Reference in the same run: no report.html (and so no SVG figures to embed).
+        plain = time_report(store, work / "out_plain", "--no-html")
         figures = len(list((work / "out0").rglob("*.png")))
+        page = work / "out0" / "report.html"
         load = os.getloadavg()[0]
         for name, (wall, cpu) in [
             *((f"cold {i + 1}", c) for i, c in enumerate(cold)),
             ("warm", warm),
+            ("cold, --no-html: reference", plain),
         ]:
             print(f"dat-lab report --all ({name}): wall {wall:.2f} s, CPU {cpu:.2f} s")
-        print(f"{figures} PNG figures (+ PDFs); {os.cpu_count()} CPUs, load average {load:.1f} "
-              f"(wall times on a loaded machine exceed an idle one's); target < 5 s")  # fmt: skip
+        print(
+            f"{figures} figures (PNG + PDF + SVG), report.html {page.stat().st_size / 1e6:.1f} "
+            f"MB; {os.cpu_count()} CPUs, load average {load:.1f} (wall times on a loaded "
+            f"machine exceed an idle one's); target < 5 s"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

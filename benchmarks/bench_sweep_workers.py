@@ -132,18 +132,21 @@ def main() -> None:
         results = {s: run(study, folder, *s) for s in settings}
         load_after = os.getloadavg()
     print(
-        f"{args.trials} trials (dat_nano, shapes {args.train_size} images, {args.epochs} epochs), {cores} cores"
+        f"{args.trials} trials (dat_nano, shapes {args.train_size} images, "
+        f"{args.epochs} epochs), {cores} cores"
     )
     for (workers, threads), r in results.items():
         print(
-            f"  {workers} worker(s) x {threads} thread(s): wall {r['wall']:.1f} s, trials {r['trials']:.1f} s, "
+            f"  {workers} worker(s) x {threads} thread(s): wall {r['wall']:.1f} s, "
+            f"trials {r['trials']:.1f} s, "
             f"mean fit per trial {r['fit']:.1f} s"
         )
     two = results[settings[2]]
     for one in settings[:2]:
         print(
             f"speed-up of 2 workers over 1 worker x {one[1]} thread(s): wall "
-            f"{results[one]['wall'] / two['wall']:.2f}x, trials {results[one]['trials'] / two['trials']:.2f}x"
+            f"{results[one]['wall'] / two['wall']:.2f}x, "
+            f"trials {results[one]['trials'] / two['trials']:.2f}x"
         )
     print(
         "load average (1/5/15 min) before: "

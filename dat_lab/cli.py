@@ -29,8 +29,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; a subcommand's flags may come before, between or after its
+    positionals and dotted overrides (``run EXP --dry-run train.epochs=2``).
+
+    argparse's ``parse_intermixed_args`` cannot take subparsers, so the command is found
+    first and, if anything is left over, its own parser reads its arguments intermixed.
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = parser.parse_known_args(argv)
+    if not rest:
+        return args
+    own = argv[argv.index(args.command) + 1 :]
+    command = _subcommand_parser(parser, args.command)
+    return command.parse_intermixed_args(own, argparse.Namespace(command=args.command))
+
+
+def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps its subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise ValueError(f"no subcommand {name!r}")  # a bug: build_parser adds every command
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:

@@ -60,24 +60,104 @@ def check(condition: bool, key: str, message: str) -> None:
 _YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the
+    last one silently: ``seeds: [7]`` appended to a file would replace its ``seeds``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges are overrides
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: the base class says what is wrong
+                break
+            lines[key] = line
+            if first is not None:
+                raise ConfigError(
+                    f"duplicate key: first on line {first}, again on line {line}", str(key)
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping, with errors that name the file."""
+    """Read a YAML file that must hold a mapping, with errors that name the file.
+
+    A key written twice in one mapping is refused, naming the key and both lines.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError("file not found", file=path)
     if not path.is_file():
         raise ConfigError("is not a file", file=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", file=path) from None
+    except ConfigError as err:
+        raise err.located(path) from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"the top level must be a mapping of keys, got {type(data).__name__}", file=path
         )
     return data
+
+
+EXTENDS = "extends"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read an experiment or study file, composed with the base file it ``extends``.
+
+    ``extends: _base.yaml`` (a path relative to the including file) names a base mapping;
+    the file's own keys are deep-merged over it (mappings merge key by key, any other value
+    replaces the base's). A base may extend another. A missing base or a cycle is a
+    ConfigError naming the including file and ``extends``.
+    """
+    return _compose(Path(path), ())
+
+
+def _compose(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    data = load_yaml(path)
+    if EXTENDS not in data:
+        return data
+    name = data.pop(EXTENDS)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"must be the path of a base file (relative to this file), got {name!r}",
+            EXTENDS,
+            path,
+        )
+    base = path.parent / name
+    here = (*chain, path.resolve())
+    if base.resolve() in here:
+        cycle = " -> ".join(str(p) for p in (*here, base.resolve()))
+        raise ConfigError(f"{name!r} leads back to a file that extends it: {cycle}", EXTENDS, path)
+    if not base.is_file():
+        raise ConfigError(f"base file {str(base)!r} not found", EXTENDS, path)
+    return deep_merge(_compose(base, here), data)
+
+
+def config_files(folder: str | Path) -> list[Path]:
+    """The experiment or study files of a folder, sorted; a file whose name starts with
+    ``_`` is a base that others extend, not one of them."""
+    return sorted(p for p in Path(folder).glob("*.yaml") if not p.name.startswith("_"))
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested mappings merge, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _type_name(tp: Any) -> str:
@@ -114,13 +194,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             check(len(value) == len(args), key, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(v, a, f"{key}.{i}") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(
+                _convert(v, a, f"{key}.{i}")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         item = args[0] if args else Any
         return tuple(_convert(v, item, f"{key}.{i}") for i, v in enumerate(value))
     if origin is dict:
         check(isinstance(value, dict), key, f"expected a mapping, got {value!r}")
         return {k: _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return from_mapping(tp, value, prefix=key)
@@ -151,6 +234,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r} at {key}")  # a bug, not bad input
 
 
+def _init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")  # a bug, not bad input
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | None = None) -> T:
     """Build the frozen dataclass ``cls`` from a mapping, strictly.
 
@@ -161,7 +250,7 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
         if not isinstance(data, dict):
             raise ConfigError(f"expected a mapping, got {data!r}")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        fields = _init_fields(cls)
         for key in data:
             if key not in fields:
                 allowed = ", ".join(sorted(fields))
@@ -183,24 +272,53 @@ def from_mapping(cls: type[T], data: Any, prefix: str = "", file: str | Path | N
         raise err.located(file, prefix) from None
 
 
-def to_mapping(obj: Any) -> Any:
-    """A config as plain YAML/JSON-able data (enums as values, tuples as lists)."""
+# Field metadata of a setting that does not change results (where a run's metrics are also
+# sent, say): left out of :func:`identity_mapping`, hence of config hashes and run ids.
+NOT_IDENTITY = "dat_lab_not_identity"
+# Field metadata of a knob added after run ids were first recorded (DAT++'s): at its default it
+# is left out of :func:`identity_mapping`, so configs that do not use it keep their run ids.
+IDENTITY_IF_SET = "dat_lab_identity_if_set"
+
+
+def _in_identity(obj: Any, f: dataclasses.Field) -> bool:
+    if f.metadata.get(NOT_IDENTITY):
+        return False
+    return not (f.metadata.get(IDENTITY_IF_SET) and getattr(obj, f.name) == f.default)
+
+
+def to_mapping(obj: Any, identity: bool = False) -> Any:
+    """A config as plain YAML/JSON-able data (enums as values, tuples as lists).
+
+    ``identity``: leave out the fields marked :data:`NOT_IDENTITY`, and those marked
+    :data:`IDENTITY_IF_SET` at their default (see :func:`identity_mapping`)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_mapping(getattr(obj, f.name), identity)
+            for f in dataclasses.fields(obj)
+            if not identity or _in_identity(obj, f)
+        }
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (list, tuple)):
-        return [to_mapping(v) for v in obj]
+        return [to_mapping(v, identity) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): to_mapping(v) for k, v in obj.items()}
+        return {str(k): to_mapping(v, identity) for k, v in obj.items()}
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+def identity_mapping(obj: Any) -> Any:
+    """What identifies a config: :func:`to_mapping` without the fields whose metadata marks
+    them :data:`NOT_IDENTITY`, so that changing one never changes a hash or a run id, nor
+    those marked :data:`IDENTITY_IF_SET` while at their default."""
+    return to_mapping(obj, identity=True)
+
+
 def config_hash(obj: Any, length: int = 12) -> str:
-    """A stable short hash of a config's resolved content (not its display name)."""
-    text = json.dumps(to_mapping(obj), sort_keys=True, separators=(",", ":"))
+    """A stable short hash of a config's resolved content (not its display name); fields
+    marked :data:`NOT_IDENTITY` are left out."""
+    text = json.dumps(identity_mapping(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import queue
 import re
 from pathlib import Path
 
@@ -23,6 +25,7 @@ def _tiny_args() -> argparse.Namespace:
     return argparse.Namespace(batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1)
 
 
+@pytest.mark.slow
 def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys):
     bench.print_parts(_tiny_args())
     text = capsys.readouterr().out
@@ -42,10 +45,23 @@ def test_bench_backbone_times_each_part_of_d_and_prints_the_floor(bench, capsys)
     assert floor and float(floor.group(1)) > 1.0, text
 
 
+@pytest.mark.slow
 def test_bench_backbone_measures_d_and_g_in_their_own_processes(bench):
     for name in ("D@14x14x384", "G@14x14x384"):
-        images_per_s, _peak = bench.measure(name, "fwd+bwd", _tiny_args())
-        assert images_per_s > 0
+        images_per_s, peak = bench.measure(name, "fwd+bwd", _tiny_args())
+        assert math.isfinite(images_per_s) and images_per_s > 0
+        assert math.isfinite(peak)
+
+
+def test_bench_backbone_reports_timed_images_over_timed_seconds(bench, monkeypatch):
+    """2 steps of batch 3 between clock readings 10.0 and 11.5: 6 images in 1.5 s = 4/s (the
+    warm-up step before the first reading is not counted)."""
+    clock = iter([10.0, 11.5])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    out = queue.SimpleQueue()
+    bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, out)
+    images_per_s, _peak = out.get_nowait()
+    assert images_per_s == pytest.approx(4.0)
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """``dat-lab run``: train every variant x seed of an experiment file.
 
     dat-lab run EXPERIMENT.yaml [key=value ...] [--dry-run] [--workers N] [--retry-failed]
-                [--store DIR]
+                [--rerun-stale] [--store DIR]
 
 Finished runs are skipped, an interrupted run resumes from its last checkpoint, failed runs
-are retrained only with ``--retry-failed``. Exit status: 0 when every run has finished, 1 when
-some failed (now or before), 2 on bad input (nothing trains), 130 on Ctrl-C (rerun to resume).
+are retrained only with ``--retry-failed``. A skipped or resumed run that other model,
+training or data code made is named so; ``--rerun-stale`` trains those again from scratch.
+Exit status: 0 when every run has finished, 1 when some failed (now or before), 2 on bad
+input (nothing trains), 130 on Ctrl-C (rerun to resume).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "per CPU core for CPU runs, 1 on a GPU)",
     )
     p.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="retrain from scratch the runs (and checkpoints) that other model, training or "
+        "data code made",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -66,7 +74,7 @@ def _workers(text: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.plan import print_plan, print_results
-    from dat_lab.experiments.runner import default_workers, run_experiment
+    from dat_lab.experiments.pool import default_workers, run_experiment
     from dat_lab.experiments.spec import load_experiment
     from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
 
@@ -80,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if args.dry_run:
-        print_plan(specs, store, retry_failed=args.retry_failed)
+        print_plan(specs, store, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)
+        from dat_lab.results.seeds import seeds_needed_lines
+
+        for line in seeds_needed_lines(store.root, exp.name, exp.plan()):
+            print(line, flush=True)
         return 0
     try:
         store.root.mkdir(parents=True, exist_ok=True)
@@ -89,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot create the run store {store.root}: {err.strerror}", *where
         ) from None
+    store.write_plan(exp.name, exp.plan())  # the report's baseline and claims
     started = time.monotonic()
     workers = workers or default_workers(specs)
-    outcomes = run_experiment(specs, store, workers=workers, retry_failed=args.retry_failed)
+    outcomes = run_experiment(
+        specs, store, workers=workers, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale
+    )
     counts = Counter(o.result for o in outcomes)
     print(
         f"done in {time.monotonic() - started:.0f} s: "

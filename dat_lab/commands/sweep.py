@@ -81,7 +81,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--heartbeat",
         type=float,
         default=30.0,
-        help="seconds between a worker's heartbeats; a worker on another host silent for 4x this is dead",
+        help="seconds between a worker's heartbeats; "
+        "a worker on another host silent for 4x this is dead",
     )
     p.set_defaults(func=run)
     return p

@@ -23,7 +23,6 @@ DatasetName = Literal["shapes", "digits", "imagefolder", "cifar10"]
 ShapesTask = Literal["pathfinder", "svrt", "aligned"]
 Interpolation = Literal["bicubic", "bilinear", "nearest"]
 
-BUNDLED = ("shapes", "digits")  # made or shipped here: no path
 ON_DISK = ("imagefolder", "cifar10")  # the user's files: path required
 
 # Knobs of each shapes task and their defaults (a knob name shared by two tasks means the same

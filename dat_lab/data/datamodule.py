@@ -108,7 +108,8 @@ class DatLabDataModule(pl.LightningDataModule):
 
 
 class ShapesDataModule(DatLabDataModule):
-    """Synthetic Pathfinder / SVRT-1 / aligned (:mod:`dat_lab.data.shapes`): 1 channel, 2 classes."""
+    """Synthetic Pathfinder / SVRT-1 / aligned (:mod:`dat_lab.data.shapes`): 1 channel,
+    2 classes."""
 
     num_classes = 2
     in_chans = 1

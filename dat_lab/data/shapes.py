@@ -3,7 +3,7 @@ spatial relation), cached on disk.
 
 All three tasks put the evidence for the label in parts of the image that lie far apart, so a
 model has to combine distant places in one decision - where attention looks matters
-(DESIGN.md section 8).
+(docs/design.md §8).
 
 - ``pathfinder`` (Linsley et al., NeurIPS 2018; LRA Pathfinder-32, Tay et al., ICLR 2021): two
   main smoothly curving paths of dashes with faint gaps ("snakes") of ``path_length`` dashes plus
@@ -112,7 +112,8 @@ class ShapesSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def file_name(self) -> str:
-        return f"{self.task}-{self.img_size}px-{self.split}-{self.size}-seed{self.seed}-{self.key()}.npz"
+        size = f"{self.img_size}px-{self.split}-{self.size}"
+        return f"{self.task}-{size}-seed{self.seed}-{self.key()}.npz"
 
 
 def default_cache_dir() -> Path:
@@ -277,7 +278,8 @@ def _pathfinder_layout(
         return None
     taken = _Occupancy(size)
     if label == 1:
-        snakes, starts = [joining], [None]
+        starts: list[np.ndarray | None] = [None]
+        snakes = [joining]
         taken.mark(np.stack([e1, e2]), marker_gap)
     else:
         taken.mark(e2[None, :], marker_gap)
@@ -333,7 +335,9 @@ def _polygon(rng: np.random.Generator, vertices: int) -> np.ndarray:
 
 def _outline(corners: np.ndarray) -> np.ndarray:
     closed = np.concatenate([corners, corners[:1]])
-    return np.concatenate([_segment_points(a, b) for a, b in zip(closed[:-1], closed[1:])])
+    return np.concatenate(
+        [_segment_points(a, b) for a, b in zip(closed[:-1], closed[1:], strict=True)]
+    )
 
 
 def _svrt_image(
@@ -356,7 +360,7 @@ def _svrt_image(
     first = _polygon(rng, vertices)
     second = first if label == 1 else _polygon(rng, vertices)
     canvas = np.zeros((size, size), dtype=np.float32)
-    for shape, centre in zip((first, second), centres):
+    for shape, centre in zip((first, second), centres, strict=True):
         _stamp(canvas, _outline(shape * radius + centre), STROKE)
     return canvas
 

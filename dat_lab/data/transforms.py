@@ -74,7 +74,7 @@ def imagenet_train(img_size: int, aug: AugmentConfig) -> Callable:
         img_size,
         is_training=True,
         auto_augment=aug.auto_augment,
-        color_jitter=None,
+        color_jitter=None,  # type: ignore[arg-type]  # timm's hint omits None, its 'off'
         interpolation=aug.interpolation,
         re_prob=aug.reprob,
         re_mode="pixel",

@@ -36,13 +36,14 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
 
 log = logging.getLogger(__name__)
 
@@ -71,54 +72,6 @@ class LockLost(RuntimeError):
 def now_iso() -> str:
     """The current time as a UTC ISO-8601 string with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def host_name() -> str:
-    """This machine's name, as recorded in locks and status files."""
-    return socket.gethostname()
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (Linux), or None where unknown.
-
-    Stored in the lock so that a dead holder whose pid was reused is still seen as dead.
-    """
-    stat = _proc_stat(pid)
-    return int(stat[19]) if stat else None
-
-
-def parent_pid(pid: int) -> int | None:
-    """The parent of process ``pid`` on this host (Linux), or None where unknown."""
-    stat = _proc_stat(pid)
-    return int(stat[1]) if stat else None
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of ``/proc/PID/stat`` (after the parenthesised command name), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """Whether process ``pid`` on this host is alive (and, given ``start_ticks``, is the same
-    process that took the lock rather than a later one that reused its pid)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, owned by another user
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # no /proc (macOS) or a race with its exit: assume alive, the safe side
-    if stat[0] in ("Z", "X"):
-        return False  # killed but not yet reaped by its parent
-    return start_ticks is None or int(stat[19]) == start_ticks
 
 
 @dataclass(frozen=True)

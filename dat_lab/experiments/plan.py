@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 from dat_lab.experiments.runner import VAL_TOP1, VAL_TOP1_BEST, run_cost
 from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunState, RunStore
 
 Log = Callable[[str], None]
@@ -19,7 +20,7 @@ Log = Callable[[str], None]
 ACTIONS = {
     "new": "train",
     RunState.PENDING.value: "train",
-    RunState.INTERRUPTED.value: "resume",
+    RunState.INTERRUPTED.value: "resume",  # from last.ckpt, or from the start without one
     RunState.RUNNING.value: "wait (another process is training it)",
     RunState.FINISHED.value: "skip",
     RunState.FAILED.value: "skip (--retry-failed retrains it)",
@@ -39,15 +40,28 @@ def live_state(spec: RunSpec, store: RunStore) -> str:
 def action(state: str, retry_failed: bool) -> str:
     if state == RunState.FAILED.value and retry_failed:
         return "retrain"
-    if state == RunState.INTERRUPTED.value:
-        return "resume"  # from checkpoints/last.ckpt, or from the start if there is none
     return ACTIONS[state]
+
+
+def _stale_action(spec: RunSpec, store: RunStore, state: str, rerun_stale: bool) -> str | None:
+    """For a finished or resumable run that other code made: what happens to it, else None."""
+    record = store.get(spec.run_id)
+    resumable = state == RunState.INTERRUPTED.value and record and record.last_checkpoint
+    if record is None or not (state == RunState.FINISHED.value or resumable):
+        return None
+    stale = other_code(record.provenance)
+    if stale is None:
+        return None
+    what = stale.split(";")[0]  # "made by other code (code X, started at commit Y)"
+    if rerun_stale:
+        return f"retrain from scratch ({what})"
+    return f"{action(state, False)} ({what}; --rerun-stale retrains it)"
 
 
 def variant_costs(specs: list[RunSpec]) -> dict[str, dict]:
     """Params and FLOPs of each variant's model, counted once per distinct model config."""
     by_model: dict[str, dict] = {}
-    out = {}
+    out: dict[str, dict] = {}
     for spec in specs:
         key = spec.config.model.hash
         if key not in by_model:
@@ -57,9 +71,14 @@ def variant_costs(specs: list[RunSpec]) -> dict[str, dict]:
 
 
 def print_plan(
-    specs: list[RunSpec], store: RunStore, retry_failed: bool = False, log: Log = _print
+    specs: list[RunSpec],
+    store: RunStore,
+    retry_failed: bool = False,
+    log: Log = _print,
+    rerun_stale: bool = False,
 ) -> None:
-    """Per variant: params and FLOPs; per run: state and what ``dat-lab run`` would do."""
+    """Per variant: params and FLOPs; per run: state and what ``dat-lab run`` would do
+    (a run that other code made is named so: retrained with ``--rerun-stale``)."""
     log("| variant | params | FLOPs (fvcore) | FLOPs (paper formula) |")
     log("|---|---:|---:|---:|")
     for variant, cost in variant_costs(specs).items():
@@ -71,9 +90,10 @@ def print_plan(
     counts: Counter[str] = Counter()
     for spec in specs:
         state = live_state(spec, store)
-        todo = action(state, retry_failed)
+        todo = _stale_action(spec, store, state, rerun_stale) or action(state, retry_failed)
         counts[todo.split(" ")[0]] += 1
-        why = store.get(spec.run_id).reason if state == RunState.FAILED.value else None
+        record = store.get(spec.run_id) if state == RunState.FAILED.value else None
+        why = record.reason if record is not None else None
         log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state}"
             f"{f' ({why})' if why else ''} | {todo} |")  # fmt: skip
     log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))

@@ -1,5 +1,9 @@
 """Where a result came from: code version, library versions, machine, seed, start time.
 
+``code.fingerprint`` hashes the source of the model, training and data code
+(:mod:`dat_lab.fingerprint`); unlike the git commit it is known without git and ignores
+edits elsewhere, so it is what tells runs of other code apart.
+
 :func:`collect` returns plain data for a run's ``provenance.json``. It never fails: anything
 it cannot find (no git, not a checkout, no CUDA) is recorded as ``"unknown"`` or ``None``.
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import dat_lab
+from dat_lab.fingerprint import RESULT_PACKAGES, package_dir, result_code_fingerprint
 
 UNKNOWN = "unknown"
 GIT_TIMEOUT_S = 10.0
@@ -54,6 +59,7 @@ def collect(seed: int) -> dict[str, Any]:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "dat_lab": {"version": dat_lab.__version__, **git_state(_package_dir())},
+        "code": code_state(),
         "python": {
             "version": platform.python_version(),
             "implementation": sys.implementation.name,
@@ -74,7 +80,13 @@ def collect(seed: int) -> dict[str, Any]:
 
 
 def _package_dir() -> Path:
-    return Path(dat_lab.__file__).resolve().parent
+    return package_dir()
+
+
+def code_state() -> dict[str, Any]:
+    """The fingerprint of the code that decides results (:mod:`dat_lab.fingerprint`), and
+    which sub-packages it covers: what ``dat-lab run`` and ``dat-lab report`` compare."""
+    return {"fingerprint": result_code_fingerprint(), "covers": list(RESULT_PACKAGES)}
 
 
 def _git(repo: Path, *args: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Run an experiment's RunSpecs against the run store: skip, resume, train, record.
+"""One run's lifecycle against the run store: claim, skip, resume, train, record.
 
 ``run_spec`` trains one run under the store's lock. A run that finished is never retrained;
 one that was interrupted (its worker killed) resumes from its last checkpoint, which restores
@@ -7,21 +7,12 @@ then at most once per invocation. A non-finite loss or any exception marks the r
 with the reason, and the experiment goes on with the next run. Ctrl-C (or SIGTERM) leaves
 the run interrupted (resumable) and stops.
 
-``run_experiment`` works through the specs in one process, or in ``workers`` processes that
-split the CPU threads. Every worker (and every other ``dat-lab run`` on the same store) walks
-the same list and claims a run by taking its lock, so no two train the same run; a run held
-by someone else is waited for, and taken over if its holder dies.
+Walking an experiment's runs, in one process or several, is ``pool``'s job.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing as mp
-import os
-import signal
-import sys
-import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,21 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 
 from dat_lab.experiments import provenance
-from dat_lab.experiments.locking import host_name, parent_pid
 from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunIdentity, RunRecord, RunState, RunStore
 from dat_lab.flops import count_flops
 
 Log = Callable[[str], None]
-POLL_S = 5.0  # how often a worker looks again at runs that another process holds
 VAL_TOP1 = "val/acc1"
 VAL_TOP1_BEST = "val/acc1_best"
 
 
-def _print(message: str) -> None:
+def print_line(message: str) -> None:
     print(message, flush=True)
 
 
@@ -140,10 +129,11 @@ def run_spec(
     spec: RunSpec,
     store: RunStore,
     retry: Mapping[str, int] | None = None,
-    log: Log = _print,
+    log: Log = print_line,
     label: str = "",
     quiet: bool = False,
     extra_callbacks: Sequence[pl.Callback] = (),
+    ask: Ask | None = None,
 ) -> Outcome:
     """Train (or resume, or skip) one run, recording everything in ``store``.
 
@@ -154,18 +144,21 @@ def run_spec(
         extra_callbacks: added to the run's Trainer (a sweep's pruning callback); one that
             raises :class:`RunStopped` leaves the run resumable and the exception reaches
             the caller.
+        ask: ``--rerun-stale`` and when the invocation began (see :class:`Ask`).
 
     Returns ``Outcome(result="busy")`` without waiting when another live process holds it.
     """
     label = label or run_label(spec)
-    claim = _claim(spec, store, retry or {})
+    ask = ask or Ask()
+    claim = _claim(spec, store, retry or {}, ask)
     if claim.outcome is not None:
         return claim.outcome
+    assert claim.record is not None  # a claim without an outcome holds the lock and record
     with claim.lock:
-        record = claim.record
+        record = _restart_if_stale(spec, store, claim.record, ask.rerun_stale, label, log)
         resume = record.last_checkpoint
         store.mark_running(spec.run_id)
-        log(f"{label}: {'resuming from ' + _rel(resume, record.path) if resume else 'training'}")
+        log(f"{label}: {_start_text(record, resume)}")
         try:
             final = _train(spec, store, record.path, resume, quiet, extra_callbacks)
         except RunStopped:
@@ -180,10 +173,26 @@ def run_spec(
         return _outcome(spec, "finished", _top1(final))
 
 
-def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
-    identity = RunIdentity(spec.experiment, spec.variant, spec.seed)
-    record = store.create(spec.run_id, spec.config.to_dict(), identity)
-    early = _settled(spec, record, retry)
+@dataclass(frozen=True)
+class Ask:
+    """What one ``dat-lab run`` asked beyond retries, the same for all its workers.
+
+    Attributes:
+        rerun_stale: train again from scratch a run that other code made (finished, or a
+            checkpoint to resume; see :mod:`dat_lab.experiments.stale`).
+        since: when the invocation began (ISO time, ``locking.now_iso``): a run finished
+            after it was finished by another worker, and is reported so.
+        workers: how many workers share the runs (for the time-left estimate).
+    """
+
+    rerun_stale: bool = False
+    since: str | None = None
+    workers: int = 1
+
+
+def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask) -> _Claim:
+    record = _record(spec, store)
+    early = _settled(spec, record, retry, ask)
     if early is not None:
         return _Claim(early)
     lock = store.try_lock(spec.run_id)
@@ -192,20 +201,70 @@ def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int]) -> _Claim:
         who = f"pid {holder.pid} on {holder.host}" if holder else "another process"
         return _Claim(_outcome(spec, "busy", f"held by {who}"))
     record = store.require(spec.run_id)  # re-read under the lock: it may have changed
-    settled = _settled(spec, record, retry)
+    settled = _settled(spec, record, retry, ask)
     if settled is not None:
         lock.release()
         return _Claim(settled)
     return _Claim(lock=lock, record=record)
 
 
-def _settled(spec: RunSpec, record: RunRecord, retry: Mapping[str, int]) -> Outcome | None:
+def _record(spec: RunSpec, store: RunStore) -> RunRecord:
+    """The run's stored record, created first if need be.
+
+    A run another process holds is polled every few seconds; once it is stored with this
+    config and identity, reading it is enough (``create`` fsyncs the directory and publishes
+    the config again each time)."""
+    identity = RunIdentity(spec.experiment, spec.variant, spec.seed)
+    config = spec.config.to_dict()
+    record = store.get(spec.run_id)
+    if record is not None and identity in record.identities and record.config == config:
+        return record
+    return store.create(spec.run_id, config, identity)
+
+
+def _settled(
+    spec: RunSpec, record: RunRecord, retry: Mapping[str, int], ask: Ask
+) -> Outcome | None:
     """The Outcome of a run that needs no training now, else None."""
     if record.state is RunState.FINISHED:
-        return _outcome(spec, "skipped", f"finished before, {_top1(record.final or {})}")
+        stale = other_code(record.provenance)
+        if stale and ask.rerun_stale:
+            return None
+        return _outcome(spec, "skipped", _finished_text(record, ask.since, stale))
     if record.state is RunState.FAILED and retry.get(spec.run_id) != record.attempts:
         return _outcome(spec, "not retried", f"failed before: {record.reason}")
     return None
+
+
+def _finished_text(record: RunRecord, since: str | None, stale: str | None) -> str:
+    """``finished before, val top-1 ...`` or ``finished by another worker (pid P on H) ...``,
+    with what made it when that was other code."""
+    if since is not None and record.updated >= since:
+        who = f"pid {record.pid} on {record.host}" if record.pid else "another process"
+        text = f"finished by another worker ({who}), {_top1(record.final or {})}"
+    else:
+        text = f"finished before, {_top1(record.final or {})}"
+    return f"{text}; {stale}; --rerun-stale retrains it" if stale else text
+
+
+def _restart_if_stale(
+    spec: RunSpec, store: RunStore, record: RunRecord, rerun: bool, label: str, log: Log
+) -> RunRecord:
+    """With ``rerun``, a run (or checkpoint) that other code made starts again from scratch;
+    its earlier output is kept under ``superseded/``. Called under the run's lock."""
+    stale = other_code(record.provenance) if rerun else None
+    if stale is None or (record.state is RunState.PENDING and record.last_checkpoint is None):
+        return record  # nothing trained by other code to throw away
+    log(f"{label}: {stale}: training again from scratch (--rerun-stale)")
+    return store.restart(spec.run_id, f"--rerun-stale: {stale}")
+
+
+def _start_text(record: RunRecord, resume: Path | None) -> str:
+    if resume is None:
+        return "training"
+    stale = other_code(record.provenance)
+    note = f" (checkpoint {stale}; --rerun-stale restarts it from scratch)" if stale else ""
+    return f"resuming from {_rel(resume, record.path)}{note}"
 
 
 def _outcome(spec: RunSpec, result: str, detail: str = "") -> Outcome:
@@ -250,7 +309,9 @@ def _train(
     from pytorch_lightning.callbacks import Timer
 
     from dat_lab.data.datamodule import build_datamodule
+    from dat_lab.experiments.weights import init_from_source
     from dat_lab.models import build_model
+    from dat_lab.train.loggers import RunTags
     from dat_lab.train.module import DatLitModule
     from dat_lab.train.trainer import build_trainer, fit
 
@@ -259,10 +320,12 @@ def _train(
     datamodule = build_datamodule(cfg.data)
     snapshot, timer = MetricsSnapshot(), Timer()  # both checkpointed, so resumes add up
     callbacks = [snapshot, timer, *extra_callbacks]
-    trainer = build_trainer(cfg.train, run_dir, extra_callbacks=callbacks)  # seeds the run
+    tags = RunTags(spec.run_id, spec.experiment, spec.variant, spec.seed)
+    trainer = build_trainer(cfg.train, run_dir, callbacks, tags)  # seeds the run
     if quiet and trainer.progress_bar_callback is not None:
         trainer.progress_bar_callback.disable()
     model = build_model(cfg.model)  # after the seeding
+    init_from_source(model, spec, store, resume)  # train.init_from: weights, provenance
     module = DatLitModule(model, cfg.train, datamodule.num_classes, batch_size=cfg.data.batch_size)
     try:
         fitted = fit(module, datamodule, trainer, ckpt_path=resume)  # fills snapshot.restored
@@ -286,7 +349,7 @@ def _record_start(spec: RunSpec, store: RunStore, resume: Path | None) -> None:
     if prov is None or resume is None:
         prov = now
     else:
-        keep = ("started", "dat_lab", "packages", "machine")
+        keep = ("started", "dat_lab", "code", "packages", "machine")
         prov.setdefault("resumed", []).append({k: now[k] for k in keep})
     store.write_json(spec.run_id, "provenance", prov)
     if store.read_json(spec.run_id, "cost") is None:
@@ -302,117 +365,15 @@ def _record_end(spec: RunSpec, store: RunStore, final: Mapping[str, float]) -> N
     store.write_json(spec.run_id, "cost", cost)
 
 
-def work_through(
-    specs: list[RunSpec],
-    store: RunStore,
-    retry: Mapping[str, int],
-    log: Log = _print,
-    quiet: bool = False,
-    poll_s: float = POLL_S,
-    quiet_siblings: bool = False,
-) -> list[Outcome]:
-    """Run every spec in order; then wait for those another process holds, taking over any
-    whose holder dies, until every run is settled. Outcomes in the order of ``specs``.
-
-    ``quiet_siblings``: a parallel worker does not say it waits for runs that its sibling
-    workers hold (their own lines report those runs); it still names any other holder."""
-    n = len(specs)
-    labels = {s.run_id: f"[{i + 1}/{n}] {run_label(s)}" for i, s in enumerate(specs)}
-    outcomes: dict[str, Outcome] = {}
-    pending = list(specs)
-    waited: set[str] = set()  # runs found held by another process
-    said: set[str] = set()  # ... of which we said so
-    while pending:
-        busy = []
-        for spec in pending:
-            outcome = run_spec(spec, store, retry, log, labels[spec.run_id], quiet)
-            if outcome.result == "busy":
-                busy.append(spec)
-                if spec.run_id not in waited:
-                    waited.add(spec.run_id)
-                    if not quiet_siblings or _held_outside(store, spec.run_id):
-                        said.add(spec.run_id)
-                        log(f"{labels[spec.run_id]}: {outcome.detail}; will wait for it")
-                continue
-            if spec.run_id in waited and outcome.result == "skipped":
-                if spec.run_id in said:
-                    log(f"{labels[spec.run_id]}: finished by the other process")
-            elif outcome.result not in ("finished", "failed"):  # those were logged by run_spec
-                log(f"{labels[spec.run_id]}: {outcome.result}: {outcome.detail}")
-            outcomes[spec.run_id] = outcome
-        pending = busy
-        if pending:
-            time.sleep(poll_s)
-    return [outcomes[s.run_id] for s in specs]
-
-
-def _held_outside(store: RunStore, run_id: str) -> bool:
-    """Whether a process other than this ``dat-lab run``'s own workers (same host, same
-    parent) holds the run; where that cannot be told (another OS), True."""
-    holder = store.lock_holder(run_id)
-    if holder is None:  # released since: whoever held it will have reported it
-        return False
-    return holder.host != host_name() or parent_pid(holder.pid) != os.getppid()
-
-
-def run_experiment(
-    specs: list[RunSpec],
-    store: RunStore,
-    workers: int = 1,
-    retry_failed: bool = False,
-    log: Log = _print,
-    poll_s: float = POLL_S,
-) -> list[Outcome]:
-    """Run every spec; with ``workers > 1`` in that many processes sharing the CPU threads."""
-    quiet_lightning()
-    retry = failed_runs(specs, store) if retry_failed else {}
-    if workers <= 1:
-        return work_through(specs, store, retry, log, poll_s=poll_s)
-    threads = max(1, usable_cpus() // workers)
-    log(f"{workers} workers, {threads} CPU thread(s) each")
-    ctx = mp.get_context("spawn")  # a clean interpreter: no forked torch thread pools
-    procs = [
-        ctx.Process(
-            target=_worker_main,
-            args=(
-                k + 1,
-                specs,
-                str(store.root),
-                store.foreign_lock_timeout,
-                retry,
-                threads,
-                poll_s,
-            ),
-            name=f"dat-lab-worker-{k + 1}",
-        )
-        for k in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        _stop(procs)
-        raise
-    for k, proc in enumerate(procs, start=1):
-        if proc.exitcode != 0:  # its runs stay running/interrupted in the store: say why
-            log(f"worker {k} died (exit code {proc.exitcode}); rerun to resume its runs")
-    return [stored_outcome(spec, store) for spec in specs]
-
-
-def _stop(procs: list[mp.process.BaseProcess]) -> None:
-    """Stop the workers: SIGTERM (Lightning stops at the next batch), then SIGKILL. Either way
-    their runs stay resumable."""
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    deadline = time.monotonic() + 20.0
-    for proc in procs:
-        proc.join(max(0.1, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+def quiet_lightning() -> None:
+    """Hide Lightning's per-run banners (devices, model summary, tips) in experiment logs,
+    and two warnings that say nothing here: a resumed run's checkpoint folder is not empty by
+    design, and Lightning 2.6's own use of a deprecated torch pytree API. Other warnings and
+    errors still show."""
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
@@ -426,77 +387,15 @@ def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
     return _outcome(spec, state.value, record.reason or "")
 
 
-def default_workers(specs: list[RunSpec]) -> int:
-    """Workers for ``--workers auto``: one per CPU core for CPU runs, one process otherwise.
-
-    Small CPU models use one core badly: two 1-thread processes finished an experiment of
-    dat_nano runs ~2x faster than one 2-thread process here, and a 2-thread process is much
-    slower still when anything else loads the machine (OpenMP threads wait on each other).
-    """
-    on_gpu = torch.cuda.is_available() and any(s.config.train.accelerator != "cpu" for s in specs)
-    return 1 if on_gpu else max(1, min(usable_cpus(), len(specs)))
-
-
-def usable_cpus() -> int:
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-
-
-def quiet_lightning() -> None:
-    """Hide Lightning's per-run banners (devices, model summary, tips) in experiment logs,
-    and two warnings that say nothing here: a resumed run's checkpoint folder is not empty by
-    design, and Lightning 2.6's own use of a deprecated torch pytree API. Other warnings and
-    errors still show."""
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Linux: SIGKILL this worker when its parent dies (a `kill -9` of `dat-lab run` must not
-    leave workers training behind it; their runs resume on the next invocation).
-
-    ``parent_pid``: the parent this process was started by. A spawned worker calls this only
-    after its imports; if the parent died meanwhile (the signal would never come), it exits.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)  # orphaned before the line above: nothing of ours to stop cleanly
-
-
-def _worker_main(
-    index: int,
-    specs: list[RunSpec],
-    root: str,
-    foreign_lock_timeout: float | None,
-    retry: Mapping[str, int],
-    threads: int,
-    poll_s: float,
-) -> None:
-    """One parallel worker: the same walk as a single process, without a progress bar."""
-    die_with_parent(mp.parent_process().pid)
-    torch.set_num_threads(threads)
-    quiet_lightning()
-    store = RunStore(root, foreign_lock_timeout=foreign_lock_timeout)
-    log = lambda msg: print(f"[worker {index}] {msg}", flush=True)
-    try:
-        work_through(specs, store, retry, log, quiet=True, poll_s=poll_s, quiet_siblings=True)
-    except KeyboardInterrupt:
-        pass  # the parent stops everyone; the run stays resumable
-
-
 __all__ = [
+    "Ask",
     "MetricsSnapshot",
     "Outcome",
     "RunStopped",
     "failed_runs",
+    "quiet_lightning",
     "run_cost",
-    "run_experiment",
+    "run_label",
     "run_spec",
     "stored_outcome",
-    "work_through",
 ]

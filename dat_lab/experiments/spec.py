@@ -13,6 +13,8 @@ An experiment file::
     variants:
       s0: {model.stages.2.offset_range: 0, model.stages.3.offset_range: 0}
       s2: {}
+    baseline: s2                     # optional; the report compares every variant with it
+    claims: [{better: s2, than: s0}] # optional; the report says supported/contradicted/...
 
 Every variant x seed resolves to one :class:`RunConfig` (model, data, train with the seed),
 validated in full before anything trains; its hash names the run in the store. The model's
@@ -38,13 +40,16 @@ from dat_lab.schema import (
     check,
     config_hash,
     from_mapping,
-    load_yaml,
-    to_mapping,
+    identity_mapping,
+    load_config_file,
 )
 from dat_lab.train.config import TrainConfig
 
 SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
+
+
+INIT_KEYS = ("init_from", "init_exclude", "init_sha256")
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,18 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return config_hash(self, length=16)
+        # Fine-tuning keys enter the hash only when set: runs planned before train.init_*
+        # existed keep their ids (and their stored results).
+        data = self.to_dict()
+        for key in INIT_KEYS:
+            if not data["train"][key]:
+                del data["train"][key]
+        return config_hash(data, length=16)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_mapping(self)
+        """What the store keeps in ``config.json``: the fields that make the run id (settings
+        such as ``train.loggers`` that do not change results are left out)."""
+        return identity_mapping(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -87,6 +100,15 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim about two variants that the report checks: ``better`` scores better than
+    ``than`` on the report's metric."""
+
+    better: str
+    than: str
+
+
+@dataclass(frozen=True)
 class ExperimentFile:
     """The schema of an experiment YAML file."""
 
@@ -96,6 +118,8 @@ class ExperimentFile:
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
     description: str = ""
     store: Path | None = None
+    baseline: str | None = None  # None: the report picks (the paper's default, else the first)
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")
@@ -112,20 +136,61 @@ class ExperimentFile:
             )
         for section in SECTIONS:
             check(section in self.base, f"base.{section}", "required section is missing")
-        for name, overrides in self.variants.items():
-            check(
-                isinstance(overrides, dict),
-                f"variants.{name}",
-                "must be a mapping of dotted overrides",
-            )
-            for key in overrides or {}:
-                head = str(key).split(".", 1)[0]
-                check(
-                    head in SECTIONS and "." in str(key),
-                    f"variants.{name}.{key}",
-                    f"an override key starts with one of {', '.join(SECTIONS)} and a dot "
-                    "(e.g. model.stages.2.offset_range)",
-                )
+        check_override_sets(self.variants, "variants")
+        self._check_variant_names()
+
+    def _check_variant_names(self) -> None:
+        """``baseline`` and every claim name variants of this file."""
+        allowed = f"allowed: {', '.join(self.variants)}"
+        if self.baseline is not None:
+            check(self.baseline in self.variants, "baseline",
+                  f"unknown variant {self.baseline!r}; {allowed}")  # fmt: skip
+        for i, claim in enumerate(self.claims):
+            for key in ("better", "than"):
+                name = getattr(claim, key)
+                check(name in self.variants, f"claims.{i}.{key}",
+                      f"unknown variant {name!r}; {allowed}")  # fmt: skip
+            check(claim.better != claim.than, f"claims.{i}",
+                  f"compares {claim.better!r} with itself")  # fmt: skip
+
+    def plan(self) -> dict[str, Any]:
+        """What the report needs from the file (stored beside the runs by ``dat-lab run``):
+        the variants in order, the seeds, the baseline and the claims."""
+        return {
+            "variants": list(self.variants),
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "claims": [{"better": c.better, "than": c.than} for c in self.claims],
+        }
+
+
+DOTTED_KEY_RULE = (
+    f"must start with one of {', '.join(SECTIONS)} and a dot (e.g. model.stages.2.offset_range)"
+)
+
+
+def is_dotted_key(key: object) -> bool:
+    """Whether ``key`` is an override key: a section (model, data, train), a dot, a path."""
+    head, _, rest = str(key).partition(".")
+    return head in SECTIONS and bool(rest)
+
+
+def check_dotted_key(key: object, where: str) -> None:
+    """Raise ConfigError at ``where`` unless ``key`` is an override key."""
+    check(is_dotted_key(key), where, f"got {str(key)!r}: an override key {DOTTED_KEY_RULE}")
+
+
+def check_override_sets(named: dict[str, Any], where: str) -> None:
+    """Each value of ``named`` (an experiment's variants, a study's named choices) is a
+    mapping of dotted overrides; errors are located at ``where.NAME[.KEY]``."""
+    for name, overrides in named.items():
+        check(
+            isinstance(overrides, dict),
+            f"{where}.{name}",
+            "must be a mapping of dotted overrides (or {} for the base)",
+        )
+        for key in overrides or {}:
+            check_dotted_key(key, f"{where}.{name}.{key}")
 
 
 def load_experiment(
@@ -136,17 +201,20 @@ def load_experiment(
     Raises :class:`ConfigError` naming the file and key on any bad input, before any compute.
     """
     path = Path(path)
-    raw = load_yaml(path)
+    raw = load_config_file(path)
     _check_misplaced_sections(raw, path)
     exp = from_mapping(ExperimentFile, raw, file=path)
     common = _split_overrides(overrides or {}, path, COMMAND_LINE)
+    facts = DataFacts()
     specs = []
     for variant, var_overrides in exp.variants.items():
         own = _split_overrides(var_overrides or {}, path, f"variants.{variant}")
         merged = {s: {**own[s], **common[s]} for s in SECTIONS}
         for seed in exp.seeds:
             origins = _Origins(f"variants.{variant}", common)
-            config = _resolve(exp.base, merged, seed, path, origins)
+            config = pin_init_weights(
+                _resolve(exp.base, merged, seed, path, origins, facts), exp, path
+            )
             specs.append(RunSpec(exp.name, variant, seed, config))
     return exp, specs
 
@@ -157,10 +225,12 @@ def resolve_run(
     variant: str | None,
     seed: int,
     overrides: dict[str, Any] | None = None,
+    facts: DataFacts | None = None,
 ) -> RunConfig:
     """The validated RunConfig of one variant of ``exp`` (``None``: the base alone) and seed,
     with dotted ``overrides`` on top; they win over the variant's, like command-line
-    overrides (used by sweeps, whose trials are overrides of one variant)."""
+    overrides (used by sweeps, whose trials are overrides of one variant). ``facts``: a
+    cache of the data sets' facts shared by the calls of one study."""
     path = Path(path)
     common = _split_overrides(overrides or {}, path, COMMAND_LINE)
     own = _split_overrides(
@@ -168,7 +238,15 @@ def resolve_run(
     )
     merged = {s: {**own[s], **common[s]} for s in SECTIONS}
     origins = _Origins(f"variants.{variant}" if variant else "base", common)
-    return _resolve(exp.base, merged, seed, path, origins)
+    config = _resolve(exp.base, merged, seed, path, origins, facts or DataFacts())
+    return pin_init_weights(config, exp, path)
+
+
+def pin_init_weights(config: RunConfig, exp: ExperimentFile, path: Path) -> RunConfig:
+    """``train.init_from``'s file hash written into the config, so the run id covers it."""
+    from dat_lab.experiments.weights import pin_source
+
+    return pin_source(config, exp.store, path)
 
 
 def _check_misplaced_sections(raw: dict[str, Any], path: Path) -> None:
@@ -196,16 +274,31 @@ def _split_overrides(
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in overrides.items():
+        if not is_dotted_key(key):
+            raise ConfigError(f"override {key!r} ({where}) {DOTTED_KEY_RULE}", str(key), path)
         head, _, rest = str(key).partition(".")
-        if head not in SECTIONS or not rest:
-            raise ConfigError(
-                f"override {key!r} ({where}) must start with one of "
-                f"{', '.join(SECTIONS)} and a dot",
-                str(key),
-                path,
-            )
         out[head][rest] = value
     return out
+
+
+class DataFacts:
+    """The class and channel counts of each distinct data config, read once.
+
+    Building a DataModule validates its paths and, for an ImageFolder, scans the class
+    folders: done once per variant x seed (or per trial of a study check), that rescans the
+    same folders many times. One cache lives as long as one experiment or study load.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, int]] = {}
+
+    def of(self, data: DataConfig) -> tuple[int, int]:
+        """``(num_classes, in_chans)`` of ``data``; ConfigError if it cannot be built."""
+        key = config_hash(data, length=32)
+        if key not in self._known:
+            datamodule = build_datamodule(data)
+            self._known[key] = (datamodule.num_classes, datamodule.in_chans)
+        return self._known[key]
 
 
 @dataclass(frozen=True)
@@ -222,12 +315,12 @@ class _Origins:
         """``err`` with the file and the origin: ``base.KEY``, ``variants.NAME.KEY``, or
         ``KEY`` with "(command-line override)" added to the message."""
         key = err.key.removeprefix(f"{section}.")
-        if _names(key, self.common[section]):
+        if names_override(key, self.common[section]):
             return ConfigError(f"{err.message} ({COMMAND_LINE} override)", err.key, path)
-        return err.located(path, self.variant if _names(key, overrides) else "base")
+        return err.located(path, self.variant if names_override(key, overrides) else "base")
 
 
-def _names(key: str, overrides: dict[str, Any]) -> bool:
+def names_override(key: str, overrides: dict[str, Any]) -> bool:
     """Whether the dotted ``key`` is one of ``overrides``, lies under one, or holds one
     (``stages.9`` out of range for the override ``stages.9.dim``)."""
     return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in overrides)
@@ -239,6 +332,7 @@ def _resolve(
     seed: int,
     path: Path,
     origins: _Origins,
+    facts: DataFacts,
 ) -> RunConfig:
     """The RunConfig of one variant and seed; errors name where the bad value came from."""
     data_map = _section(base, "data", path)
@@ -253,7 +347,7 @@ def _resolve(
     )
     train_data = apply_overrides(train_map, {**overrides["train"], "seed": seed})
     train = _build(TrainConfig, train_data, path, "train", origins, overrides["train"])
-    model = _resolve_model(base.get("model"), overrides, data, path, origins)
+    model = _resolve_model(base.get("model"), overrides, data, path, origins, facts)
     return RunConfig(model=model, data=data, train=train)
 
 
@@ -284,29 +378,30 @@ def _resolve_model(
     data: DataConfig,
     path: Path,
     origins: _Origins,
+    facts: DataFacts,
 ) -> DatConfig:
     """The model config, with num_classes / in_chans / img_size taken from the data set."""
     if spec is None:
         raise ConfigError("required section is missing", "base.model", path)
     try:
-        datamodule = build_datamodule(data)  # validates paths, knows classes and channels
+        num_classes, in_chans = facts.of(data)
     except ConfigError as err:  # e.g. data.path: the folder does not exist
         raise origins.locate(err, path, "data", overrides["data"]) from None
     derived = {
-        "num_classes": datamodule.num_classes,
-        "in_chans": datamodule.in_chans,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
         "img_size": [data.img_size, data.img_size],
     }
     given = dict(spec) if isinstance(spec, dict) else {"preset": spec}
     model_overrides = overrides["model"]
     for key, value in {**given, **model_overrides}.items():
         if key in DATA_DERIVED and _norm(value) != _norm(derived[key]):
-            err = ConfigError(
+            clash = ConfigError(
                 f"is set by the data ({data.name!r} gives {derived[key]!r}); "
                 "remove it or change data",
                 f"model.{key}",
             )
-            raise origins.locate(err, path, "model", model_overrides)
+            raise origins.locate(clash, path, "model", model_overrides)
     try:
         return resolve_model_config(given, {**model_overrides, **derived}, key="model")
     except ConfigError as err:
@@ -317,8 +412,16 @@ def _norm(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def describe(spec: RunSpec) -> str:
-    return f"{spec.experiment}/{spec.variant} seed {spec.seed} ({spec.run_id})"
-
-
-__all__ = ["ExperimentFile", "RunConfig", "RunSpec", "describe", "load_experiment", "resolve_run"]
+__all__ = [
+    "Claim",
+    "DataFacts",
+    "ExperimentFile",
+    "RunConfig",
+    "RunSpec",
+    "check_dotted_key",
+    "check_override_sets",
+    "is_dotted_key",
+    "load_experiment",
+    "names_override",
+    "resolve_run",
+]

@@ -16,6 +16,9 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          logs/version_K/             Lightning's CSVLogger, one folder per attempt (K = 0, 1, ...)
          checkpoints/                Lightning's ModelCheckpoint: last.ckpt, best
          final.json cost.json provenance.json ...   written with write_json / mark_finished
+         superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
+                                     final.json, provenance.json of the earlier training
+    root/experiments/<name>.json     an experiment file's plan (baseline, claims), for reports
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
@@ -48,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dat_lab.experiments import durable
 from dat_lab.experiments.locking import (
@@ -55,12 +59,13 @@ from dat_lab.experiments.locking import (
     RunLock,
     RunLocked,
     acquire,
-    host_name,
     now_iso,
     read_holder,
     try_acquire,
 )
+from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping, to_mapping
+from dat_lab.train.log_dirs import attempt_dirs
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -114,7 +119,12 @@ _ALLOWED_FROM = {
     RunState.RUNNING: {RunState.PENDING, RunState.RUNNING, RunState.FAILED},
     RunState.FINISHED: {RunState.RUNNING},
     RunState.FAILED: {RunState.RUNNING, RunState.PENDING},
+    # restart: a run made by other code is trained again from scratch (--rerun-stale)
+    RunState.PENDING: {RunState.FINISHED, RunState.RUNNING, RunState.FAILED},
 }
+SUPERSEDED = "superseded"
+# What a restart moves aside: the earlier training's output.
+_TRAINING_OUTPUT = ("checkpoints", "logs", "final.json", "provenance.json")
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,14 @@ class RunIdentity:
     @classmethod
     def coerce(cls, value: RunIdentity | Mapping[str, Any]) -> RunIdentity:
         """``value`` itself, or a strict build from a mapping with exactly these three keys."""
-        return value if isinstance(value, cls) else from_mapping(cls, dict(value), "identity")
+        if isinstance(value, RunIdentity):
+            return value
+        if value.keys() == {"experiment", "variant", "seed"}:  # the common case, read per run
+            try:
+                return cls(value["experiment"], value["variant"], value["seed"])
+            except ConfigError:
+                pass  # from_mapping below names the key with its "identity." prefix
+        return from_mapping(cls, dict(value), "identity")
 
     def as_dict(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
@@ -161,11 +178,8 @@ def attempt_metrics_csvs(run_dir: Path) -> list[Path]:
     ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
     """
 
-    def attempt(path: Path) -> int:
-        tail = path.parent.name.removeprefix("version_")
-        return int(tail) if tail.isdigit() else -1
-
-    return sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=attempt)
+    csvs = (d / "metrics.csv" for d in attempt_dirs(Path(run_dir) / "logs"))
+    return [p for p in csvs if p.is_file()]
 
 
 @dataclass(frozen=True)
@@ -335,16 +349,24 @@ class RunStore:
 
     def runs(self) -> list[RunRecord]:
         """Every complete run, oldest first, read from the run directories (not the index)."""
+        return self.survey()[0]
+
+    def survey(self) -> tuple[list[RunRecord], int]:
+        """Every complete run, oldest first, and the number of incomplete run directories
+        (a ``create`` cut short: no ``config.json`` or ``run.json`` yet)."""
         base = self.root / "runs"
         if not base.is_dir():
-            return []
-        records = []
-        for entry in base.iterdir():
-            if entry.is_dir() and _RUN_ID.fullmatch(entry.name):
-                record = self.get(entry.name)
-                if record is not None:
-                    records.append(record)
-        return sorted(records, key=lambda r: (r.created, r.run_id))
+            return [], 0
+        records, incomplete = [], 0
+        with os.scandir(base) as entries:
+            for entry in entries:
+                if entry.is_dir() and _RUN_ID.fullmatch(entry.name):
+                    record = self.get(entry.name)
+                    if record is None:
+                        incomplete += 1
+                    else:
+                        records.append(record)
+        return sorted(records, key=lambda r: (r.created, r.run_id)), incomplete
 
     def index(self) -> list[IndexEntry]:
         """The lines of ``index.jsonl`` (a fast summary; [] if it is missing; may lag the runs)."""
@@ -401,12 +423,36 @@ class RunStore:
     def state(self, run_id: str) -> RunState:
         """The run's live state: the stored one, except that a ``RUNNING`` run whose lock is
         gone or stale (its worker died) is ``INTERRUPTED``, ready to be resumed."""
-        stored = self.require(run_id).state
-        if stored is RunState.RUNNING:
-            _, stale = read_holder(self.lock_path(run_id), self.foreign_lock_timeout)
+        return self.live_state(self.require(run_id))
+
+    def live_state(self, record: RunRecord) -> RunState:
+        """:meth:`state` of a record already read (no second read of its documents)."""
+        if record.state is RunState.RUNNING:
+            _, stale = read_holder(self.lock_path(record.run_id), self.foreign_lock_timeout)
             if stale:
                 return RunState.INTERRUPTED
-        return stored
+        return record.state
+
+    # -- experiment plans (what reports compare; written by ``dat-lab run``) -------------
+
+    def write_plan(self, experiment: str, plan: Mapping[str, Any]) -> Path:
+        """Record an experiment file's plan (variants, seeds, baseline, claims) under
+        ``root/experiments/``, replacing the last one: reports read it with :meth:`plans`."""
+        folder = self.root / "experiments"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{quote(experiment, safe='')}.json"
+        durable.write_json(target, {"experiment": experiment, **plan})
+        return target
+
+    def plans(self) -> dict[str, dict[str, Any]]:
+        """Every recorded experiment plan by experiment name ({} if none)."""
+        folder = self.root / "experiments"
+        out = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            doc = durable.read_json(path)
+            if isinstance(doc, dict) and isinstance(doc.get("experiment"), str):
+                out[doc["experiment"]] = doc
+        return out
 
     def interrupted(self) -> list[RunRecord]:
         """Every run whose live state is ``INTERRUPTED``."""
@@ -436,6 +482,23 @@ class RunStore:
         status = self._transition(run_id, RunState.FAILED)
         status["reason"] = str(reason)
         return self._commit(run_id, status, {"reason": status["reason"]})
+
+    def restart(self, run_id: str, reason: str) -> RunRecord:
+        """Set the run back to pending, to be trained again from scratch (e.g. its code
+        changed). Its checkpoints, logs and final metrics move to ``superseded/K/`` (kept,
+        never deleted; K counts restarts), so nothing resumes from them or reports them."""
+        status = self._transition(run_id, RunState.PENDING)
+        path = self.run_dir(run_id)
+        archive = path / SUPERSEDED / str(len(list((path / SUPERSEDED).glob("*"))))
+        archive.mkdir(parents=True)
+        for name in _TRAINING_OUTPUT:
+            if (path / name).exists():
+                os.replace(path / name, archive / name)
+        for sub in ("logs", "checkpoints"):
+            (path / sub).mkdir(exist_ok=True)
+        durable.fsync_dir(path)
+        status["reason"] = str(reason)
+        return self._commit(run_id, status, {"restarted": str(reason), "moved_to": archive.name})
 
     # -- internals ------------------------------------------------------------------------
 
@@ -533,7 +596,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
                 return found
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{prefix}.{i}" if prefix else str(i))
             if found:
                 return found

@@ -104,7 +104,7 @@ def find_run(store: Any, run_id: str):
         return store.require(matches[0])
     close = difflib.get_close_matches(run_id, ids, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    what = f"{len(matches)} runs start with it" if matches else "no such run"
+    what = f"{len(matches)} runs start with {run_id!r}" if matches else f"no run {run_id!r}"
     raise ConfigError(f"{what} in {store.root}{hint}", "RUN_ID")
 
 
@@ -239,3 +239,68 @@ def model_for(weights: Weights, preset: str | None, overrides: dict[str, Any]) -
     if weights.model is None and head is not None and "num_classes" not in overrides:
         overrides["num_classes"] = int(head.shape[0])
     return resolve_model_config(base, overrides, key="model")
+
+
+def pin_source(config: Any, store: Path | None, experiment: Path) -> Any:
+    """``config`` with ``train.init_sha256`` set to the hash of ``train.init_from``'s file.
+
+    The file must fit the run's model (a dry run on the meta device, ``init_exclude`` applied).
+    Run ids are looked up in the experiment's store (its ``store:``, default ./runs).
+    """
+    import dataclasses
+
+    from dat_lab.experiments.store import DEFAULT_ROOT
+
+    train = config.train
+    if train.init_from is None:
+        return config
+    try:
+        path = resolve_source(train.init_from, store or DEFAULT_ROOT, key="train.init_from")
+    except ConfigError as err:
+        raise ConfigError(err.message, "train.init_from", experiment) from None
+    with torch.device("meta"):  # shapes only: a mismatch is refused before any training
+        model = build_model(config.model)
+    try:
+        fit_weights(model, read_weights(path).state, train.init_exclude, dry_run=True)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err.message}", "train.init_from", experiment) from None
+    sha = file_sha256(path)
+    if train.init_sha256 not in (None, sha):
+        raise ConfigError(
+            f"{str(path)!r} has SHA-256 {sha[:12]}..., not {train.init_sha256[:12]}...",
+            "train.init_sha256",
+            experiment,
+        )
+    return dataclasses.replace(config, train=dataclasses.replace(train, init_sha256=sha))
+
+
+def init_from_source(model: nn.Module, spec: Any, store: Any, resume: Path | None) -> None:
+    """Load ``train.init_from`` into a new run's model and record what was loaded.
+
+    A resumed run restores its own checkpoint instead. The file must still have the hash the
+    run id was computed with; the loaded, resized and skipped tensors go to provenance.json.
+    """
+    train = spec.config.train
+    if train.init_from is None or resume is not None:
+        return
+    path = resolve_source(train.init_from, store.root, key="train.init_from")
+    sha = file_sha256(path)
+    if sha != train.init_sha256:
+        raise ConfigError(
+            f"{str(path)!r} changed since the run was planned (SHA-256 {sha[:12]}..., "
+            f"planned {str(train.init_sha256)[:12]}...)",
+            "train.init_from",
+        )
+    weights = read_weights(path, key="train.init_from")
+    report = fit_weights(
+        model, weights.state, train.init_exclude, source=str(path), key="train.init_from"
+    )
+    prov = store.read_json(spec.run_id, "provenance") or {}
+    prov["init_from"] = {
+        "source": train.init_from,
+        "path": str(path.resolve()),
+        "sha256": sha,
+        "kind": weights.kind,
+        **report.to_dict(),
+    }
+    store.write_json(spec.run_id, "provenance", prov)

@@ -12,7 +12,6 @@ entries). The disk cache lives under ``$DAT_LAB_CACHE/flops`` (default ``~/.cach
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dat_lab.fingerprint import source_fingerprint
 from dat_lab.flops.compare import ModuleRow, compare_counts, expected_rows
 from dat_lab.flops.handles import flop_analysis
 from dat_lab.models.config import DatConfig, PosEnc
@@ -91,7 +91,7 @@ class FlopReport:
     @property
     def ok(self) -> bool:
         """Every FLOP accounted for: no difference anywhere, no unsupported op, nothing skipped."""
-        parts = [*self.rows, *self.stages]
+        parts: list[ModuleRow | StageRow] = [*self.rows, *self.stages]
         clean = not self.unsupported and not self.skipped
         return clean and self.difference == 0 and all(p.difference == 0 for p in parts)
 
@@ -147,6 +147,7 @@ def _check_runs_at(config: DatConfig, size: tuple[int, int]) -> None:
         raise ConfigError(f"the model cannot run at {text}: {err}", "size") from None
     for i, stage in enumerate(config.stages):
         if "D" in stage.attn and stage.deformable(i).pos_enc == PosEnc.FIXED:
+            assert config.img_size is not None  # DatConfig refuses fixed PE without a size
             built = config.feature_size(i)
             if config.feature_size(i, size) != built:
                 raise ConfigError(
@@ -206,7 +207,7 @@ def _skipped_modules(model: nn.Module, uncalled: set[str]) -> tuple[str, ...]:
 
 
 def _stage_rows(
-    model: nn.Module, rows: list[ModuleRow], by_module: dict[str, int]
+    model: DAT, rows: list[ModuleRow], by_module: dict[str, int]
 ) -> tuple[StageRow, ...]:
     def params(*prefixes: str) -> int:
         return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefixes))
@@ -240,13 +241,9 @@ def code_fingerprint() -> str:
     """Hash of the counting and model source, and the torch/fvcore versions."""
     import fvcore
 
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256(f"{torch.__version__} {fvcore.__version__}".encode())
-    for folder in ("flops", "models"):
-        for path in sorted((package / folder).rglob("*.py")):
-            digest.update(path.relative_to(package).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    return source_fingerprint(
+        ("flops", "models"), salt=f"{torch.__version__} {fvcore.__version__}"
+    )
 
 
 def _cache_path(config: DatConfig, size: tuple[int, int]) -> Path:

@@ -22,7 +22,6 @@ every op that is in neither table. For DAT it is empty; a test asserts it.
 from __future__ import annotations
 
 import math
-import re
 import string
 import typing
 import warnings
@@ -92,13 +91,13 @@ def einsum_flops(equation: str, shapes: list[list[int]]) -> int:
         once = "".join(sorted(c for c, n in counts.items() if n == 1))
         rhs = ("..." if "..." in lhs else "") + once
     spare = "".join(c for c in string.ascii_letters if c not in equation)
-    spans = (len(s) - len(t) + 3 for t, s in zip(terms, shapes, strict=False) if "..." in t)
+    spans = (len(s) - len(t) + 3 for t, s in zip(terms, shapes, strict=True) if "..." in t)
     n_broadcast = max(spans, default=0)
-    terms = [_expand_ellipsis(t, len(s), spare) for t, s in zip(terms, shapes, strict=False)]
+    terms = [_expand_ellipsis(t, len(s), spare) for t, s in zip(terms, shapes, strict=True)]
     rhs = _expand_ellipsis(rhs, n_broadcast + len(rhs) - 3, spare)
     sizes: dict[str, int] = {}
-    for term, shape in zip(terms, shapes, strict=False):
-        for letter, n in zip(term, shape, strict=False):
+    for term, shape in zip(terms, shapes, strict=True):
+        for letter, n in zip(term, shape, strict=True):
             sizes[letter] = max(sizes.get(letter, 1), n)  # broadcast dims of size 1
     if len(terms) == 1:
         return 0
@@ -310,8 +309,3 @@ def flop_analysis(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, .
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
     return analysis
-
-
-def op_name(kind: str) -> str:
-    """``aten::grid_sampler`` -> ``grid_sampler`` (fvcore's by-operator keys)."""
-    return re.sub(r"^\w+::", "", kind)

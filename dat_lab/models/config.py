@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dat_lab.models.enums import Attn, MlpKind, OffsetMode, Patchify, PosEnc, Sampling
-from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_mapping
+from dat_lab.schema import (
+    IDENTITY_IF_SET,
+    ConfigError,
+    check,
+    config_hash,
+    from_mapping,
+    to_mapping,
+)
 
 LETTERS = "".join(a.value for a in Attn)
 # Official DAT uses depthwise kernels 9, 7, 5, 3 in stages 1-4; we keep them as the default.
@@ -85,7 +92,7 @@ class StageConfig:
     offset_kernel: int | None = None
     pos_enc: PosEnc | None = None
     sr_ratio: int | None = None
-    nat_kernel: int | None = None
+    nat_kernel: int | None = field(default=None, metadata={IDENTITY_IF_SET: True})
 
     def __post_init__(self) -> None:
         check(self.dim > 0, "dim", f"must be > 0, got {self.dim}")
@@ -279,11 +286,12 @@ class DatConfig:
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     sampling: Sampling = Sampling.CONSISTENT
-    stem: Patchify = Patchify.PATCH
-    downsample: Patchify = Patchify.PATCH
-    mlp: MlpKind = MlpKind.PLAIN
-    layer_scale: float | None = None
-    lpu: bool = False
+    # DAT++'s knobs: at their defaults (DAT's) they leave the hash, so DAT configs keep theirs.
+    stem: Patchify = field(default=Patchify.PATCH, metadata={IDENTITY_IF_SET: True})
+    downsample: Patchify = field(default=Patchify.PATCH, metadata={IDENTITY_IF_SET: True})
+    mlp: MlpKind = field(default=MlpKind.PLAIN, metadata={IDENTITY_IF_SET: True})
+    layer_scale: float | None = field(default=None, metadata={IDENTITY_IF_SET: True})
+    lpu: bool = field(default=False, metadata={IDENTITY_IF_SET: True})
 
     def __post_init__(self) -> None:
         check(len(self.stages) >= 1, "stages", "needs at least one stage")
@@ -309,11 +317,28 @@ class DatConfig:
                 f"stem: conv makes the stride from two convs (2, then patch_size / 2); "
                 f"patch_size must be even, got {self.patch_size}",
             )
+        self._check_maps_not_empty()
         for i, stage in enumerate(self.stages):
             try:
                 self._check_stage_fits(i, stage)
             except ConfigError as err:
                 raise err.located(prefix=f"stages.{i}") from None
+
+    def _check_maps_not_empty(self) -> None:
+        """The input must leave at least one pixel in the last stage: its size over the
+        stem's stride (patch_size) and one halving per later stage."""
+        if self.img_size is None:
+            return
+        last = len(self.stages) - 1
+        h, w = self.feature_size(last)
+        stride = self.patch_size * 2**last
+        check(
+            h >= 1 and w >= 1,
+            "img_size",
+            f"{self.img_size[0]}x{self.img_size[1]} leaves the feature map empty at stage "
+            f"{last} (patch_size {self.patch_size} x 2^{last} = stride {stride}); "
+            f"use an img_size of at least {stride} or a smaller patch_size",
+        )
 
     def _check_stage_fits(self, index: int, stage: StageConfig) -> None:
         if self.img_size is None:
@@ -327,11 +352,6 @@ class DatConfig:
                 )
             return
         h, w = self.feature_size(index)
-        check(
-            h >= 1 and w >= 1,
-            "dim",
-            f"feature map is empty at stage {index} for img_size {self.img_size}",
-        )
         if "D" in stage.attn:
             spec = stage.deformable(index)
             check(

@@ -163,10 +163,11 @@ class DAT(nn.Module):
         """
         with self._recording():
             logits = self.forward(x)
-            records = [
-                DeformableRecord(stage=i, block=j, stride=self.stride(i), maps=blk.attn.last_maps)
-                for i, j, blk in self._deformable_blocks()
-            ]
+            records = []
+            for i, j, attn in self._deformable_blocks():
+                if attn.last_maps is None:  # every block runs in forward: a bug
+                    raise RuntimeError(f"stage {i} block {j} recorded no maps")
+                records.append(DeformableRecord(i, j, self.stride(i), attn.last_maps))
         return logits, records
 
     # -- timm model API --------------------------------------------------------------------
@@ -221,24 +222,27 @@ class DAT(nn.Module):
 
     def set_fused_attn(self, enable: bool) -> None:
         """Use ``F.scaled_dot_product_attention`` (True) or the explicit branch (False)."""
-        for m in self.modules():
-            if hasattr(m, "fused_attn"):
-                m.fused_attn = enable
+        attentions: list[Any] = [m for m in self.modules() if hasattr(m, "fused_attn")]
+        for m in attentions:
+            m.fused_attn = enable
 
     # -- helpers ----------------------------------------------------------------------------
     def stride(self, stage_index: int) -> int:
         """Input pixels per feature-map cell at a stage."""
         return self.cfg.patch_size * 2**stage_index
 
-    def _deformable_blocks(self) -> Iterator[tuple[int, int, nn.Module]]:
+    def _deformable_blocks(self) -> Iterator[tuple[int, int, DeformableAttention]]:
+        """(stage, block, attention) of every D block."""
         for i, stage in enumerate(self.stages):
+            assert isinstance(stage, DatStage)
             for j, blk in enumerate(stage.blocks):
-                if isinstance(blk.attn, DeformableAttention):
-                    yield i, j, blk
+                attn = getattr(blk, "attn", None)
+                if isinstance(attn, DeformableAttention):
+                    yield i, j, attn
 
     @contextmanager
     def _recording(self) -> Iterator[None]:
-        attns = [blk.attn for _, _, blk in self._deformable_blocks()]
+        attns = [attn for _, _, attn in self._deformable_blocks()]
         for a in attns:
             a.record = True
         try:

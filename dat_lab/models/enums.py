@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 
 
-class Attn(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
-    """Attention letters of a stage spec (one per block)."""
+class Attn(enum.StrEnum):
+    """Attention letters of a stage spec, one per block (docs/design.md §2)."""
 
     LOCAL = "L"  # Swin W-MSA
     SHIFTED = "S"  # Swin SW-MSA
@@ -21,7 +21,7 @@ class Attn(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
     CONVNEXT = "X"  # ConvNeXt-style block: depthwise conv, norm, MLP (DAT++ code's X)
 
 
-class PosEnc(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
+class PosEnc(enum.StrEnum):
     """Position encoding of a deformable block ("Pos. Embed" in the paper's ablation)."""
 
     NONE = "none"
@@ -31,14 +31,14 @@ class PosEnc(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
     LOG_CPB = "log_cpb"  # DAT++: an MLP of log-spaced displacements (Swin-V2's log-CPB)
 
 
-class OffsetMode(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
+class OffsetMode(enum.StrEnum):
     """How offsets are bounded."""
 
     BOUNDED = "bounded"  # DAT: dp <- s * tanh(dp) / (Hk, Wk)
     CLAMPED = "clamped"  # DAT++: dp unbounded, p + dp clamped to [-1, 1]
 
 
-class Sampling(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
+class Sampling(enum.StrEnum):
     """Coordinate convention of the deformable block.
 
     ``consistent`` (default): reference points at key-cell centres and ``grid_sample`` with
@@ -64,14 +64,14 @@ class Sampling(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
         return self != Sampling.CONSISTENT
 
 
-class Patchify(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
+class Patchify(enum.StrEnum):
     """Stem and downsampling between stages."""
 
     PATCH = "patch"  # DAT: non-overlapping p x p conv (stem), 2x2 stride-2 conv (downsampling)
     CONV = "conv"  # DAT++: overlapping 3x3 convs (stem: two, with LN+GELU; downsampling: one)
 
 
-class MlpKind(str, enum.Enum):  # noqa: UP042 (str() and hashes as before)
+class MlpKind(enum.StrEnum):
     """The feed-forward layer of a block."""
 
     PLAIN = "plain"  # Linear, GELU, Linear

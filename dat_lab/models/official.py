@@ -18,6 +18,7 @@ depthwise conv) with ``ln_cnvnxt.j``, and log-CPB ``attns.j.rpe_table.{0,2}``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ def _proj_out(m: re.Match, model_keys: set[str]) -> str:
     return name if name in model_keys else f"{_block(m)}.attn.proj.{m['p']}"
 
 
-def _stem(conv_stem_name: str, patch_stem_name: str):
+def _stem(conv_stem_name: str, patch_stem_name: str) -> Callable[[re.Match, set[str]], str]:
     # patch_proj.0 / .1 are the patch stem's conv and norm, or the conv stem's first pair.
     def rename(m: re.Match, model_keys: set[str]) -> str:
         name = f"stem.{conv_stem_name}.{m['p']}"
@@ -49,7 +50,8 @@ def _stem(conv_stem_name: str, patch_stem_name: str):
 _S, _B, _P = r"(?P<s>\d+)", r"(?P<b>\d+)", r"(?P<p>weight|bias)"
 _ATTN = rf"stages\.{_S}\.attns\.{_B}"
 # (official key pattern, our key); the first match wins.
-RENAMES: list[tuple[str, object]] = [
+Rename = Callable[[re.Match, set[str]], str]
+RENAMES: list[tuple[str, Rename]] = [
     (rf"patch_proj\.0\.{_P}", _stem("conv1", "proj")),
     (rf"patch_proj\.1\.norm\.{_P}", _stem("norm1", "norm")),
     (rf"patch_proj\.3\.{_P}", lambda m, _: f"stem.conv2.{m['p']}"),
@@ -164,8 +166,10 @@ def convert_official_state_dict(
         if value.dim() == 4 and ours[new].dim() == 2 and value.shape[2:] == (1, 1):
             value = value.flatten(1)  # 1x1 conv -> linear
         if value.shape != ours[new].shape:
-            shapes = f"{tuple(value.shape)} != {tuple(ours[new].shape)}"
-            raise CheckpointMismatch(f"official key {key!r} -> {new!r}: shape {shapes}")
+            raise CheckpointMismatch(
+                f"official key {key!r} -> {new!r}: "
+                f"shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
+            )
         out[new] = value
     missing = sorted(set(ours) - set(out))
     if missing:

@@ -95,6 +95,8 @@ class RelativePositionBias(nn.Module):
         """
         if pos is None:
             return self.on_pixel_grid(h, w)
+        if queries is None:
+            raise ValueError("deformed keys need the query positions")
         bg = pos.shape[0]
         if self.official:
             scale = pos.new_tensor([0.5, 0.5])

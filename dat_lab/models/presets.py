@@ -1,6 +1,6 @@
 """Named model presets: the typed architecture of every model (timm entry points in ``registry``).
 
-Paper presets (DESIGN.md section 1): ``dat_tiny``, ``dat_small``, ``dat_base``,
+Paper presets (docs/design.md §1): ``dat_tiny``, ``dat_small``, ``dat_base``,
 ``dat_base_384``. Small presets for CPU experiments on 32-64 px images keep the four-stage
 L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px).
 """
@@ -64,10 +64,10 @@ def resolve_model_config(
     return from_mapping(DatConfig, merged, prefix=key, file=file)
 
 
-def _four_stages(dims, depths, heads, attn, window, **stage_knobs) -> tuple[StageConfig, ...]:
+def _four_stages(dims, depths, heads, attn, window) -> tuple[StageConfig, ...]:
     return tuple(
-        StageConfig(dim=d, depth=n, heads=h, attn=a, window=window, **stage_knobs.get(i, {}))
-        for i, (d, n, h, a) in enumerate(zip(dims, depths, heads, attn, strict=True))
+        StageConfig(dim=d, depth=n, heads=h, attn=a, window=window)
+        for d, n, h, a in zip(dims, depths, heads, attn, strict=True)
     )
 
 

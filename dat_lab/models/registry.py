@@ -16,6 +16,7 @@ convention, ``official_pp``, for the official DAT++ weights), loaded from a file
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Any
 
@@ -118,6 +119,13 @@ def convert_state_dict(
     state_dict = state_dict.get("state_dict", state_dict)
     ours = model.state_dict()
     official = any(k.startswith(("patch_proj.", "cls_head.")) for k in state_dict)
+    if official and getattr(getattr(model, "cfg", None), "sampling", None) != Sampling.OFFICIAL:
+        warnings.warn(
+            "official DAT weights loaded into a model with dat-lab's consistent sampling: "
+            "its outputs differ from the official ones (use the .official_in1k tag or "
+            "sampling='official' to reproduce them)",
+            stacklevel=2,
+        )
     # A Lightning checkpoint of dat-lab's training module: the network is under "model.",
     # the rest is the module's metric state.
     lightning = any(k.startswith("model.") for k in state_dict)

@@ -1,10 +1,10 @@
 """Read a run store into pandas: one row per run, and training curves from the CSV logs.
 
-The run directories are the truth (see :mod:`dat_lab.experiments.store`); the store's
-``index.jsonl`` only journals events (no metrics, no cost), so every run's small JSON
-documents are read directly: about 7 files per run, ~0.1 s per 1,000 runs on a warm disk.
-Runs whose ``create`` was cut short (no ``config.json`` or ``run.json``) are not runs yet
-and are counted in ``frame.attrs["incomplete"]``.
+The rows come from the store's own reader (:meth:`RunStore.survey` and
+:meth:`RunStore.live_state`, see :mod:`dat_lab.experiments.store`): this module never parses
+a run's status, events or lock itself. Runs whose ``create`` was cut short (no
+``config.json`` or ``run.json``) are not runs yet and are counted in
+``frame.attrs["incomplete"]``.
 
 Columns of :func:`load_runs`:
 
@@ -22,19 +22,15 @@ Columns of :func:`load_runs`:
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments import durable
-from dat_lab.experiments.locking import read_holder
-from dat_lab.experiments.store import LOCK_NAME, RunState, attempt_metrics_csvs
+from dat_lab.experiments.store import RunRecord, RunState, RunStore, attempt_metrics_csvs
 from dat_lab.results.knobs import run_knobs
 from dat_lab.schema import ConfigError
 
-IDENTITY_EVENTS = ("created", "attached")
 COST_KEYS = ("params", "flops", "flops_formula")
 
 
@@ -54,58 +50,29 @@ def flatten(data: Any, prefix: str) -> dict[str, Any]:
     return out
 
 
-def _identities(run_dir: Path, first: tuple[str, str, int]) -> tuple[tuple[str, str, int], ...]:
-    """Every (experiment, variant, seed) recorded for the run, the creator's first."""
-    found = [first]
-    for rec in durable.read_records(run_dir / "events.jsonl"):
-        ident = rec.get("identity")
-        if rec.get("event") in IDENTITY_EVENTS and isinstance(ident, dict):
-            try:
-                key = (str(ident["experiment"]), str(ident["variant"]), int(ident["seed"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            if key not in found:
-                found.append(key)
-    return tuple(found)
-
-
-def _live_state(run_dir: Path, stored: str, foreign_lock_timeout: float | None) -> str:
-    """The stored state, except that a running run with a dead or missing lock is interrupted
-    (the same rule as ``RunStore.state``)."""
-    if stored == RunState.RUNNING.value:
-        _, stale = read_holder(run_dir / LOCK_NAME, foreign_lock_timeout)
-        if stale:
-            return RunState.INTERRUPTED.value
-    return stored
-
-
-def read_run(run_dir: Path, foreign_lock_timeout: float | None = None) -> dict[str, Any] | None:
-    """One run directory as a flat row (see the module docstring), None if incomplete."""
-    config = durable.read_json(run_dir / "config.json")
-    run_doc = durable.read_json(run_dir / "run.json")
-    if not isinstance(config, dict) or not isinstance(run_doc, dict):
-        return None
-    status = durable.read_json(run_dir / "status.json") or {"state": "pending"}
-    first = (str(run_doc["experiment"]), str(run_doc["variant"]), int(run_doc["seed"]))
+def run_row(record: RunRecord, state: RunState) -> dict[str, Any]:
+    """One run of the store (its ``state`` the live one) as a flat row (see the module
+    docstring)."""
+    first = record.identity
     row: dict[str, Any] = {
-        "run_id": run_doc.get("run_id", run_dir.name),
-        "experiment": first[0],
-        "variant": first[1],
-        "seed": first[2],
-        "identities": _identities(run_dir, first),
-        "state": _live_state(run_dir, status.get("state", "pending"), foreign_lock_timeout),
-        "reason": status.get("reason"),
-        "attempts": int(status.get("attempts", 0)),
-        "created": run_doc.get("created"),
-        "updated": status.get("updated", run_doc.get("created")),
-        "path": str(run_dir),
+        "run_id": record.run_id,
+        "experiment": first.experiment,
+        "variant": first.variant,
+        "seed": first.seed,
+        "identities": tuple((i.experiment, i.variant, i.seed) for i in record.identities),
+        "state": state.value,
+        "reason": record.reason,
+        "attempts": record.attempts,
+        "created": record.created,
+        "updated": record.updated,
+        "path": str(record.path),
     }
-    cost = durable.read_json(run_dir / "cost.json") or {}
+    cost = record.cost or {}
     row.update({key: cost.get(key) for key in COST_KEYS})
-    row.update(flatten(config, "config"))
-    row.update(flatten(durable.read_json(run_dir / "final.json") or {}, "final"))
-    row.update(flatten(durable.read_json(run_dir / "provenance.json") or {}, "prov"))
-    row.update({f"knob.{k}": v for k, v in run_knobs(config).items()})
+    row.update(flatten(record.config, "config"))
+    row.update(flatten(record.final or {}, "final"))
+    row.update(flatten(record.provenance or {}, "prov"))
+    row.update({f"knob.{k}": v for k, v in run_knobs(record.config).items()})
     return row
 
 
@@ -120,19 +87,10 @@ def load_runs(root: str | Path, foreign_lock_timeout: float | None = None) -> pd
         raise ConfigError(
             f"no run store at {root} (no {base} directory); pass --store DIR", "store"
         )
-    rows, incomplete = [], 0
-    with os.scandir(base) as entries:
-        for entry in entries:
-            if not entry.is_dir() or entry.name.startswith("."):
-                continue
-            row = read_run(Path(entry.path), foreign_lock_timeout)
-            if row is None:
-                incomplete += 1
-            else:
-                rows.append(row)
+    store = RunStore(root, foreign_lock_timeout)
+    records, incomplete = store.survey()
+    rows = [run_row(r, store.live_state(r)) for r in records]
     frame = pd.DataFrame.from_records(rows) if rows else _empty_frame()
-    if len(frame):
-        frame = frame.sort_values(["created", "run_id"], kind="stable").reset_index(drop=True)
     frame.attrs["root"] = str(root)
     frame.attrs["incomplete"] = incomplete
     return frame
@@ -186,7 +144,7 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     the csv module: a pandas parser per small file costs more than the file.
     """
     columns = ["run_id", "variant", "seed", "metric", "step", "epoch", "value"]
-    records = []
+    records: list[tuple[Any, ...]] = []
     for row in runs[["run_id", "variant", "seed", "path"]].itertuples(index=False):
         latest: dict[tuple[str, float], tuple] = {}
         for path in attempt_metrics_csvs(Path(row.path)):

@@ -5,9 +5,10 @@ applies writes its table (``NAME.md``, ``.tex``, ``.csv``) and figure; every ana
 ``analyses.FIGURES`` that applies adds figures (``.png`` and ``.pdf``). Layout::
 
     OUT/report.md                  every Markdown table, with links to the figures
+    OUT/report.html                the same in one self-contained page (see html.py)
     OUT/runs.csv                   the full run frame (one row per run, see load_runs)
     OUT/<group>/<table>.md|.tex|.csv
-    OUT/<group>/<figure>.png|.pdf
+    OUT/<group>/<figure>.png|.pdf|.svg
     OUT/<group>/.report-stamp.json  what the group's files were made from
 
 A group whose inputs (runs, logs, options, this code) are unchanged since the last report into
@@ -16,7 +17,6 @@ the same folder is not drawn again: its files are reused (see :func:`fingerprint
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import functools
 import hashlib
@@ -34,13 +34,16 @@ from typing import Any
 import pandas as pd
 
 from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
-from dat_lab.results import analyses, studies, tables
+from dat_lab.fingerprint import result_code_fingerprint
+from dat_lab.results import analyses, code_versions, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
+from dat_lab.results.claims import claims_table
 from dat_lab.results.load import load_runs, memberships
-from dat_lab.schema import ConfigError, load_yaml
+from dat_lab.results.plans import load_plans
+from dat_lab.schema import ConfigError, load_config_file
 
 DEFAULT_OUT = Path("reports")
-FIGURE_FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html (not drawn without it)
 FIGURE_DPI = 150
 SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
 STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
@@ -75,7 +78,7 @@ def group_name(target: str) -> str:
     if target.endswith((".yaml", ".yml")):
         if not path.is_file():
             raise ConfigError("no such experiment or study file", target)
-        data = load_yaml(path)
+        data = load_config_file(path)
         name = str(data.get("name") or path.stem)
         return f"{SWEEP_PREFIX}{name}" if "space" in data else name  # a study file's runs
     return target
@@ -118,10 +121,17 @@ def select_groups(names: Iterable[str], known: Sequence[str], root: Path) -> lis
 
 
 def build_groups(
-    members: pd.DataFrame, names: Sequence[str], found: dict, metric: str
+    members: pd.DataFrame,
+    names: Sequence[str],
+    found: dict,
+    metric: str,
+    plans: dict[str, dict[str, Any]] | None = None,
+    effect: float | None = None,
+    ci: str = "t",
 ) -> list[Group]:
     """One :class:`Group` per name: the runs whose identity names it, or for a study whose
-    trials' runs carry other identities, the runs its trials name."""
+    trials' runs carry other identities, the runs its trials name. ``plans``: the experiment
+    files' baselines and claims by name; ``effect``, ``ci``: see :class:`Group`."""
     groups = []
     for name in names:
         runs = members[members["experiment"] == name] if len(members) else members
@@ -129,7 +139,8 @@ def build_groups(
         if study is not None and runs.empty:
             ids = studies.trial_run_ids(study)
             runs = members[members["run_id"].isin(ids)].drop_duplicates("run_id")
-        groups.append(Group(name, runs.reset_index(drop=True), metric, study))
+        plan = (plans or {}).get(name)
+        groups.append(Group(name, runs.reset_index(drop=True), metric, study, plan, effect, ci))
     return groups
 
 
@@ -139,6 +150,10 @@ def analyse(group: Group) -> list[Output]:
         return [Output(notes=[f"{group.name}: no runs in the store yet"])]
     table_analysis = next(a for a in analyses.TABLES if a.applies(group))
     outputs = [table_analysis.build(group)]
+    for table in outputs[0].tables:  # rows from other code, or several code versions: marked
+        code_versions.mark_table(table, group.runs)
+    if group.verdicts:
+        outputs[0].tables.append(claims_table(group.verdicts, group.metric, group.name))
     outputs += [a.build(group) for a in analyses.FIGURES if a.applies(group)]
     return outputs
 
@@ -148,13 +163,19 @@ def safe_name(name: str) -> str:
 
 
 def write_outputs(
-    folder: Path, outputs: Sequence[Output], formats: Sequence[str]
-) -> tuple[list[Path], str]:
-    """Write tables and figures of one group; returns the files and the group's Markdown."""
+    folder: Path,
+    outputs: Sequence[Output],
+    formats: Sequence[str],
+    group: str = "",
+    figure_formats: Sequence[str] = FIGURE_FORMATS,
+) -> tuple[list[Path], str, str]:
+    """Write tables and figures of one group; returns the files, the group's Markdown and its
+    HTML fragment (see :mod:`dat_lab.results.html`)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    files, md = [], []
+    files, md, page = [], [], []
     for output in outputs:
         for table in output.tables:
             for fmt in formats:
@@ -162,15 +183,23 @@ def write_outputs(
                 path.write_text(tables.render(table, fmt))
                 files.append(path)
             md.append(tables.to_markdown(table))
+            page.append(html.table_html(table, group))
         for stem, fig in output.figures.items():
-            for fmt in FIGURE_FORMATS:
+            # Lay the figure out once: a layout engine would redo it for every format saved.
+            fig.draw_without_rendering()
+            fig.set_layout_engine("none")
+            for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
-                fig.savefig(path, dpi=FIGURE_DPI)
+                with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text
+                    fig.savefig(path, dpi=FIGURE_DPI)
                 files.append(path)
             plt.close(fig)
             md.append(f"![{stem}]({folder.name}/{stem}.png)\n")
+            if "svg" in figure_formats:
+                page.append(html.figure_html(stem, folder / f"{stem}.svg"))
         md += [f"- {note}\n" for note in output.notes]
-    return files, "\n".join(md)
+        page += [f"<p>{html.html.escape(note)}</p>" for note in output.notes]
+    return files, "\n".join(md), "".join(page)
 
 
 def state_counts(runs: pd.DataFrame) -> str:
@@ -201,11 +230,17 @@ def build_report(
     only: Sequence[str] | None = None,
     jobs: int | None = None,
     log: Callable[[str], None] = print,
+    effect: float | None = None,
+    ci: str = "t",
+    write_html: bool = True,
 ) -> Report:
     """Write the report of ``names`` (every stored experiment and study if empty) to ``out``.
 
     ``only``: analysis names to run (default: the table that applies plus every figure).
     ``jobs``: processes that render groups (default: one per CPU; 1 = this process only).
+    ``effect``: the difference (points for accuracy) that seeds needed are computed for
+    (default: the paper's difference for each row); ``ci``: ``t`` or ``bootstrap``;
+    ``write_html``: also write ``report.html``.
     """
     root, out = Path(root), Path(out)
     runs, members, found, selected = load_selection(root, names, storage_url)
@@ -215,16 +250,23 @@ def build_report(
         log("report: no Optuna storage found under the store (no --optuna-storage): "
             "no importance or history plots")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    groups = build_groups(members, selected, found, metric)
-    rendered = render_groups(groups, out, formats, only, jobs)
+    plans = load_plans(root, names)
+    groups = build_groups(members, selected, found, metric, plans, effect, ci)
+    figures = FIGURE_FORMATS if write_html else tuple(f for f in FIGURE_FORMATS if f != "svg")
+    rendered = render_groups(groups, out, formats, only, jobs, figures)
     report = Report()
-    for files, md, notes in rendered:
+    for files, _, notes, _ in rendered:
         report.files += files
         report.notes += notes
-    report.markdown = "\n".join(md for _, md, _ in rendered)
+    report.markdown = "\n".join(r[1] for r in rendered)
     (out / "report.md").write_text(f"# dat-lab report ({root})\n\n{report.markdown}")
     runs.to_csv(out / "runs.csv", index=False)
     report.files += [out / "report.md", out / "runs.csv"]
+    if write_html:
+        sections = [(g.name, r[3]) for g, r in zip(groups, rendered, strict=True)]
+        text = html.page(f"dat-lab report ({root})", sections, {g.name: g.runs for g in groups})
+        (out / "report.html").write_text(text)
+        report.files.append(out / "report.html")
     return report
 
 
@@ -233,21 +275,28 @@ def build_report(
 _GROUPS: list[Group] = []
 
 
-def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] | None):
+def _render(
+    index: int,
+    out: Path,
+    formats: Sequence[str],
+    only: Sequence[str] | None,
+    figures: Sequence[str] = FIGURE_FORMATS,
+):
     group = _GROUPS[index]
     folder = out / safe_name(group.name)
-    key = fingerprint(group, formats, only)
+    key = fingerprint(group, (*formats, *figures), only)
     cached = _cached(folder, key)
     if cached is not None:
         return cached
     outputs = _run_only(group, only) if only else analyse(group)
-    files, md = write_outputs(folder, outputs, formats)
-    result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes])
+    files, md, page = write_outputs(folder, outputs, formats, group.name, figures)
+    result = (files, f"## {group.name}\n\n{md}", [n for o in outputs for n in o.notes], page)
     stamp = {
         "key": key,
         "files": [str(f) for f in files],
         "markdown": result[1],
         "notes": result[2],
+        "html": page,
     }
     (folder / STAMP).write_text(json.dumps(stamp))
     return result
@@ -255,8 +304,9 @@ def _render(index: int, out: Path, formats: Sequence[str], only: Sequence[str] |
 
 def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None) -> str:
     """A hash of everything a group's outputs depend on: its runs (ids, states, times, final
-    metrics, cost, config), their CSV logs (size and mtime), the options and this package's
-    source. Equal fingerprints mean the files from last time are still right."""
+    metrics, cost, config), their CSV logs (size and mtime), the options, this package's
+    source and the installed model/training/data code's fingerprint. Equal fingerprints mean
+    the files from last time are still right."""
     digest = hashlib.sha256()
     cols = [c for c in group.runs.columns if c not in ("identities", "path")]
     digest.update(group.runs[cols].to_csv(index=False).encode())
@@ -264,7 +314,9 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
         for log in attempt_metrics_csvs(Path(path)):
             st = log.stat()
             digest.update(f"{log}:{st.st_size}:{st.st_mtime_ns}".encode())
-    digest.update(repr((group.name, group.metric, tuple(formats), tuple(only or ()))).encode())
+    options = (group.name, group.metric, tuple(formats), tuple(only or ()), group.plan,
+               group.effect, group.ci)  # fmt: skip
+    digest.update(repr(options).encode())
     study = group.study
     if study is not None:
         digest.update(
@@ -273,6 +325,7 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
             ).encode()
         )
     digest.update(_source_hash().encode())
+    digest.update(result_code_fingerprint().encode())  # rows are marked against it
     return digest.hexdigest()
 
 
@@ -294,7 +347,7 @@ def _cached(folder: Path, key: str):
     files = [Path(f) for f in stamp.get("files", [])]
     if stamp.get("key") != key or not all(f.is_file() for f in files):
         return None
-    return files, stamp["markdown"], stamp["notes"]
+    return files, stamp["markdown"], stamp["notes"], stamp.get("html", "")
 
 
 def render_groups(
@@ -303,7 +356,8 @@ def render_groups(
     formats: Sequence[str],
     only: Sequence[str] | None,
     jobs: int | None = None,
-) -> list[tuple[list[Path], str, list[str]]]:
+    figures: Sequence[str] = FIGURE_FORMATS,
+) -> list[tuple[list[Path], str, list[str], str]]:
     """Analyse and write every group: in ``jobs`` forked processes (default: one per CPU) when
     there are several groups and the platform forks safely (Linux), else in this process.
     Figures dominate a report's time and groups are independent."""
@@ -314,9 +368,12 @@ def render_groups(
         if jobs > 1 and sys.platform.startswith("linux"):
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-                futures = [pool.submit(_render, i, out, formats, only) for i in range(len(groups))]
+                futures = [
+                    pool.submit(_render, i, out, formats, only, figures)
+                    for i in range(len(groups))
+                ]
                 return [f.result() for f in futures]
-        return [_render(i, out, formats, only) for i in range(len(groups))]
+        return [_render(i, out, formats, only, figures) for i in range(len(groups))]
     finally:
         _GROUPS = []
 
@@ -326,42 +383,3 @@ def _run_only(group: Group, only: Sequence[str]) -> list[Output]:
     return [a.build(group) for a in chosen if a.applies(group)] or [
         Output(notes=[f"{group.name}: {', '.join(only)} does not apply to this group"])
     ]
-
-
-# -- analysis/*.py scripts ----------------------------------------------------------------
-
-
-def script_main(analysis: str, argv: Sequence[str] | None = None) -> int:
-    """Run one analysis on a store's experiments (``python analysis/offset_range.py``)."""
-    module = analyses.BY_NAME[analysis]
-    doc = (module.__doc__ or analysis).strip().splitlines()[0]
-    p = argparse.ArgumentParser(prog=f"analysis/{analysis}.py", description=doc)
-    p.add_argument(
-        "experiments", nargs="*", help="experiment or study names (default: all it applies to)"
-    )
-    p.add_argument("--store", type=Path, default=DEFAULT_ROOT, help="run store (default ./runs)")
-    p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default ./reports)"
-    )
-    p.add_argument("--format", default=",".join(tables.FORMATS), help="md,latex,csv")
-    p.add_argument(
-        "--metric", default=DEFAULT_METRIC, help=f"run column to report (default {DEFAULT_METRIC})"
-    )
-    args = p.parse_args(argv)
-    try:
-        formats = parse_formats(args.format)
-        _, members, found, names = load_selection(args.store, args.experiments)
-    except ConfigError as err:
-        print(f"error: {err}")
-        return 2
-    done = 0
-    for group in build_groups(members, names, found, args.metric):
-        if group.runs.empty or not module.applies(group):
-            continue
-        files, md = write_outputs(args.out / safe_name(group.name), [module.build(group)], formats)
-        print(md)
-        print("\n".join(f"wrote {f}" for f in files))
-        done += 1
-    if not done:
-        print(f"{analysis}: applies to none of {', '.join(names) or 'the (empty) store'}")
-    return 0

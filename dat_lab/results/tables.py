@@ -27,6 +27,15 @@ DASH = "—"
 PaperLookup = Callable[[dict[str, Any]], "paper.PaperRow | None"]
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column computed from a summary row: its header, display cell and CSV fields."""
+
+    header: str
+    cell: Callable[[pd.Series], str]
+    record: Callable[[pd.Series], dict[str, Any]]
+
+
 @dataclass
 class Table:
     """One table: ``header`` and ``cells`` for display, ``data`` for CSV, and the text."""
@@ -96,6 +105,7 @@ def variant_table(
     knobs: Sequence[str] = (),
     paper_lookup: PaperLookup | None = None,
     paper_cost: bool = False,
+    comparison: pd.DataFrame | None = None,
 ) -> Table:
     """The table of one experiment from :func:`dat_lab.results.summarize`'s frame.
 
@@ -103,12 +113,19 @@ def variant_table(
         knobs: knob names (``knob.<name>`` columns) shown after the variant.
         paper_lookup: maps a variant's knobs to the paper's row (None: no paper column).
         paper_cost: also show the paper's FLOPs and #Param (the paper's Table 4 has them).
+        comparison: rows of ``Group.comparison`` (difference from the baseline, CI, Holm p,
+            seeds needed), shown after n; the table's rows follow ``summary``'s order.
     """
+    extra = comparison_columns(comparison, metric)
+    if comparison is not None:
+        by_variant = comparison.set_index("variant").add_prefix("cmp.")
+        summary = summary.join(by_variant, on="variant")
     scale = 100.0 if is_accuracy(metric) else 1.0
     unit = " (%)" if scale == 100.0 else ""
     metric_name = metric.removeprefix("final.")
     header = ["Variant", *(KNOB_LABELS.get(k, k) for k in knobs), "FLOPs", "#Param",
-              f"{metric_name}{unit} mean ± std", "95% CI", "n", "Runs"]  # fmt: skip
+              f"{metric_name}{unit} mean ± std", "95% CI", "n", "Runs",
+              *(c.header for c in extra)]  # fmt: skip
     if paper_lookup is not None:
         if paper_cost:
             header += ["Paper FLOPs", "Paper #Param"]
@@ -120,14 +137,17 @@ def variant_table(
         marker = " †" if row["problems"] else ""
         line = [f"{row['variant']}{marker}", *(knob_text(knob_values.get(k)) for k in knobs),
                 si(row["flops"]), si(row["params"]), top1, ci, str(int(row["n"])),
-                runs_text(row)]  # fmt: skip
+                runs_text(row), *(c.cell(row) for c in extra)]  # fmt: skip
         found = paper_lookup(knob_values) if paper_lookup is not None else None
         if paper_lookup is not None:
             if paper_cost:
                 line += [_paper_num(found, "gflops", "G"), _paper_num(found, "mparams", "M")]
             line.append(_paper_num(found, "top1", ""))
         cells.append(line)
-        records.append(_record(row, knobs, metric, found))
+        record = _record(row, knobs, metric, found)
+        for column in extra:
+            record.update(column.record(row))
+        records.append(record)
         notes += [f"† {row['variant']}: {problem}" for problem in row["problems"]]
     data = pd.DataFrame.from_records(records)
     return Table(name, title, caption, header, cells, data, notes)
@@ -135,7 +155,7 @@ def variant_table(
 
 def _paper_num(row: paper.PaperRow | None, attr: str, unit: str) -> str:
     value = getattr(row, attr) if row is not None else None
-    if value is None:
+    if row is None or value is None:
         return DASH
     text = f"{value:.2f}{unit}"
     return f"{text} ({row.note})" if attr == "top1" and row.note else text
@@ -161,6 +181,51 @@ def _record(
     return record
 
 
+def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Column]:
+    """Difference from the baseline with its CI (``*``: significant after Holm), the test
+    and adjusted p, and the seeds needed; none without a comparison."""
+    if comparison is None or comparison.empty:
+        return []
+    from dat_lab.results.power import seeds_needed_text
+
+    scale = 100.0 if is_accuracy(metric) else 1.0
+    base = str(comparison["baseline"].iloc[0])
+
+    def delta(row: pd.Series) -> str:
+        if row["variant"] == base:
+            return "baseline"
+        diff, low = row["cmp.diff"], row["cmp.ci_low"]
+        if not math.isfinite(diff):
+            return DASH
+        text = f"{diff * scale:+.2f}"
+        if math.isfinite(low):
+            text += f" [{low * scale:+.2f}, {row['cmp.ci_high'] * scale:+.2f}]"
+        return text + (" *" if row["cmp.significant"] else "")
+
+    def p_cell(row: pd.Series) -> str:
+        if not math.isfinite(row["cmp.p"]):
+            return DASH
+        n = f"n {int(row['cmp.n'])}/{int(row['cmp.n_baseline'])}"
+        return f"{row['cmp.p_holm']:.3g} ({row['cmp.test']}, {n})"
+
+    def record(row: pd.Series) -> dict[str, Any]:
+        keys = ("baseline", "test", "n", "n_baseline", "diff", "ci_low", "ci_high", "p",
+                "p_holm", "significant", "effect", "effect_source", "seeds_needed")  # fmt: skip
+        return {f"vs_baseline_{k}": row[f"cmp.{k}"] for k in keys}
+
+    return [
+        Column(f"Δ vs {base} [95% CI]", delta, record),
+        Column("Holm p (test, n / n baseline)", p_cell, lambda row: {}),
+        Column(
+            "Seeds needed", lambda row: seeds_needed_text(row.rename(_strip_cmp)), lambda row: {}
+        ),  # fmt: skip
+    ]
+
+
+def _strip_cmp(key: Any) -> Any:
+    return key.removeprefix("cmp.") if isinstance(key, str) else key
+
+
 # -- rendering ------------------------------------------------------------------------------
 
 
@@ -184,7 +249,12 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 def latex_escape(text: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(c, c) for c in text)
-    return out.replace("±", r"$\pm$").replace(DASH, "--").replace("†", r"$^\dagger$")
+    return (
+        out.replace("±", r"$\pm$")
+        .replace(DASH, "--")
+        .replace("†", r"$^\dagger$")
+        .replace("‡", r"$^\ddagger$")
+    )
 
 
 def to_latex(table: Table) -> str:
@@ -214,7 +284,7 @@ def to_latex(table: Table) -> str:
 
 def _leading_text_columns(table: Table) -> int:
     """Knob columns after the variant are left-aligned text (they end where FLOPs begins)."""
-    return table.header.index("FLOPs") - 1
+    return table.header.index("FLOPs") - 1 if "FLOPs" in table.header else 0
 
 
 def to_csv(table: Table) -> str:

@@ -18,9 +18,10 @@ points (the keys project all channels), which one picture cannot show.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -36,6 +37,9 @@ from dat_lab.experiments.store import RunStore
 from dat_lab.experiments.weights import checkpoint_path, find_run
 from dat_lab.schema import ConfigError
 
+if TYPE_CHECKING:
+    from dat_lab.models.dat import DAT
+
 MODEL_PREFIX = "model."  # DatLitModule keeps the network as self.model
 
 
@@ -48,7 +52,20 @@ class InputImage:
     label: str
 
 
-def load_model(record: Any, which: str = "last") -> tuple[torch.nn.Module, Any]:
+def _check_has_deformable_blocks(record: Any) -> None:
+    """Before loading anything: a model without D blocks (``none`` of the stage-placement
+    ablation) has nothing to draw."""
+    from dat_lab.experiments.spec import RunConfig
+
+    stages = RunConfig.from_dict(record.config).model.stages
+    if not any("D" in stage.attn for stage in stages):
+        what = f"{record.identity.experiment}/{record.identity.variant}"
+        raise ConfigError(
+            f"run {record.run_id} ({what}) has no deformable (D) block to draw", "RUN_ID"
+        )
+
+
+def load_model(record: Any, which: str = "last") -> tuple[DAT, Any]:
     """The run's network with its checkpoint's weights (strict), in eval mode, and its config."""
     from dat_lab.experiments.spec import RunConfig
     from dat_lab.models import build_model
@@ -85,6 +102,7 @@ def load_input(cfg: Any, image: str | Path | None = None, index: int | None = No
     datamodule.prepare_data()
     datamodule.setup("validate")
     val = datamodule.val_set
+    assert isinstance(val, Sized)  # setup('validate') builds a sized data set
     index = 0 if index is None else index
     if not 0 <= index < len(val):
         raise ConfigError(
@@ -103,7 +121,7 @@ def _read_image(path: Path, cfg: Any, datamodule: Any) -> torch.Tensor:
     if not path.is_file():
         raise ConfigError(f"no such file {str(path)!r}", "--image")
     try:
-        pil = Image.open(path)
+        pil: Image.Image = Image.open(path)
         pil.load()
     except (UnidentifiedImageError, OSError) as err:
         raise ConfigError(f"cannot read {str(path)!r} as an image ({err})", "--image") from None
@@ -172,8 +190,8 @@ def deformable_figure(
         ref = rec.reference_pixels()[0].detach().numpy()  # G, Hk, Wk, 2 (y, x)
         smp = rec.sampled_pixels()[0].detach().numpy()
         weights = group_attention(rec, query)
-        where = f"stride {rec.stride}, {ref.shape[0]} group(s)"
-        name = f"stage {rec.stage + 1} block {rec.block + 1} ({where})"
+        where = f"stage {rec.stage + 1} block {rec.block + 1}"
+        name = f"{where} (stride {rec.stride}, {ref.shape[0]} group(s))"
         ax = row[0]
         _show(ax, picture)
         for g in range(ref.shape[0]):
@@ -211,7 +229,7 @@ def deformable_figure(
 
 def load_checkpoint_file(
     path: Path, preset: str | None, image: str | Path | None, index: int | None
-) -> tuple[torch.nn.Module, InputImage]:
+) -> tuple[DAT, InputImage]:
     """A model from a checkpoint file and its input: the run's data if the file is in a run,
     otherwise ``image`` prepared by the paper's evaluation transform at the model's size."""
     from types import SimpleNamespace
@@ -222,6 +240,10 @@ def load_checkpoint_file(
 
     weights = read_weights(path, key="RUN_ID")
     cfg = model_for(weights, preset, {})
+    if not any("D" in stage.attn for stage in cfg.stages):
+        raise ConfigError(
+            f"{str(path)!r}: the model has no deformable (D) block to draw", "RUN_ID"
+        )
     model = build_model(cfg)
     fit_weights(model, weights.state, source=str(path), key="RUN_ID")
     data = weights.data
@@ -266,6 +288,7 @@ def visualize_run(
         name, title = path.stem, f"checkpoint {path.name}"
     else:
         record = find_run(RunStore(root), run_id)
+        _check_has_deformable_blocks(record)
         model, cfg = load_model(record, checkpoint)
         inp = load_input(cfg, image, index)
         name = record.run_id

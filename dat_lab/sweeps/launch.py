@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dat_lab.experiments.runner import die_with_parent
+from dat_lab.experiments.processes import die_with_parent
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import Liveness
 from dat_lab.sweeps.spec import Study

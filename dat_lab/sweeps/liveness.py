@@ -1,6 +1,6 @@
 """Which worker runs a trial, whether it is still alive, and retrying the trials of dead ones.
 
-Optuna 5's own heartbeat works only with RDB storage and ``study.optimize`` (DESIGN.md §6);
+Optuna 5's own heartbeat works only with RDB storage and ``study.optimize`` (docs/design.md §6);
 dat-lab's workers use ask/tell (a trial is claimed under the study lock) and the journal
 storage, so they keep their own record, in the trial's system attributes:
 
@@ -37,7 +37,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dat_lab.experiments.locking import host_name, pid_alive, process_start_ticks
+from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
 
 ATTR_HOST = "dat_lab:host"
 ATTR_PID = "dat_lab:pid"

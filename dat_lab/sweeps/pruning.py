@@ -1,7 +1,7 @@
 """A Lightning callback that reports a metric to an Optuna trial each epoch and prunes.
 
 optuna-integration's ``PyTorchLightningPruningCallback`` imports ``lightning``, not
-``pytorch_lightning``, and fails with the latter (DESIGN.md §6); this one is small and ours.
+``pytorch_lightning``, and fails with the latter (docs/design.md §6); this one is small and ours.
 
 Pruning must not lose work or fake a result: when the pruner says stop, the callback lets the
 epoch end (so ``last.ckpt`` of that epoch is written; Lightning runs ModelCheckpoint after

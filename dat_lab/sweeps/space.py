@@ -2,18 +2,29 @@
 
 Parameters are visited in file order; one with ``when`` exists only if every earlier
 parameter it names took one of the listed values. The same rule drives Optuna's
-define-by-run sampling (:func:`suggest`) and the explicit grid (:func:`grid_points`), so a
-grid point holds exactly the parameters a sampled trial would.
+define-by-run sampling (:func:`suggest`), the explicit grid (:func:`grid_points`,
+:func:`resolve_grid`) and the study check's combinations (:func:`combinations`), so a grid
+point holds exactly the parameters a sampled trial would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
-from dat_lab.sweeps.spec import ParamSpec
+from dat_lab.schema import COMMAND_LINE, ConfigError
+from dat_lab.sweeps.schema import ParamSpec
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One trial of a grid: its parameters and the run they resolve to."""
+
+    params: dict[str, Any]
+    run_id: str
 
 
 def active(param: ParamSpec, chosen: dict[str, Any]) -> bool:
@@ -46,19 +57,61 @@ def _suggest_one(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
 
 def grid_points(space: dict[str, ParamSpec]) -> Iterator[dict[str, Any]]:
     """Every combination of the (finite) parameters' values, conditions applied, in order."""
-    yield from _expand(list(space.items()), {})
+    return combinations(space, lambda param: param.values())
 
 
-def _expand(rest: list[tuple[str, ParamSpec]], chosen: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def combinations(
+    space: dict[str, ParamSpec], values: Callable[[ParamSpec], list[Any]]
+) -> Iterator[dict[str, Any]]:
+    """Every combination of ``values(param)`` over the parameters, conditions applied."""
+    yield from _expand(list(space.items()), {}, values)
+
+
+def _expand(
+    rest: list[tuple[str, ParamSpec]],
+    chosen: dict[str, Any],
+    values: Callable[[ParamSpec], list[Any]],
+) -> Iterator[dict[str, Any]]:
     if not rest:
         yield dict(chosen)
         return
     (name, param), tail = rest[0], rest[1:]
     if not active(param, chosen):
-        yield from _expand(tail, chosen)
+        yield from _expand(tail, chosen, values)
         return
-    for value in param.values():
-        yield from _expand(tail, {**chosen, name: value})
+    for value in values(param):
+        yield from _expand(tail, {**chosen, name: value}, values)
+
+
+def resolve_grid(
+    space: dict[str, ParamSpec], run_id: Callable[[dict[str, Any]], str]
+) -> list[GridPoint]:
+    """Every point of the grid with the run it resolves to (``run_id(params)``), without two
+    points that are the same run. An impossible point raises ConfigError at key ``space``."""
+    points, seen = [], set()
+    for params in grid_points(space):
+        try:
+            point = GridPoint(params, run_id(params))
+        except ConfigError as err:
+            raise ConfigError(
+                f"grid point {params} gives an impossible run: {describe_run_error(err)}",
+                "space",
+            ) from None
+        if point.run_id not in seen:
+            seen.add(point.run_id)
+            points.append(point)
+    return points
+
+
+def plain_message(err: ConfigError) -> str:
+    """The message without resolve_run's note on where overrides come from (trial values are
+    passed to it as command-line overrides; the sweep knows better where they came from)."""
+    return err.message.removesuffix(f" ({COMMAND_LINE} override)")
+
+
+def describe_run_error(err: ConfigError) -> str:
+    """``KEY: message`` of an error from resolving a trial's run."""
+    return f"{err.key}: {plain_message(err)}" if err.key else plain_message(err)
 
 
 def label(params: dict[str, Any]) -> str:
@@ -74,4 +127,13 @@ def _short(value: Any) -> str:
     return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["active", "grid_points", "label", "suggest"]
+__all__ = [
+    "GridPoint",
+    "active",
+    "combinations",
+    "describe_run_error",
+    "grid_points",
+    "label",
+    "resolve_grid",
+    "suggest",
+]

@@ -1,7 +1,7 @@
 """Where a study lives (a journal file or a database), and the study lock that workers share.
 
 - Default: an Optuna journal file in the run store, ``<store>/sweeps/<study>.journal``
-  (``JournalFileBackend``; several times faster than SQLite for local workers, DESIGN.md §6).
+  (``JournalFileBackend``; several times faster than SQLite for local workers, docs/design.md §6).
 - ``postgresql://user:password@host/db``: one database for workers on many machines.
 - ``sqlite:///file.db`` works for a single worker; SQLite is not recommended for parallel use.
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 from dat_lab.experiments.locking import RunLocked, acquire
 from dat_lab.schema import ConfigError
@@ -104,7 +105,7 @@ class StorageLocation:
             return text
         text = mask_url(text)
         secret = _password(self.url)
-        for form in {secret, quote(secret or "", safe="")} - {None, ""}:
+        for form in {f for f in (secret, quote(secret or "", safe="")) if f}:
             text = text.replace(form, "***")
         return text
 
@@ -113,7 +114,7 @@ class StorageLocation:
         if self.url is None:
             assert self.journal is not None
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            backend = optuna.storages.journal.JournalFileBackend(str(self.journal))
+            backend = JournalFileBackend(str(self.journal))
             return optuna.storages.JournalStorage(backend)
         try:
             with self.lock("__schema__"):  # two workers creating the tables at once collide

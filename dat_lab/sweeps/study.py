@@ -33,8 +33,9 @@ from dat_lab.sweeps.liveness import (
     mark_alive,
     stale_reason,
 )
-from dat_lab.sweeps.space import suggest
-from dat_lab.sweeps.spec import PrunerSpec, SamplerSpec, Study, describe_run_error
+from dat_lab.sweeps.schema import PrunerSpec, SamplerSpec
+from dat_lab.sweeps.space import describe_run_error, suggest
+from dat_lab.sweeps.spec import Study
 from dat_lab.sweeps.storage import StorageLocation
 
 ATTR_FINGERPRINT = "dat_lab:fingerprint"

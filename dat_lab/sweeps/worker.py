@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from dat_lab.experiments.locking import host_name
+from dat_lab.experiments.processes import host_name
 from dat_lab.experiments.runner import RunStopped, failed_runs, quiet_lightning, run_spec
 from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunStore
@@ -38,8 +38,9 @@ from dat_lab.sweeps.liveness import (
     fail_and_retry,
 )
 from dat_lab.sweeps.pruning import OptunaPruning
+from dat_lab.sweeps.schema import COST_METRICS
 from dat_lab.sweeps.space import label
-from dat_lab.sweeps.spec import COST_METRICS, Study
+from dat_lab.sweeps.spec import Study
 from dat_lab.sweeps.storage import StorageLocation
 from dat_lab.sweeps.study import Claim, Idle, claim_trial, open_study
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -42,7 +42,9 @@ def collect_rng_states() -> dict[str, Any]:
     Only tensors, numbers and tuples, so a checkpoint holding it loads with
     ``torch.load(weights_only=True)`` (numpy's state array is stored as a tensor).
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # legacy=True (the default) gives the tuple form.
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, cached = state
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

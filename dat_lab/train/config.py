@@ -1,6 +1,6 @@
 """TrainConfig: the optimisation recipe and the Trainer's settings, as one frozen dataclass.
 
-Defaults follow the DAT/Swin ImageNet recipe (DESIGN.md section 4): AdamW, lr 5e-4 scaled by
+Defaults follow the DAT/Swin ImageNet recipe (docs/design.md §4): AdamW, lr 5e-4 scaled by
 ``global_batch / 512``, weight decay 0.05, 20 warm-up epochs then a per-step cosine, 300
 epochs, grad clip 5, label smoothing 0.1, Mixup 0.8 / CutMix 1.0. Only ``precision`` differs
 (``"32-true"``, so a CPU run needs no flag); the paper trained with AMP.
@@ -17,12 +17,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from dat_lab.schema import ConfigError, check, from_mapping, load_yaml
+from dat_lab.schema import NOT_IDENTITY, ConfigError, check, from_mapping, load_yaml
+from dat_lab.train.loggers import missing_module
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu"]
 Strategy = Literal["auto", "ddp"]
 MixupMode = Literal["batch", "pair", "elem"]
+LoggerName = Literal["csv", "tensorboard", "mlflow", "wandb"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,16 @@ class TrainConfig:
             epoch ends only). Resuming from one is exact with dat-lab's DataModules (see
             trainer.py).
         threads: CPU intra-op threads (``torch.set_num_threads``); null = leave torch's choice.
+        loggers: where metrics go besides ``csv`` (always on): ``tensorboard``, ``mlflow``,
+            ``wandb``, each offline by default (see :mod:`dat_lab.train.loggers`). Not part of
+            the run id: the same run logged elsewhere is the same run.
+        init_from: fine-tune: start from the weights of a checkpoint file (official DAT,
+            a dat-lab Lightning checkpoint, a state dict) or of a run id's last checkpoint
+            (looked up in the experiment's store); relative-position tables of another size
+            are resized. null = random initialisation.
+        init_exclude: module prefixes not taken from ``init_from`` (``[head]``: a new head).
+        init_sha256: SHA-256 of the ``init_from`` file, written in when the experiment is
+            loaded (so the run id covers the source weights); leave it out.
     """
 
     epochs: int = 300
@@ -89,6 +101,12 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     ckpt_every_n_steps: int | None = None
     threads: int | None = None
+    loggers: tuple[LoggerName, ...] = dataclasses.field(
+        default=("csv",), metadata={NOT_IDENTITY: True}
+    )
+    init_from: str | None = None
+    init_exclude: tuple[str, ...] = ()
+    init_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"got {self.epochs}, must be >= 1")
@@ -110,6 +128,21 @@ class TrainConfig:
         self._check_mixing()
         self._check_hardware()
         self._check_loop()
+        self._check_loggers()
+        self._check_init()
+
+    def _check_init(self) -> None:
+        for key in ("init_exclude", "init_sha256"):
+            check(
+                self.init_from is not None or not getattr(self, key),
+                key,
+                "is set but init_from is not (nothing to fine-tune from)",
+            )
+        check(
+            self.init_from is None or bool(str(self.init_from).strip()),
+            "init_from",
+            "must be a checkpoint path or a run id, or null",
+        )
 
     def _check_learning_rates(self) -> None:
         check(self.lr > 0, "lr", f"got {self.lr}, must be > 0")
@@ -167,6 +200,20 @@ class TrainConfig:
             elif isinstance(value, int):
                 least = 1 if key == "limit_train_batches" else 0  # 0 val batches = no validation
                 check(value >= least, key, f"got {value}, a batch count must be >= {least}")
+
+    def _check_loggers(self) -> None:
+        check(
+            len(set(self.loggers)) == len(self.loggers),
+            "loggers",
+            f"repeats a logger: {list(self.loggers)}",
+        )
+        for i, name in enumerate(self.loggers):
+            module = missing_module(name)
+            check(
+                module is None,
+                f"loggers.{i}",
+                f"{name!r} needs the {module} package: pip install 'dat-lab[{name}]'",
+            )
 
     @property
     def mixing(self) -> bool:

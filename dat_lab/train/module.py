@@ -15,11 +15,12 @@ Logged keys (``split`` in train/val/test):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
@@ -96,8 +97,8 @@ class DatLitModule(pl.LightningModule):
         self.accuracies = nn.ModuleDict({f"{s}_split": _accuracies(num_classes) for s in SPLITS})
         # The training epoch's running sums go into checkpoints, so an epoch resumed from a
         # mid-epoch checkpoint reports the same epoch mean as the uninterrupted run.
-        self.losses["train_split"].persistent(True)
-        self.accuracies["train_split"].persistent(True)
+        self._loss("train").persistent(True)
+        self._accuracy("train").persistent(True)
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)  # in state_dict, so a resume keeps the best so far
 
@@ -179,12 +180,18 @@ class DatLitModule(pl.LightningModule):
         self, split: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
     ) -> None:
         batch = labels.shape[0]
-        self.losses[f"{split}_split"].update(loss.detach(), weight=batch)
+        self._loss(split).update(loss.detach(), weight=batch)
         if split == "train":
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
             if self.mixup is not None:
                 return
-        self.accuracies[f"{split}_split"].update(logits.detach(), labels)
+        self._accuracy(split).update(logits.detach(), labels)
+
+    def _loss(self, split: str) -> MeanMetric:
+        return cast(MeanMetric, self.losses[f"{split}_split"])
+
+    def _accuracy(self, split: str) -> MetricCollection:
+        return cast(MetricCollection, self.accuracies[f"{split}_split"])
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self.model_step(batch, "train")
@@ -200,11 +207,11 @@ class DatLitModule(pl.LightningModule):
     def _log_epoch(self, split: str) -> dict[str, torch.Tensor]:
         """Compute, log and reset a split's epoch metrics."""
         loss_name = "loss_epoch" if split == "train" else "loss"
-        values = {loss_name: self.losses[f"{split}_split"].compute()}
+        values = {loss_name: self._loss(split).compute()}
         if split != "train" or self.mixup is None:
-            values.update(self.accuracies[f"{split}_split"].compute())
-        self.losses[f"{split}_split"].reset()
-        self.accuracies[f"{split}_split"].reset()
+            values.update(self._accuracy(split).compute())
+        self._loss(split).reset()
+        self._accuracy(split).reset()
         for name, value in values.items():
             self.log(f"{split}/{name}", value, prog_bar=name == "acc1", sync_dist=True)
         return values
@@ -223,7 +230,7 @@ class DatLitModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW on decay/no-decay groups; warm-up + cosine stepped every optimizer step."""
         cfg = self.train_cfg
         world = self.trainer.world_size

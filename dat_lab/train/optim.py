@@ -28,7 +28,8 @@ def no_decay_names(model: nn.Module) -> set[str]:
     silently decay the table.
     """
     params = dict(model.named_parameters())
-    listed = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    listed_fn = getattr(model, "no_weight_decay", None)
+    listed: set[str] = set(listed_fn()) if callable(listed_fn) else set()
     unknown = sorted(listed - params.keys())
     if unknown:
         raise ValueError(f"no_weight_decay() names parameters the model lacks: {unknown}")
@@ -48,7 +49,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     which Lightning's LearningRateMonitor uses in its keys (``lr-AdamW/decay``).
     """
     skip = no_decay_names(model)
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if name in skip else decay).append(param)

@@ -5,7 +5,8 @@ A run directory gets::
     run_dir/checkpoints/last.ckpt          every epoch end (and every ckpt_every_n_steps)
     run_dir/checkpoints/best-epochNNN.ckpt  the best val/acc1 so far
     run_dir/logs/version_K/metrics.csv     one CSVLogger folder per attempt (K = 0, 1, ...)
-    run_dir/logs/tensorboard/version_K/    when ``tensorboard`` is installed
+    run_dir/logs/tensorboard/version_K/    with ``train.loggers: [tensorboard]``
+    run_dir/logs/mlruns/, logs/wandb/      with ``mlflow`` / ``wandb`` (see loggers.py)
 
 Each attempt (first start, then each resume) logs into a new ``version_K`` because
 Lightning's CSVLogger deletes an existing metrics.csv; rows of an earlier attempt past the
@@ -24,7 +25,6 @@ number of batches, so the batches seen in that epoch differ (Lightning warns).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,14 +38,13 @@ from pytorch_lightning.callbacks import (
     ModelCheckpoint,
     TQDMProgressBar,
 )
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from dat_lab.schema import ConfigError
 from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossStop, RngStateCheckpoint
 from dat_lab.train.config import TrainConfig
+from dat_lab.train.loggers import RunTags, build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
-LOG_DIR = "logs"
 MONITOR = "val/acc1"
 
 
@@ -68,28 +67,12 @@ def _check_precision(train_cfg: TrainConfig) -> None:
         )
 
 
-def _next_version(log_root: Path) -> str:
-    """``version_K`` with K one past the highest existing (0 for a new run)."""
-    taken = [
-        int(p.name.split("_", 1)[1])
-        for p in log_root.glob("version_*")
-        if p.name.split("_", 1)[1].isdigit()
-    ]
-    return f"version_{max(taken, default=-1) + 1}"
-
-
-def build_loggers(run_dir: Path) -> list[Logger]:
-    """CSV logs (always) and TensorBoard logs (when tensorboard is importable), one version."""
-    version = _next_version(run_dir / LOG_DIR)
-    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name=LOG_DIR, version=version)]
-    if importlib.util.find_spec("tensorboard") is not None:
-        loggers.append(
-            TensorBoardLogger(save_dir=run_dir / LOG_DIR, name="tensorboard", version=version)
-        )
-    return loggers
-
-
-def _latest_checkpoint(ckpt_dir: Path, **every: int) -> ModelCheckpoint:
+def _latest_checkpoint(
+    ckpt_dir: Path,
+    every_n_epochs: int | None = None,
+    every_n_train_steps: int | None = None,
+    save_on_train_epoch_end: bool | None = None,
+) -> ModelCheckpoint:
     """A rolling ``last.ckpt``, rewritten at every trigger (``every_n_epochs``/``_train_steps``).
 
     Not ``save_last=True``: since Lightning 2.6 that writes last.ckpt only when a top-k
@@ -102,7 +85,34 @@ def _latest_checkpoint(ckpt_dir: Path, **every: int) -> ModelCheckpoint:
         monitor=None,
         save_top_k=1,
         enable_version_counter=False,  # overwrite, never last-v1.ckpt
-        **every,
+        every_n_epochs=every_n_epochs,
+        every_n_train_steps=every_n_train_steps,
+        save_on_train_epoch_end=save_on_train_epoch_end,
+    )
+
+
+def validates(train_cfg: TrainConfig) -> bool:
+    """Whether the run validates at all (``limit_val_batches: 0`` turns validation off)."""
+    return train_cfg.limit_val_batches != 0
+
+
+def _best_checkpoint(ckpt_dir: Path, val_every_n_epochs: int) -> ModelCheckpoint:
+    """The best ``val/acc1`` so far, looked at only at the ends of epochs that validate.
+
+    Lightning validates at the end of epoch e (0-based) when ``(e + 1) % val_every_n_epochs
+    == 0``, and a ModelCheckpoint with ``every_n_epochs`` looks at the same epochs; looking
+    at the others would find no ``val/acc1`` and warn (``could not find the monitored key``)
+    on every one of them.
+    """
+    return ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,  # the metric name holds a "/"
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        every_n_epochs=val_every_n_epochs,
+        save_on_train_epoch_end=True,
     )
 
 
@@ -110,23 +120,16 @@ def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
     """Checkpoints, lr monitor, progress, non-finite stop and RNG checkpointing."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
     callbacks: list[Callback] = [
-        # Both saved at each train-epoch end, after that epoch's validation (if any) has run,
-        # so last.ckpt is written every epoch even when val_every_n_epochs > 1.
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="best-epoch{epoch:03d}",
-            auto_insert_metric_name=False,  # the metric name holds a "/"
-            monitor=MONITOR,
-            mode="max",
-            save_top_k=1,
-            save_on_train_epoch_end=True,
-        ),
+        # Saved at each train-epoch end, after that epoch's validation (if any) has run, so
+        # last.ckpt is written every epoch even when val_every_n_epochs > 1.
         _latest_checkpoint(ckpt_dir, every_n_epochs=1, save_on_train_epoch_end=True),
         LearningRateMonitor(logging_interval="step"),
         NonFiniteLossStop(),
         RngStateCheckpoint(),
         TQDMProgressBar() if sys.stderr.isatty() else LineProgressBar(train_cfg.log_every_n_steps),
     ]
+    if validates(train_cfg):
+        callbacks.insert(0, _best_checkpoint(ckpt_dir, train_cfg.val_every_n_epochs))
     if train_cfg.ckpt_every_n_steps is not None:
         callbacks.append(
             _latest_checkpoint(ckpt_dir, every_n_train_steps=train_cfg.ckpt_every_n_steps)
@@ -135,9 +138,15 @@ def build_callbacks(train_cfg: TrainConfig, run_dir: Path) -> list[Callback]:
 
 
 def build_trainer(
-    train_cfg: TrainConfig, run_dir: Path, extra_callbacks: Iterable[Callback] = ()
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    extra_callbacks: Iterable[Callback] = (),
+    tags: RunTags | None = None,
 ) -> pl.Trainer:
-    """The Trainer of one run; seeds the run first (build the model after this call)."""
+    """The Trainer of one run; seeds the run first (build the model after this call).
+
+    ``tags`` name the run in the trackers of ``train.loggers`` (default: the run directory's
+    name as its run id)."""
     _check_precision(train_cfg)
     seed_run(train_cfg)
     run_dir = Path(run_dir)
@@ -160,7 +169,7 @@ def build_trainer(
         # no_grad, not inference_mode, for validate/test: metric states reset under
         # inference_mode become inference tensors that a later fit cannot update in place.
         inference_mode=False,
-        logger=build_loggers(run_dir),
+        logger=build_loggers(train_cfg.loggers, run_dir, tags),
         callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
     )
 

@@ -105,7 +105,7 @@ def test_loader_skips_the_batches_a_mid_epoch_checkpoint_had_seen(tmp_path):
     resumed.sampler.set_epoch(2)
     rest = [y for _, y in resumed]
     assert len(rest) == len(whole) - 2
-    assert all(torch.equal(a, b) for a, b in zip(rest, whole[2:]))
+    assert all(torch.equal(a, b) for a, b in zip(rest, whole[2:], strict=True))
     assert resumed.state_dict()["batches_done"] == len(whole)
     resumed.sampler.set_epoch(3)  # the skip applied once: the next epoch is whole
     assert len(list(resumed)) == len(whole)
@@ -126,7 +126,7 @@ def test_workers_give_the_same_batches_as_the_main_process(tmp_path):
     dm2 = build_datamodule(DataConfig(**{**cfg.__dict__, "num_workers": 2}))
     for dm in (dm0, dm2):
         dm.setup("fit")
-    for (x0, y0), (x2, y2) in zip(dm0.train_dataloader(), dm2.train_dataloader()):
+    for (x0, y0), (x2, y2) in zip(dm0.train_dataloader(), dm2.train_dataloader(), strict=True):
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
 
 

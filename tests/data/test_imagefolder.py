@@ -53,7 +53,7 @@ def test_val_without_a_class_keeps_the_train_numbering(tmp_path):
     labels = [label for _, label in dm.val_set.samples]
     assert sorted(set(labels)) == [0, 2]
     x, y = next(iter(dm.val_dataloader()))
-    for image, label in zip(x, y):
+    for image, label in zip(x, y, strict=True):
         # Normalised blue is far above red for class n03 (blue), and the reverse for n01.
         red, blue = image[0].mean().item(), image[2].mean().item()
         assert (blue > red) == (int(label) == 2)

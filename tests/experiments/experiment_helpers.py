@@ -7,6 +7,7 @@ images, one CPU thread, deterministic, so a whole run takes about a second.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,15 @@ def start(cwd: Path, cache: Path, *args: str | Path, log: Path | None = None) ->
         stdout=out,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_sigint,
     )
+
+
+def default_sigint() -> None:
+    """SIGINT's default disposition, for a child that a test interrupts: a suite started in
+    the background (``cmd &``, nohup) inherits SIGINT ignored, exec keeps it ignored, and
+    then Python installs no KeyboardInterrupt handler, so the test's Ctrl-C would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dat_lab.experiments import durable
 
 
@@ -39,6 +41,7 @@ def test_missing_journal_reads_as_empty(tmp_path: Path):
     assert durable.read_records(tmp_path / "absent.jsonl") == []
 
 
+@pytest.mark.slow
 def test_concurrent_appends_from_two_processes_never_interleave(tmp_path: Path):
     journal = tmp_path / "index.jsonl"
     script = (
@@ -77,6 +80,7 @@ def test_nan_metrics_round_trip(tmp_path: Path):
     assert durable.read_json(target)["loss"] != durable.read_json(target)["loss"]
 
 
+@pytest.mark.slow
 def test_reader_never_sees_a_half_written_document(tmp_path: Path):
     target = tmp_path / "cost.json"
     durable.write_json(target, {"i": -1})

@@ -75,6 +75,7 @@ def test_second_lock_in_same_process_is_refused(store: RunStore):
     assert not store.lock_path("run1").exists()
 
 
+@pytest.mark.slow
 def test_lock_held_by_live_process_names_run_pid_and_host(store: RunStore, tmp_path: Path):
     ready = tmp_path / "ready"
     holder = _spawn("hold", str(store.root), "run1", str(ready))
@@ -90,6 +91,7 @@ def test_lock_held_by_live_process_names_run_pid_and_host(store: RunStore, tmp_p
         holder.wait()
 
 
+@pytest.mark.slow
 def test_lock_of_killed_holder_is_recovered_even_before_it_is_reaped(
     store: RunStore, tmp_path: Path
 ):

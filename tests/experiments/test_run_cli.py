@@ -14,9 +14,10 @@ from experiment_helpers import events, run, start, tiny_imagefolder, write_exper
 from dat_lab.cli import main
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunState, RunStore
+from dat_lab.schema import config_files
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = config_files(REPO / "experiments")
 LOSSES = ("train/loss", "train/loss_epoch", "val/loss", "val/acc1")
 
 
@@ -40,6 +41,7 @@ def _wait_for(path: Path, proc, timeout: float = 240.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_resumes_exactly_and_skips_finished_runs(
     tmp_path, cache, capsys
 ):
@@ -95,6 +97,7 @@ def test_kill_9_mid_run_then_rerun_resumes_exactly_and_skips_finished_runs(
     assert len(store.require(b.run_id).metrics_csvs) == 2  # one log per attempt
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_store_train_each_run_exactly_once(tmp_path, cache):
     """A plain `dat-lab run` and a `--workers 2` one on the same experiment and store."""
     variants = {f"s{s}": {"model.stages.3.offset_range": s} for s in (0, 2, 4, 8)}
@@ -148,6 +151,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_kill_9_of_the_parent_takes_its_workers_down(tmp_path, cache):
     variants = {f"s{s}": {"model.stages.3.offset_range": s} for s in (0, 2)}
@@ -173,6 +177,7 @@ def test_kill_9_of_the_parent_takes_its_workers_down(tmp_path, cache):
     assert [store.state(spec.run_id) for spec in specs] == [RunState.INTERRUPTED] * 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_the_run_resumable(tmp_path, cache):
     # Many short epochs: the run is still training when the signal lands (with 4 it could
     # finish between its first checkpoint and the SIGINT, and exit 0).
@@ -191,6 +196,7 @@ def test_ctrl_c_exits_130_and_leaves_the_run_resumable(tmp_path, cache):
     assert store.lock_holder(spec.run_id) is None  # released on the way out
 
 
+@pytest.mark.slow
 def test_a_failed_run_gives_exit_1_and_the_others_still_run(tmp_path, cache):
     exp = write_experiment(tmp_path / "exp.yaml", {"nan": {"train.lr": 1.0e30}, "ok": {}})
     done = run(tmp_path, cache, "run", exp, "--store", tmp_path / "store")
@@ -306,6 +312,7 @@ def test_bad_input_names_file_and_key_and_exits_2_before_training(case, tmp_path
     assert not store.exists() and "training" not in out  # nothing started
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path, cache):
     path = _bad_file(tmp_path, {"train": {"epocs": 2}})
     done = run(tmp_path, cache, "run", path)
@@ -314,6 +321,7 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path, cache):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_dry_run_of_every_experiment_file(path, tmp_path, cache, capsys):
     overrides = {}
@@ -353,3 +361,11 @@ def test_an_unusable_store_is_bad_input(tmp_path, cache, capsys):
     (tmp_path / "a_file").write_text("")
     assert main(["run", str(exp), "--store", str(tmp_path / "a_file" / "runs")]) == 2
     assert "error: --store: cannot create the run store" in capsys.readouterr().err
+
+
+def test_flags_before_the_overrides_plan_the_overridden_runs(tmp_path, cache, capsys):
+    exp = write_experiment(tmp_path / "exp.yaml")
+    _, (spec,) = load_experiment(exp, {"train.epochs": 2})
+    store = tmp_path / "store"
+    assert main(["run", str(exp), "--dry-run", "train.epochs=2", "--store", str(store)]) == 0
+    assert f"| {spec.variant} | 0 | {spec.run_id} | new | train |" in capsys.readouterr().out

@@ -13,13 +13,14 @@ import pytest
 import torch
 from experiment_helpers import NAN_LR, events, write_experiment
 
-from dat_lab.experiments.runner import run_experiment, run_spec
+from dat_lab.experiments.pool import run_experiment
+from dat_lab.experiments.runner import run_spec
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunIdentity, RunState, RunStore
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, config_files
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = config_files(REPO / "experiments")
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,7 @@ def _quiet(_: str) -> None:
     pass
 
 
+@pytest.mark.slow
 def test_experiment_records_every_variant_and_seed_and_a_rerun_skips_all(tmp_path):
     path = write_experiment(
         tmp_path / "exp.yaml",
@@ -218,3 +220,27 @@ def test_a_worker_killed_after_its_last_checkpoint_leaves_a_run_that_finishes_wi
     expected, got = done.require(spec.run_id).final, killed.require(spec.run_id).final
     for key in ("val/acc1", "val/loss", "train/loss_epoch", "epochs", "steps"):
         assert got[key] == expected[key], key
+
+
+def test_a_run_waited_for_is_created_once_not_on_every_poll(tmp_path, monkeypatch):
+    path = write_experiment(tmp_path / "exp.yaml", variants={"a": {}}, seeds=(0,))
+    _, (spec,) = load_experiment(path)
+    store = RunStore(tmp_path / "store")
+    creates: list[str] = []
+    real_create = store.create
+    monkeypatch.setattr(
+        store,
+        "create",
+        lambda run_id, *a, **k: creates.append(run_id) or real_create(run_id, *a, **k),
+    )
+    store.create(spec.run_id, spec.config.to_dict(), RunIdentity("other", "b", 0))
+    creates.clear()
+    with store.lock(spec.run_id):  # held by this process, which is alive: the run is busy
+        outcomes = [run_spec(spec, store, log=_quiet).result for _ in range(3)]
+
+    assert outcomes == ["busy"] * 3
+    assert creates == [spec.run_id]  # the first poll attaches this identity, later ones read
+    assert (
+        RunIdentity(spec.experiment, spec.variant, spec.seed)
+        in store.require(spec.run_id).identities
+    )

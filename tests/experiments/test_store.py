@@ -223,6 +223,7 @@ def test_frozen_format_1_store_still_reads(tmp_path: Path):
     assert [e.event for e in store.index()][-1] == "finished"
 
 
+@pytest.mark.slow
 def test_every_file_parses_after_workers_are_killed_mid_write(store: RunStore, tmp_path: Path):
     _created(store)
     rng = random.Random(0)
@@ -251,6 +252,7 @@ def test_every_file_parses_after_workers_are_killed_mid_write(store: RunStore, t
     assert store.get("run1").attempts >= 4 * 3  # each worker recovered the stale lock
 
 
+@pytest.mark.slow
 def test_processes_creating_one_run_at_once_create_it_once(store: RunStore):
     script = (
         "import sys, time; from pathlib import Path\n"

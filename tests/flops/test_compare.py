@@ -120,7 +120,7 @@ def test_deformable_attention_over_shapes_widths_groups_and_kernels(
     assert attn.formula == 2 * n * ns * dim + 2 * n * dim**2 + 2 * ns * dim**2 + offset_term
 
 
-@pytest.mark.parametrize("letters", ["LSDPG", "GDPSL"])
+@pytest.mark.parametrize("letters", [pytest.param("LSDPG", marks=pytest.mark.slow), "GDPSL"])
 def test_every_letter_in_one_stage_at_a_non_square_size(letters):
     cfg = one_stage((10, 7), attn=letters, depth=5, window=4, heads=4, sr_ratio=2, reduction=2)
     report = assert_exact_in_both_branches(cfg)
@@ -144,6 +144,7 @@ def test_counting_at_another_size_than_built(pos_enc):
     assert report.size == (11, 6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dat_nano", "dat_micro"])
 def test_small_presets_with_stem_downsampling_and_head_rows(name):
     report = assert_exact_in_both_branches(get_preset(name))

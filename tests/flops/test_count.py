@@ -43,6 +43,7 @@ def test_reports_are_cached_by_config_hash_and_size(monkeypatch):
         count_flops(cfg, (40, 36), use_cache=False)
 
 
+@pytest.mark.slow
 def test_an_unreadable_cache_entry_is_counted_again():
     cfg = get_preset("dat_nano").with_stage(3, offset_range=5.0)
     count_module.clear_memory_cache()
@@ -71,6 +72,7 @@ def test_bad_sizes_are_refused_before_building_the_model(monkeypatch):
         count_flops(fixed, (48, 48), use_cache=False)
 
 
+@pytest.mark.slow
 def test_a_module_with_weights_the_trace_never_enters_is_reported_as_skipped():
     model = build_model(get_preset("dat_nano"))
     assert count_model(model).skipped == ()

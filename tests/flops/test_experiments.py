@@ -15,10 +15,10 @@ import pytest
 from dat_lab.commands.flops import experiment_models
 from dat_lab.flops import count_flops
 from dat_lab.models import get_preset, list_presets
-from dat_lab.schema import load_yaml
+from dat_lab.schema import config_files, load_config_file
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENT_FILES = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENT_FILES = config_files(REPO / "experiments")
 
 
 def assert_fully_accounted(report, name: str) -> None:
@@ -27,7 +27,14 @@ def assert_fully_accounted(report, name: str) -> None:
     assert report.ok, name
 
 
-@pytest.mark.parametrize("preset", list_presets())
+# The paper's presets take seconds each to trace: the fast tier keeps the small ones.
+PAPER_SIZED = ("dat_tiny", "dat_small", "dat_base", "dat_base_384")
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [pytest.param(p, marks=pytest.mark.slow) if p in PAPER_SIZED else p for p in list_presets()],
+)
 def test_every_preset_runs_only_counted_or_zero_cost_ops(preset):
     assert_fully_accounted(count_flops(get_preset(preset)), preset)
 
@@ -43,16 +50,18 @@ def imagefolder(tmp_path_factory) -> Path:
     return root
 
 
-def test_experiment_files_exist():
-    assert len(EXPERIMENT_FILES) >= 5
+def test_the_bundled_experiment_files_are_all_checked():
+    bundled = ["attention_ablation", "datpp_components", "imagenet_dat_tiny", "offset_range"]
+    assert [p.stem for p in EXPERIMENT_FILES] == [*bundled, "reduction", "stage_placement"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_every_variant_of_every_experiment_file(path, request):
     overrides = {}
-    if load_yaml(path)["base"]["data"].get("name") == "imagefolder":
+    if load_config_file(path)["base"]["data"].get("name") == "imagefolder":
         overrides["data.path"] = str(request.getfixturevalue("imagefolder"))
     models = experiment_models(str(path), overrides)
-    assert [name for name, _ in models] == list(load_yaml(path)["variants"])
+    assert [name for name, _ in models] == list(load_config_file(path)["variants"])
     for name, cfg in models:
         assert_fully_accounted(count_flops(cfg), f"{path.stem}/{name}")

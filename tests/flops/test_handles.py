@@ -34,7 +34,7 @@ def test_sdpa_counts_its_two_matmuls_like_the_explicit_branch(with_bias):
     expected = b * h * nq * nk * d * 2  # q k^T and weights v, one multiply-add each
     for fused in (True, False):
         total, unsupported, _ = count(
-            Fn(lambda q, k, v: attend(q, k, v, bias, fused=fused)[0]), q, k, v
+            Fn(lambda q, k, v, fused=fused: attend(q, k, v, bias, fused=fused)[0]), q, k, v
         )
         assert total == expected
         assert not unsupported

@@ -33,6 +33,7 @@ def gflops(report) -> float:
     return report.total / 1e9
 
 
+@pytest.mark.slow
 def test_dat_tiny_is_4_59g_and_every_flop_is_accounted_for():
     report = count_flops(get_preset("dat_tiny"))
     assert report.ok and not report.unsupported
@@ -41,6 +42,7 @@ def test_dat_tiny_is_4_59g_and_every_flop_is_accounted_for():
     assert report.params == 28_319_138
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "row, paper",
     [
@@ -59,6 +61,7 @@ def test_ablation_table_rows(row, paper):
     assert round(gflops(report), 2) == paper
 
 
+@pytest.mark.slow
 def test_without_offsets_the_table_is_gathered_with_the_bilinear_read_s_values():
     # No offsets, r = 1: every displacement is whole pixels, so the model reads the relative
     # table by an integer-index gather (0 FLOPs in fvcore); it must equal the bilinear read.

@@ -157,7 +157,7 @@ def test_fused_and_explicit_branches_agree(module):
     fused, explicit = run(True), run(False)
     torch.testing.assert_close(fused[0], explicit[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused[1], explicit[1], atol=1e-5, rtol=1e-5)
-    for a, b in zip(fused[2], explicit[2]):
+    for a, b in zip(fused[2], explicit[2], strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
@@ -223,3 +223,14 @@ def test_spatial_reduction_without_reduction_equals_global():
         g.proj.load_state_dict(p.proj.state_dict())
     x = torch.randn(2, 6, 6, 32)
     torch.testing.assert_close(p(x), g(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_window_mask_cache_keeps_only_the_most_recent_sizes():
+    from dat_lab.models.attention.window import MASK_CACHE_SIZE
+
+    shifted = ShiftedWindowAttention(8, 2, window=4, shift=2)
+    for side in range(5, 6 + 2 * MASK_CACHE_SIZE):  # every size needs its own mask
+        shifted(torch.randn(1, side, side, 8))
+    cached = [key[:2] for key in shifted._mask_cache]
+    last = 5 + 2 * MASK_CACHE_SIZE
+    assert cached == [(s, s) for s in range(last - MASK_CACHE_SIZE, last + 1)][-MASK_CACHE_SIZE:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dat_lab.models import DatConfig, PosEnc, StageConfig, get_preset, resolve_model_config
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, identity_mapping
 
 
 def nano_dict() -> dict:
@@ -53,6 +53,8 @@ def nano_dict() -> dict:
             "larger than the 16x16",
         ),
         ({"drop_path": 1.5}, "model.drop_path", "must be in [0, 1)"),
+        ({"img_size": [8, 8]}, "model.img_size", "8x8 leaves the feature map empty at stage 3"),
+        ({"patch_size": 4, "img_size": [16, 16]}, "model.img_size", "at least 32"),
         ({"stages.2.ofset_range": 2}, "model.stages.2.ofset_range", "did you mean 'offset_range'"),
         ({"dims": [1, 2]}, "model.dims", "unknown key"),
         # DAT++ knobs
@@ -164,3 +166,16 @@ def test_conv_stem_and_downsampling_round_odd_sides_up():
     conv = cfg.replace(stem="conv", downsample="conv")
     assert cfg.feature_size(2) == (4, 3)  # 33 // 2 // 2 // 2, 30 // 2 // 2 // 2
     assert conv.feature_size(2) == (5, 4)  # ceil at each padded 3x3 conv
+
+
+def test_dat_pp_knobs_enter_the_hash_only_when_set():
+    """DAT configs keep the run ids they had before DAT++'s knobs existed."""
+    dat = get_preset("dat_nano")
+    identity = identity_mapping(dat)
+    assert not {"stem", "downsample", "mlp", "layer_scale", "lpu"} & set(identity)
+    assert all("nat_kernel" not in stage for stage in identity["stages"])
+    assert dat.replace(lpu=True).hash != dat.hash
+    assert dat.replace(layer_scale=1e-5).hash != dat.hash
+    pp = get_preset("dat_pp_nano")
+    assert pp.replace(lpu=False).hash != pp.hash
+    assert identity_mapping(pp)["stages"][0]["nat_kernel"] == 3

@@ -73,7 +73,13 @@ def test_small_presets_have_a_few_hundred_thousand_parameters_and_keep_the_dat_s
         assert [s.attn for s in cfg.stages] == ["LS", "LS", "LD", "LD"]
 
 
-@pytest.mark.parametrize("size", [(224, 224), (256, 256), (160, 224), (230, 230)])
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(s, marks=pytest.mark.slow)
+        for s in [(224, 224), (256, 256), (160, 224), (230, 230)]
+    ],
+)
 def test_one_built_model_runs_at_any_input_size(size):
     model = build_model(get_preset("dat_tiny")).eval()
     with torch.no_grad():

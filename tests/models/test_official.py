@@ -15,7 +15,7 @@ from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
 from dat_lab.models.official import CheckpointMismatch, load_official_checkpoint
 
 # Every key and shape of the official dat_tiny/small/base checkpoints (preset<TAB>key<TAB>shape),
-# a copy of the project's shared/official_dat_v1_state_dict.txt kept with the tests.
+# listed from the official CVPR-code checkpoints and kept with the tests.
 KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_dat_v1_state_dict.txt"
 
 
@@ -30,7 +30,10 @@ def official_state_dict(preset: str) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("preset", ["dat_tiny", "dat_small", "dat_base"])
+@pytest.mark.parametrize(
+    "preset",
+    [pytest.param(p, marks=pytest.mark.slow) for p in ("dat_tiny", "dat_small", "dat_base")],
+)
 def test_official_state_dict_loads_strictly(preset, tmp_path):
     state = official_state_dict(preset)
     path = tmp_path / "ckpt.pth"
@@ -48,6 +51,7 @@ def test_official_state_dict_loads_strictly(preset, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path):
     model = build_model(get_preset("dat_tiny"))
     state = official_state_dict("dat_tiny")

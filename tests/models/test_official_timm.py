@@ -161,3 +161,12 @@ def test_another_number_of_classes_drops_the_official_head(checkpoints):
     state = torch.load(checkpoints["dat_tiny"], weights_only=True)["model"]
     assert model.head.out_features == 10
     torch.testing.assert_close(model.stem.proj.weight, state["patch_proj.0.weight"])
+
+
+def test_official_weights_without_the_official_tag_warn(checkpoints):
+    with pytest.warns(UserWarning, match="consistent sampling"):
+        timm.create_model(
+            "dat_tiny",
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(checkpoints["dat_tiny"])),
+        )

@@ -98,7 +98,7 @@ def test_evaluate_agrees_with_top1_computed_independently(folder, checkpoint, tm
     "argv, message",
     [
         (["evaluate", "/nonexistent/w.pth"], "no such checkpoint file '/nonexistent/w.pth'"),
-        (["evaluate", "abc123"], "no such run in"),
+        (["evaluate", "abc123"], "no run 'abc123' in"),
         (
             ["evaluate", "{ckpt}", "model=dat_nano", "data.name=digits"],
             "'stem.proj.weight' has shape (16, 3, 4, 4)",
@@ -152,3 +152,30 @@ def test_official_dat_pp_checkpoint_names_its_architecture_and_convention(tmp_pa
     weights = read_weights(path)
     assert weights.kind == "official"
     assert weights.model == get_preset("dat_pp_small").replace(sampling=Sampling.OFFICIAL_PP)
+
+
+@pytest.mark.slow
+def test_evaluating_a_run_reproduces_its_final_validation(tmp_path, capsys):
+    from results_helpers import EXPERIMENTS
+
+    from dat_lab.experiments.runner import run_spec
+    from dat_lab.experiments.spec import load_experiment
+    from dat_lab.experiments.store import RunStore
+
+    overrides = {
+        "train.epochs": 1, "train.val_every_n_epochs": 1, "train.threads": 1,
+        "data.train_size": 64, "data.val_size": 32,
+        "data.batch_size": 32, "data.cache_dir": str(tmp_path / "cache"),
+    }  # fmt: skip
+    _, specs = load_experiment(EXPERIMENTS / "offset_range.yaml", overrides)
+    spec = next(s for s in specs if s.seed == 0)
+    store = RunStore(tmp_path / "store")
+    assert run_spec(spec, store, log=lambda m: None).result == "finished"
+    final = store.read_json(spec.run_id, "final")
+    out = tmp_path / "run.json"
+    argv = ["evaluate", spec.run_id[:8], "--store", str(store.root), "--out", str(out)]
+    assert main(argv + ["--device", "cpu", "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["kind"] == "lightning" and result["images"] == 32
+    assert result["top1"] == pytest.approx(final["val/acc1"], abs=1e-6)
+    assert result["loss"] == pytest.approx(final["val/loss"], rel=1e-4)

@@ -1,10 +1,11 @@
-"""The report's figures carry their labels and data, and Optuna studies in the store are plotted."""
+"""The report's figures carry their labels and data; Optuna studies in the store are plotted."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.patches import Rectangle
 from results_helpers import add_run, experiment_configs
 
 from dat_lab.experiments.store import RunStore
@@ -46,7 +47,7 @@ def test_offset_plot_has_both_axes_and_our_means(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", ["stage_placement", "attention_ablation"])
-def test_bar_plots_mark_variants_without_finished_runs(tmp_path, experiment):
+def test_variant_plots_mark_variants_without_finished_runs(tmp_path, experiment):
     variant0 = experiment_configs(experiment)[0][0]
     group = _group(tmp_path, experiment, failed={(variant0, 0), (variant0, 1)})
     fig = analyses.BY_NAME[experiment].build(group).figures[experiment]
@@ -94,7 +95,7 @@ def test_optuna_study_in_the_store_gets_history_and_importances(tmp_path, capsys
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweeps" / "free.journal")))
     study = optuna.create_study(study_name="free", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
-    for i, (variant, config) in enumerate(configs):
+    for _, config in configs:
         trial = study.ask()
         s = trial.suggest_float("s", 0.0, 8.0)
         r = trial.suggest_categorical("r", [1, 2, 4])
@@ -114,3 +115,81 @@ def test_optuna_study_in_the_store_gets_history_and_importances(tmp_path, capsys
     assert "no Optuna storage found" in capsys.readouterr().out
     assert (tmp_path / "again" / "sweep_free" / "reduction.md").is_file()  # its trials vary r, s
     assert not (tmp_path / "again" / "sweep_free" / "optuna_history.png").exists()
+
+
+def _stage_store(tmp_path, accs: dict[str, list[float]], reverse: bool = True):
+    """stage_placement runs with known accuracies, created in reverse of the file's order."""
+    store = RunStore(tmp_path)
+    configs = dict(experiment_configs("stage_placement"))
+    for variant in reversed(list(accs)) if reverse else list(accs):
+        for seed, acc in enumerate(accs[variant]):
+            add_run(store, "stage_placement", variant, seed, configs[variant],
+                    final={"val/acc1": acc}, curve=[acc - 0.1, acc])  # fmt: skip
+    return Group("stage_placement", memberships(load_runs(tmp_path)))
+
+
+STAGE_ACCS = {
+    "D_1234": [0.70, 0.72, 0.71],
+    "D_234": [0.80, 0.805, 0.79],
+    "D_34": [0.80, 0.81, 0.795],
+    "D_4": [0.60, 0.62, 0.61],
+    "none": [0.79, 0.815, 0.80],
+}
+
+
+def test_stage_placement_points_in_the_papers_order_with_significance_stars(tmp_path):
+    group = _stage_store(tmp_path, STAGE_ACCS)
+    assert list(group.summary["variant"])[0] == "none"  # the runs were made in reverse
+    out = analyses.stage_placement.build(group)
+    assert list(out.tables[0].data["variant"]) == ["D_1234", "D_234", "D_34", "D_4", "none"]
+    fig = out.figures["stage_placement"]
+    ax = fig.axes[0]
+    ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]
+    assert ticks == ["D_1234", "D_234", "D_34", "D_4", "none"]
+    assert not [p for p in ax.patches if isinstance(p, Rectangle)]  # no bars at all
+    stars = sorted(round(a.xy[0]) for a in ax.texts if a.get_text() == "*")
+    comp = group.comparison(list(out.tables[0].data["variant"]))
+    assert stars == [i for i, sig in enumerate(comp["significant"]) if sig] == [0, 3]
+    means = [line for line in ax.lines if line.get_marker() == "o"][0].get_ydata()
+    np.testing.assert_allclose(means, [np.mean(STAGE_ACCS[v]) * 100 for v in ticks])
+    plt.close(fig)
+
+
+def test_curve_bands_stay_within_the_seeds_values(tmp_path):
+    store = RunStore(tmp_path)
+    configs = dict(experiment_configs("stage_placement"))
+    for seed, low in enumerate((0.05, 1.0)):  # mean - std of (0.05, 1.0) is below zero
+        add_run(store, "stage_placement", "D_34", seed, configs["D_34"],
+                final={"val/acc1": 0.8}, curve=[0.7, 0.8])  # fmt: skip
+        path = store.run_dir(f"stage_placement-D_34-{seed}") / "logs" / "version_0"
+        (path / "metrics.csv").write_text(
+            "epoch,step,train/loss,val/acc1\n" + f"0,0,{low},\n0,1,{low},\n0,1,,0.8\n"
+        )
+    group = Group("stage_placement", memberships(load_runs(tmp_path)))
+    fig = analyses.training_curves.build(group).figures["curves"]
+    loss_ax = fig.axes[1]
+    bands = [c for c in loss_ax.collections if len(c.get_paths())]
+    assert bands
+    ys = np.concatenate([p.vertices[:, 1] for c in bands for p in c.get_paths()])
+    assert ys.min() >= 0.05 - 1e-9 and ys.max() <= 1.0 + 1e-9
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["offset_range", "stage_placement", "attention_ablation",
+                                  "sweep_pareto", "training_curves"])  # fmt: skip
+def test_legends_lie_inside_the_figure(tmp_path, name):
+    experiment = {"sweep_pareto": "reduction", "training_curves": "stage_placement"}.get(
+        name, name
+    )
+    group = _group(tmp_path, experiment, seeds=3)
+    for fig in analyses.BY_NAME[name].build(group).figures.values():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        assert legends
+        box = fig.bbox
+        for legend in legends:
+            ext = legend.get_window_extent(renderer)
+            assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1, (name, ext, box)
+            assert box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, (name, ext, box)
+        plt.close(fig)

@@ -64,7 +64,7 @@ def _md_rows(text: str) -> dict[str, list[str]]:
         if header is None:
             header = cells
             continue
-        rows[cells[0].removesuffix(" †")] = dict(zip(header, cells))
+        rows[cells[0].removesuffix(" †")] = dict(zip(header, cells, strict=True))
     return rows
 
 
@@ -179,10 +179,11 @@ def test_each_experiment_file_gets_its_paper_table(tmp_path, experiment, expecte
     chosen = next(a for a in analyses.TABLES if a.applies(group))
     assert chosen.NAME == expected
     table = chosen.build(group).tables[0]
-    rows = {line[0]: dict(zip(table.header, line)) for line in table.cells}
+    rows = {line[0]: dict(zip(table.header, line, strict=True)) for line in table.cells}
     if experiment == "stage_placement":
-        assert [rows[v]["Paper top-1 (%)"] for v in ("D_1234", "D_234", "D_34", "D_4", "none")] == [
-            "81.70", "81.90", "82.00 (DAT)", "81.40", "81.30 (Swin-T)"]  # fmt: skip
+        assert [
+            rows[v]["Paper top-1 (%)"] for v in ("D_1234", "D_234", "D_34", "D_4", "none")
+        ] == ["81.70", "81.90", "82.00 (DAT)", "81.40", "81.30 (Swin-T)"]
     if experiment == "attention_ablation":
         assert rows["P_off_relative"]["Paper FLOPs"] == "4.48G"
         assert rows["S_nooff_nope"]["Paper top-1 (%)"] == "81.40"
@@ -257,6 +258,7 @@ def test_unchanged_groups_are_not_redrawn_and_changed_ones_are(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_analysis_script_runs_on_its_own(offset_store, tmp_path):
     import subprocess
     import sys
@@ -274,6 +276,7 @@ def test_analysis_script_runs_on_its_own(offset_store, tmp_path):
     assert (tmp_path / "offset_range" / "offset_range.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_groups_rendered_in_worker_processes_equal_the_serial_report(tmp_path):
     store = RunStore(tmp_path)
     for experiment in ("stage_placement", "reduction"):

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from results_helpers import EXPERIMENTS
+from results_helpers import EXPERIMENTS, add_run, experiment_configs
 
 from dat_lab.cli import main
 from dat_lab.experiments.runner import run_spec
@@ -14,8 +14,15 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.results.visualize import visualize_run
 
-TINY = {"train.epochs": 1, "train.val_every_n_epochs": 1, "train.threads": 1, "train.log_every_n_steps": 1,
-        "data.train_size": 64, "data.val_size": 32, "data.batch_size": 32}  # fmt: skip
+TINY = {
+    "train.epochs": 1,
+    "train.val_every_n_epochs": 1,
+    "train.threads": 1,
+    "train.log_every_n_steps": 1,
+    "data.train_size": 64,
+    "data.val_size": 32,
+    "data.batch_size": 32,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ def test_drawn_points_are_the_models_sampling_positions_inside_the_image(trained
     height = width = 32
     panels = [ax for ax in fig.axes if ax.get_xlabel() == "x (px)"]  # not the colour bars
     assert len(panels) == 2 * len(records)
-    for rec, (offsets_ax, attention_ax) in zip(records, np.reshape(panels, (-1, 2))):
+    for rec, (offsets_ax, attention_ax) in zip(records, np.reshape(panels, (-1, 2)), strict=True):
         sampled = rec.sampled_pixels()[0].reshape(-1, 2).numpy()  # (y, x)
         reference = rec.reference_pixels()[0].reshape(-1, 2).numpy()
         np.testing.assert_allclose(_points(offsets_ax, "sampled"), sampled[:, ::-1], atol=1e-5)
@@ -66,8 +73,20 @@ def test_cli_visualize_writes_a_png_and_rejects_bad_input(trained_run, tmp_path,
     assert main(["visualize", run_id, "--store", str(store), "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert main(["visualize", "nosuchrun", "--store", str(store)]) == 2
-    assert "RUN_ID: no such run" in capsys.readouterr().err
+    assert "RUN_ID: no run 'nosuchrun' in" in capsys.readouterr().err
     assert main(["visualize", run_id, "--store", str(store), "--query", "40,1"]) == 2
     assert "--query: (40, 1) is outside the 32x32 image" in capsys.readouterr().err
     assert main(["visualize", run_id, "--store", str(store), "--index", "32"]) == 2
     assert "--index: must be in 0..31" in capsys.readouterr().err
+
+
+def test_cli_visualize_of_a_model_without_d_blocks_is_a_one_line_error(tmp_path, capsys):
+    store = RunStore(tmp_path / "store")
+    ((variant, config),) = [c for c in experiment_configs("stage_placement") if c[0] == "none"]
+    add_run(store, "stage_placement", variant, 0, config)
+    run_id = next(iter(store.runs())).run_id
+    assert main(["visualize", run_id, "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"error: RUN_ID: run {run_id} (stage_placement/none) has no deformable (D) block to draw"
+    )

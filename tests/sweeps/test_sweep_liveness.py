@@ -48,6 +48,7 @@ def _running_trial(study: optuna.Study, **attrs) -> optuna.trial.FrozenTrial:
     return study._storage.get_trial(trial._trial_id)
 
 
+@pytest.mark.slow
 def test_a_worker_on_this_host_is_dead_when_its_process_is():
     study = optuna.create_study()
     assert stale_reason(_running_trial(study), LIVENESS) is None  # this process: alive

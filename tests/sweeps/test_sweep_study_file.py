@@ -10,7 +10,7 @@ import optuna
 import pytest
 from sweep_helpers import OFFSET_KEYS, cli, offset_grid, url_password, worker_env
 
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, config_files
 from dat_lab.sweeps.space import grid_points, suggest
 from dat_lab.sweeps.spec import load_study
 from dat_lab.sweeps.storage import StorageLocation, mask_url
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_shipped_study_files_load_with_their_budgets():
     budgets = {}
-    for path in sorted((REPO / "sweeps").glob("*.yaml")):
+    for path in config_files(REPO / "sweeps"):
         study = load_study(path)
         budgets[study.name] = (study.n_trials, study.file.sampler.type, len(study.file.objectives))
     assert budgets == {
@@ -41,7 +41,7 @@ BAD_STUDIES = [
     (
         {"space": {"s": {**S_PARAM, "set": ["stages.2.offset_range"]}}},
         "space.s.set.0",
-        "starts with",
+        "must start with one of model, data, train",
     ),
     (
         {"space": {"s": {**S_PARAM, "when": {"t": 1}}, "t": {**S_PARAM, "set": ["train.lr"]}}},
@@ -97,6 +97,27 @@ def test_a_bad_study_file_is_refused_naming_the_file_and_key(change, key, words,
     assert words in info.value.message
 
 
+def test_two_knobs_that_clash_only_together_are_refused_before_any_trial(study_file):
+    """Each value of s and of offset_mode is possible alone; s with clamped is not, and TPE
+    would draw it in about a quarter of the trials."""
+    bounded_or_clamped = {
+        "type": "categorical",
+        "choices": ["bounded", "clamped"],
+        "set": ["model.stages.3.offset_mode"],
+    }
+    s = {"type": "float", "low": 0.5, "high": 8.0, "set": ["model.stages.3.offset_range"]}
+    clash = study_file("clash", space={"s": s, "mode": bounded_or_clamped}, n_trials=4)
+    with pytest.raises(ConfigError) as info:
+        load_study(clash)
+    assert info.value.file == str(clash) and info.value.key == "space"
+    assert "'mode': 'clamped'" in info.value.message
+    assert "offset_range: has no effect with offset_mode: clamped" in info.value.message
+    resolved = {**s, "when": {"mode": "bounded"}}  # the conditional space resolves the clash
+    fixed = study_file("fixed", space={"mode": bounded_or_clamped, "s": resolved}, n_trials=4)
+    assert load_study(fixed).file.space["s"].when == {"mode": "bounded"}
+
+
+@pytest.mark.slow
 def test_the_cli_refuses_a_bad_study_file_before_any_run(tmp_path, study_file):
     path = study_file("bad", space={"s": {**S_PARAM, "choices": [2.0, -1.0]}}, sampler="grid")
     store = tmp_path / "store"
@@ -182,6 +203,7 @@ def test_a_password_in_a_storage_url_is_masked():
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_status_on_postgresql_never_prints_the_password(postgres_url, tmp_path, study_file):
     password = url_password(postgres_url)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
-from sweep_helpers import OFFSET_KEYS, offset_grid
+from sweep_helpers import OFFSET_KEYS, TINY_DATA, offset_grid
 
 from dat_lab.experiments.store import RunState, RunStore
 from dat_lab.sweeps.liveness import USER_FAIL_REASON, Liveness
@@ -47,6 +48,7 @@ def test_a_failing_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_pat
     assert good.state is TrialState.COMPLETE and 0.0 <= good.value <= 1.0
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
     # Digits (10 classes): lr 3e-3 learns within an epoch, lr 1e-9 stays at chance. With the
     # good trial done first, the median pruner stops the bad one after its first epoch of 3.
@@ -73,6 +75,7 @@ def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
     assert store.require(run_id).final is None and store.require(run_id).last_checkpoint
 
 
+@pytest.mark.slow
 def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, experiment):
     # 3 epochs, min_epochs 1, reduction factor 4: one bracket (floor(log_4(3 / 1)) + 1), so
     # both trials meet at its first rung, epoch index 1, whatever bracket Optuna hashes them
@@ -103,6 +106,7 @@ def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, exp
     assert "pruned after epoch 2" in text
 
 
+@pytest.mark.slow
 def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     # Accuracy against FLOPs over r x s: r changes the FLOPs, s does not.
     space = {
@@ -126,6 +130,7 @@ def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
     assert "Pareto front (maximize val/acc1, minimize flops)" in text
 
 
+@pytest.mark.slow
 def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(
     tmp_path, study_file
 ):
@@ -155,6 +160,7 @@ def _dominates(a: list[float], b: list[float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+@pytest.mark.slow
 def test_resuming_completes_the_budget_and_reuses_finished_runs(tmp_path, study_file):
     space = {"s": {"type": "float", "low": 0.0, "high": 8.0, "step": 4.0, "set": OFFSET_KEYS}}
     path = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=2)
@@ -199,6 +205,7 @@ def test_status_lists_state_params_values_and_run_id(tmp_path, study_file):
     assert lines[4].startswith("best (maximize val/acc1): trial #")
 
 
+@pytest.mark.slow
 def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study_file):
     space = {
         "offsets": {
@@ -222,3 +229,23 @@ def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study
     trials = ostudy.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert all(("s" in t.params) == t.params["offsets"] for t in trials)
+
+
+@pytest.mark.slow
+def test_the_free_study_runs_ten_trials_and_the_model_refuses_none(tmp_path):
+    """sweeps/free.yaml once let TPE draw s with clamped offsets (about 1 trial in 4 failed);
+    its first 10 trials (TPE's random start-up) now all train, on tiny data."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "sweeps" / "free.yaml").read_text()
+    text = text.replace("../experiments/", f"{repo}/experiments/").replace(
+        "n_trials: 60", "n_trials: 10"
+    )
+    path = tmp_path / "free.yaml"
+    path.write_text(text)
+    tiny = {f"data.{k}": v for k, v in TINY_DATA.items() if k != "name"}
+    tiny.update({"train.epochs": 2, "train.warmup_epochs": 0, "train.val_every_n_epochs": 1})
+    tiny["train.threads"] = 1
+    ostudy, lines = sweep(path, tmp_path, tiny)
+    states = [t.state for t in ostudy.trials]
+    assert len(states) == 10 and TrialState.FAIL not in states, lines
+    assert {t.params["offsets"] for t in ostudy.trials} == {True, False}  # both branches drawn

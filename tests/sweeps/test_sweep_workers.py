@@ -39,6 +39,7 @@ def _trials(storage: str | Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=location.open()).get_trials()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backend", ["journal", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -74,6 +75,7 @@ def test_four_workers_run_every_grid_point_exactly_once(backend, request, tmp_pa
     assert len(workers) >= 2, f"the workers did not run concurrently: {workers}"
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_retried_and_the_budget_completes(tmp_path, study_file, experiment):
     # Trials long enough (several epochs of a larger set) to be killed in the middle of one.
     exp = experiment(data={"train_size": 256}, train={"epochs": 4})
@@ -123,6 +125,7 @@ def _wait_for_a_checkpointed_run(
     raise AssertionError("no run reached its first checkpoint")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reaped_first", [False, True], ids=["alone", "after_the_reaper"])
 def test_ctrl_c_stops_cleanly_and_enqueues_the_trial_once(
     reaped_first, tmp_path, study_file, experiment
@@ -132,7 +135,13 @@ def test_ctrl_c_stops_cleanly_and_enqueues_the_trial_once(
     store, journal = tmp_path / "store", tmp_path / "ctrl_c.journal"
     args = cli("--study", str(path), "--store", str(store), "--storage", str(journal))
     worker = subprocess.Popen(
-        args, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # Undo an inherited ignored SIGINT (a suite started with `cmd &`), or Ctrl-C is lost.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         run_dir = _wait_for_a_checkpointed_run(RunStore(store), worker)

@@ -8,9 +8,9 @@ collected test of this folder that does not select a ``dat_*`` model is deselect
 are marked slow.
 
 By default the presets run are ``dat_tiny`` (the paper's DAT-T) and the CPU presets
-``dat_nano``/``dat_micro``/``dat_pp_nano`` (a few minutes in all on two cores);
-``DAT_LAB_TIMM_ALL_PRESETS=1`` adds ``dat_small``, ``dat_base``, ``dat_base_384`` and the
-big DAT++ presets (the same code with more blocks, ~10 min and more).
+``dat_nano``/``dat_micro``/``dat_pp_nano`` (~2 min on two cores); ``DAT_LAB_TIMM_ALL_PRESETS=1``
+adds ``dat_small``, ``dat_base``, ``dat_base_384`` and the big DAT++ presets (the same code with
+more blocks, ~10 min and more).
 ``DAT_LAB_TIMM_ALL_MODELS=1`` collects every timm model (to compare counts with Swin).
 
 Left out: ``test_prune_intermediate_layers_contract`` on ``dat_nano``, ``dat_micro`` and

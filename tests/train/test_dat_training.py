@@ -127,5 +127,5 @@ def test_tiny_dat_resume_on_shapes_equals_the_uninterrupted_run(tmp_path, kill) 
     assert trainer.global_step == 6
     for key in ("train/loss", "train/loss_epoch", "val/loss", "val/acc1"):
         assert resumed_metrics[key] == pytest.approx(whole_metrics[key], abs=1e-6), key
-    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import pytest
 import torch
@@ -162,3 +163,26 @@ def test_ddp_is_lightnings_strategy_chosen_by_config(tmp_path, changes) -> None:
     trainer = build_trainer(fast_config(**changes), tmp_path / "ddp")  # built, not launched
     assert isinstance(trainer.strategy, DDPStrategy)
     assert trainer.num_devices == changes.get("devices", 1)
+
+
+@pytest.mark.parametrize(
+    "changes, best_saved",
+    [
+        ({"epochs": 4, "val_every_n_epochs": 2}, True),
+        ({"epochs": 2, "limit_val_batches": 0}, False),
+    ],
+)
+def test_epochs_without_validation_give_no_monitored_key_warning(
+    tmp_path, changes, best_saved
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_training(fast_config(warmup_epochs=0, **changes), tmp_path)
+    texts = [str(w.message) for w in caught]
+    assert not [t for t in texts if "could not find the monitored key" in t], texts
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "last.ckpt" in names
+    # Validated epochs 1 and 3 (0-based) are where a best checkpoint can come from.
+    best = {n for n in names if n.startswith("best-epoch")}
+    assert bool(best) is best_saved
+    assert best <= {"best-epoch001.ckpt", "best-epoch003.ckpt"}

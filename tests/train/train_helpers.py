@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dat_lab.train.config import TrainConfig
+from dat_lab.train.loggers import RunTags
 from dat_lab.train.module import DatLitModule
 from dat_lab.train.trainer import build_trainer, fit
 
@@ -123,10 +124,11 @@ def run_training(
     ckpt_path: str | Path | None = None,
     callbacks: tuple = (),
     edit_trainer: Callable[[pl.Trainer], None] | None = None,
+    tags: RunTags | None = None,
 ) -> Run:
     """The engine's order: trainer (seeds), then model, then module, then fit."""
     data = data or RandomImages(num_classes=num_classes)
-    trainer = build_trainer(cfg, run_dir, extra_callbacks=callbacks)
+    trainer = build_trainer(cfg, run_dir, extra_callbacks=callbacks, tags=tags)
     if edit_trainer is not None:
         edit_trainer(trainer)
     module = DatLitModule(TinyClassifier(num_classes, dropout), cfg, num_classes, batch_size=8)

@@ -1,4 +1,4 @@
-"""Attention types by stage-spec letter, and :func:`build_attention`."""
+"""The attention modules, and :func:`build_attention` (one module per stage-spec letter)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,16 @@ from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
 from dat_lab.models.config import Attn, Sampling, StageConfig
 
-ATTENTION_TYPES: dict[Attn, type[nn.Module]] = {
-    Attn.LOCAL: WindowAttention,
-    Attn.SHIFTED: ShiftedWindowAttention,
-    Attn.DEFORMABLE: DeformableAttention,
-    Attn.SPATIAL_REDUCTION: SpatialReductionAttention,
-    Attn.GLOBAL: GlobalAttention,
-    Attn.NEIGHBORHOOD: NeighborhoodAttention,
-}  # X is a block of its own (dat_lab.models.block.ConvNeXtBlock), not an attention
-
 # FX tracing (timm's feature extraction, torchvision's create_feature_extractor) keeps each
 # attention module whole: their padding, windowing and key grids depend on the input shape.
-for _cls in ATTENTION_TYPES.values():
+for _cls in (
+    WindowAttention,
+    ShiftedWindowAttention,
+    DeformableAttention,
+    SpatialReductionAttention,
+    GlobalAttention,
+    NeighborhoodAttention,
+):  # X is a block of its own (dat_lab.models.block.ConvNeXtBlock), not an attention
     register_notrace_module(_cls)
 
 
@@ -54,7 +52,6 @@ def build_attention(
 
 
 __all__ = [
-    "ATTENTION_TYPES",
     "DeformableAttention",
     "DeformableMaps",
     "GlobalAttention",

@@ -131,6 +131,12 @@ class DeformableAttention(nn.Module):
             self.heads, self.groups, size, self.official, self._keys_on_pixels()
         )
 
+    def _position_encoding(self) -> nn.Module:
+        """The position module; only pos_enc none has none, and it is never asked for."""
+        if self.pos_bias is None:
+            raise RuntimeError("pos_enc none has no position module")  # a bug
+        return self.pos_bias
+
     def key_grid(self, h: int, w: int) -> tuple[int, int]:
         """Key grid of an ``h x w`` map: the output size of a stride-r, pad k//2 conv."""
         r = self.spec.reduction
@@ -211,8 +217,9 @@ class DeformableAttention(nn.Module):
         out, weights = attend(q_h, k, v, bias, fused=self.fused_attn, return_weights=self.record)
         out = out.transpose(1, 2).reshape(b, h, w, c)
         if self.spec.pos_enc == PosEnc.DWCONV:
-            out = out + self.pos_bias(q.permute(0, 3, 1, 2))
+            out = out + self._position_encoding()(q.permute(0, 3, 1, 2))
         if self.record:
+            assert weights is not None  # attend returns them when asked
             shape = (b, self.groups, hk, wk, 2)
             self.last_maps = DeformableMaps(
                 ref.reshape(shape), pos.reshape(shape), weights, (h, w), self.official
@@ -230,13 +237,13 @@ class DeformableAttention(nn.Module):
         pe = self.spec.pos_enc
         if pe == PosEnc.RELATIVE:
             if self._keys_on_pixels():
-                return self.pos_bias(None, None, h, w)
+                return self._position_encoding()(None, None, h, w)
             queries = self.query_points(h, w, pos)
-            return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
+            return self._position_encoding()(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
         if pe == PosEnc.LOG_CPB:
-            assert isinstance(self.pos_bias, LogCPB)
-            queries = self.query_points(h, w, pos)
-            return self.pos_bias(queries, pos.reshape(pos.shape[0], -1, 2))
+            return self._position_encoding()(
+                self.query_points(h, w, pos), pos.reshape(pos.shape[0], -1, 2)
+            )
         if pe == PosEnc.FIXED:
-            return self.pos_bias(h, w, hk, wk)
+            return self._position_encoding()(h, w, hk, wk)
         return None

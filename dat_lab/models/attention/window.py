@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
@@ -10,6 +12,7 @@ from torch import nn
 from dat_lab.models.attention._core import attend
 
 MASKED = -100.0  # the official code's mask value; exp(-100) is 0 in float32 sums
+MASK_CACHE_SIZE = 8  # attention masks kept per block (one per input size and device)
 
 
 def relative_position_index(wh: int, ww: int, table_w: int) -> torch.Tensor:
@@ -100,7 +103,9 @@ class WindowAttention(nn.Module):
             relative_position_index(window, window, window),
             persistent=False,
         )
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        # A few masks, most recently used last: input sizes vary (a sweep over img_size,
+        # visualising images of another size), and a dict per size would grow without bound.
+        self._mask_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
     def _geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Window and shift actually used on an ``h x w`` map (Swin: no shift if it fits)."""
@@ -125,13 +130,17 @@ class WindowAttention(nn.Module):
         if shift == (0, 0) and (hp, wp) == (h, w):
             return None
         key = (h, w, win, shift, device)
-        if key not in self._mask_cache:
-            ids = window_regions(h, w, hp, wp, win, shift)
-            ids = partition(ids[None, :, :, None], *win)[0, :, :, 0]  # nW, N
-            same = ids[:, :, None] == ids[:, None, :]
-            mask = torch.zeros(same.shape).masked_fill(~same, MASKED)
-            self._mask_cache[key] = mask[:, None].to(device)
-        return self._mask_cache[key]
+        if key in self._mask_cache:
+            self._mask_cache.move_to_end(key)
+            return self._mask_cache[key]
+        ids = window_regions(h, w, hp, wp, win, shift)
+        ids = partition(ids[None, :, :, None], *win)[0, :, :, 0]  # nW, N
+        same = ids[:, :, None] == ids[:, None, :]
+        mask = torch.zeros(same.shape).masked_fill(~same, MASKED)[:, None].to(device)
+        self._mask_cache[key] = mask
+        if len(self._mask_cache) > MASK_CACHE_SIZE:
+            self._mask_cache.popitem(last=False)
+        return mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape

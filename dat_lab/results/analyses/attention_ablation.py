@@ -7,10 +7,11 @@ or the D blocks' position encoding. The paper's FLOPs, #Param and top-1 sit besi
 from __future__ import annotations
 
 from dat_lab.results import paper, plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import knob_text, variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
+from dat_lab.results.tables import knob_text
 
 NAME = "attention_ablation"
+LOOKUP = paper.attention_ablation  # a variant's paper row (default effects)
 KNOBS = ("attn12", "offsets", "pos_enc")
 
 
@@ -20,28 +21,30 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: attention, offsets, position encoding",
-        caption=caption(group, with_paper=True), metric=group.metric, knobs=KNOBS,
-        paper_lookup=paper.attention_ablation, paper_cost=True,
+    table = compared_table(
+        group, group.summary, name=NAME,
+        title=f"{group.name}: attention, offsets, position encoding",
+        caption=caption(group, with_paper=True), knobs=KNOBS,
+        lookup=LOOKUP, paper_cost=True,
     )  # fmt: skip
     found = {v: paper.attention_ablation(group.knobs_of(v)) for v in group.summary["variant"]}
     labels = {}
     for v in found:
         k = group.knobs_of(v)
-        labels[v] = (
-            f"{v}\n{knob_text(k['attn12'])}, off {knob_text(k['offsets'])}, {knob_text(k['pos_enc'])}"
-        )
-    figure = plots.variant_bars_figure(
+        attn, offsets, pe = (knob_text(k[key]) for key in ("attn12", "offsets", "pos_enc"))
+        labels[v] = f"{v}\n{attn}, off {offsets}, {pe}"
+    order = list(group.summary["variant"])
+    comparison = group.comparison(order, LOOKUP) if group.baseline else None
+    figure = plots.variant_points_figure(
         group.runs, group.summary, group.metric, {v: r.top1 for v, r in found.items() if r},
         labels=labels, setting=group.setting.split(",")[0],
         xlabel="Attn (S1-2), offsets, Pos. Embed",
-        title=f"{group.name}: attention, offsets, position encoding",
+        title=f"{group.name}: attention, offsets, position encoding", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"attention_ablation": figure})
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)

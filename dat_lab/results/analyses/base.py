@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dat_lab.results import paper
+from dat_lab.results import paper, power
 from dat_lab.results.aggregate import summarize
+from dat_lab.results.claims import Verdict, evaluate
+from dat_lab.results.compare import compare_to_baseline, seed_values
 from dat_lab.results.knobs import KNOBS, knobs_of_row
-from dat_lab.results.tables import Table, is_accuracy
+from dat_lab.results.tables import PaperLookup, Table, is_accuracy, variant_table
 
 DEFAULT_METRIC = "final.val/acc1"
 # Config keys that differ between the seeds of one variant, not between variants.
@@ -34,12 +37,20 @@ class Group:
         runs: one row per (run, identity) of this group (see ``memberships``).
         metric: the column the tables and plots report (``final.val/acc1`` by default).
         study: an Optuna study whose trials are this group's runs, when one was found.
+        plan: the experiment file's plan (``ExperimentFile.plan``: baseline, claims), if known.
+        effect: the difference that ``seeds needed`` is for (``--effect``; percentage points
+            for accuracy metrics), None: the paper's own difference for each row.
+        ci: how comparisons get their CI: ``t`` (the test's own) or ``bootstrap``.
     """
 
     name: str
     runs: pd.DataFrame
     metric: str = DEFAULT_METRIC
     study: Any = None
+    plan: dict[str, Any] | None = None
+    effect: float | None = None
+    ci: str = "t"
+    _comparisons: dict[tuple, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -60,8 +71,58 @@ class Group:
         return [c.removeprefix("config.") for c in cols
                 if self.runs[c].map(repr).nunique() > 1]  # fmt: skip
 
+    @cached_property
+    def values(self) -> dict[str, pd.Series]:
+        """Per variant, the metric of each finished seed (what comparisons test)."""
+        return seed_values(self.runs, self.metric)
+
+    @cached_property
+    def baseline(self) -> str | None:
+        """The file's ``baseline``, else the variant in DAT's own setting (the paper's
+        reference row), else the first variant."""
+        order = list(self.summary["variant"]) if len(self.summary) else []
+        named = (self.plan or {}).get("baseline")
+        if named in order:
+            return named
+        default = [v for v in order if paper.is_dat_default(self.knobs_of(v))]
+        return (default or order or [None])[0]
+
+    def comparison(self, order: list[str], lookup: PaperLookup | None = None) -> pd.DataFrame:
+        """Each variant of ``order`` against the baseline (``compare_to_baseline``) with the
+        seeds needed to detect the paper's difference for its row (``lookup``) or ``effect``."""
+        key = (tuple(order), lookup)
+        if key not in self._comparisons:  # a table and its figure share one computation
+            comp = compare_to_baseline(self.values, order, str(self.baseline), self.ci)
+            comp = power.add_seeds_needed(comp, self.values, self._effects(order, lookup))
+            self._comparisons[key] = comp
+        return self._comparisons[key]
+
+    def _effects(self, order: list[str], lookup: PaperLookup | None) -> dict[str, tuple]:
+        scale = 100.0 if is_accuracy(self.metric) else 1.0
+        if self.effect is not None:
+            return {v: (self.effect / scale, "--effect") for v in order}
+        if lookup is None or scale != 100.0 or self.baseline is None:
+            return {}  # the paper reports top-1 only
+        base = lookup(self.knobs_of(self.baseline))
+        out = {}
+        for v in order:
+            row = lookup(self.knobs_of(v))
+            if base is not None and row is not None and row.top1 != base.top1:
+                out[v] = ((row.top1 - base.top1) / 100.0, "paper")
+        return out
+
+    @cached_property
+    def verdicts(self) -> list[Verdict]:
+        """The file's claims checked against the runs (none when no plan is known)."""
+        return evaluate((self.plan or {}).get("claims") or [], self.values, self.metric, self.ci)
+
     def knobs_of(self, variant: str) -> dict[str, Any]:
-        return knobs_of_row(self.summary.set_index("variant").loc[variant])
+        return self._knobs[variant]
+
+    @cached_property
+    def _knobs(self) -> dict[str, dict[str, Any]]:
+        """Knobs by variant, read once (a sweep's table asks for hundreds of variants)."""
+        return {str(row["variant"]): knobs_of_row(row) for _, row in self.summary.iterrows()}
 
     @cached_property
     def setting(self) -> str:
@@ -114,6 +175,13 @@ def caption(group: Group, with_paper: bool) -> str:
         f"(1 multiply-add = 1) at batch 1. † marks variants with runs that are not finished "
         f"(listed below); they are not in the statistics."
     )
+    text += (
+        " Δ: difference from the baseline (variant - baseline) with its 95% CI, paired t by "
+        "seed when both have the same finished seeds, else Welch t; p adjusted across the "
+        "table (Holm); * marks a difference significant after adjustment (p < 0.05). Seeds "
+        "needed: seeds per variant for 80% power at 0.05 to detect the paper's difference for "
+        "that row (or --effect), at the observed seed-to-seed spread."
+    )
     if with_paper:
         text += (f" Paper columns: {paper.SETTING}, {paper.SOURCE}; not comparable in absolute "
                  f"terms with ours.")  # fmt: skip
@@ -134,3 +202,38 @@ def _explained_by_knobs(key: str) -> bool:
     return key.startswith("model.stages.") and last in (
         "attn", "offsets", "offset_range", "offset_mode", "reduction", "pos_enc", "sr_ratio",
     )  # fmt: skip
+
+
+def compared_table(
+    group: Group, summary: pd.DataFrame, lookup: PaperLookup | None = None, **kwargs: Any
+) -> Table:
+    """:func:`variant_table` of ``summary`` (rows in its order) with the comparison against
+    the baseline and, in the notes, how many seeds the rows' differences need."""
+    order = list(summary["variant"])
+    comp = group.comparison(order, lookup) if group.baseline is not None else None
+    table = variant_table(summary, metric=group.metric, paper_lookup=lookup, comparison=comp,
+                          **kwargs)  # fmt: skip
+    if comp is not None:
+        table.notes += seeds_notes(group, comp)
+    return table
+
+
+def seeds_notes(group: Group, comp: pd.DataFrame) -> list[str]:
+    """One line per row whose difference needs more seeds than it has."""
+    scale, unit = (100.0, " points") if is_accuracy(group.metric) else (1.0, "")
+    notes = []
+    for row in comp.itertuples(index=False):
+        have = min(row.n, row.n_baseline)
+        needed = row.seeds_needed
+        if row.variant == row.baseline or not np.isfinite(row.effect) or not np.isfinite(row.sd):
+            continue
+        if np.isfinite(needed) and needed <= have:
+            continue
+        count = f"{int(needed)} seeds" if np.isfinite(needed) else f"more than {power.MAX_SEEDS}"
+        source = "the paper's difference" if row.effect_source == "paper" else "a difference"
+        notes.append(
+            f"Seeds needed: {row.variant} vs {row.baseline}: {count} per variant to detect "
+            f"{source} of {row.effect * scale:+.2f}{unit} with 80% power at 0.05 (observed "
+            f"spread {row.sd * scale:.2f}{unit}); it has {have}."
+        )
+    return notes

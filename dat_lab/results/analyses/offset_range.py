@@ -7,10 +7,10 @@ is drawn on a second axis and listed beside ours where the paper has that s.
 from __future__ import annotations
 
 from dat_lab.results import paper, plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 
 NAME = "offset_range"
+LOOKUP = paper.offset_range  # a variant's paper row (default effects)
 
 
 def applies(group: Group) -> bool:
@@ -18,20 +18,23 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
-        caption=caption(group, with_paper=True), metric=group.metric, knobs=("s",),
-        paper_lookup=paper.offset_range,
+    # Rows by s, as in the paper's figure, whatever order the runs were made in.
+    summary = group.summary.sort_values("knob.s", kind="stable").reset_index(drop=True)
+    table = compared_table(
+        group, summary, name=NAME, title=f"{group.name}: top-1 vs maximum offset s",
+        caption=caption(group, with_paper=True), knobs=("s",),
+        lookup=LOOKUP,
     )  # fmt: skip
     curve = {s: row.top1 for s, row in paper.OFFSET_RANGE.items()}
+    comparison = group.comparison(list(summary["variant"]), LOOKUP) if group.baseline else None
     figure = plots.offset_range_figure(
         group.runs, group.metric, curve, setting=group.setting.split(",")[0],
-        title=f"{group.name}: top-1 vs maximum offset s",
+        title=f"{group.name}: top-1 vs maximum offset s", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"offset_range": figure})
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)

@@ -8,6 +8,9 @@ multi-objective study both plots show the first objective.
 from __future__ import annotations
 
 import warnings
+from typing import Any
+
+from matplotlib.figure import Figure
 
 from dat_lab.results.analyses.base import Group, Output
 
@@ -42,16 +45,23 @@ def build(group: Group) -> Output:
     return out
 
 
+def _root_figure(ax: Any) -> Figure:
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        raise RuntimeError("optuna's plot is not on a figure")
+    return fig
+
+
 def _plot(study, target, target_name: str, out: Output) -> None:
     from optuna.visualization import matplotlib as optuna_plots
 
     ax = optuna_plots.plot_optimization_history(study, target=target, target_name=target_name)
     _finish(ax, f"{study.study_name}: optimisation history ({target_name})")
-    out.figures["optuna_history"] = ax.figure
+    out.figures["optuna_history"] = _root_figure(ax)
     try:
         ax = optuna_plots.plot_param_importances(study, target=target, target_name=target_name)
         _finish(ax, f"{study.study_name}: parameter importances ({target_name})")
-        out.figures["optuna_importance"] = ax.figure
+        out.figures["optuna_importance"] = _root_figure(ax)
     except (ValueError, RuntimeError) as err:  # e.g. one parameter value only
         out.notes.append(f"study {study.study_name}: no importances ({err})")
 
@@ -66,6 +76,6 @@ def _finish(ax, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)

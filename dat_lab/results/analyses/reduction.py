@@ -1,6 +1,6 @@
 """Reduction r against maximum offset s: table and top-1 vs s per r.
 
-The paper publishes no table for r (DESIGN.md §4: the released models use r = 1), so there is
+The paper publishes no table for r (its released models use r = 1), so there is
 no paper column; the accuracy-vs-FLOPs trade-off is the Pareto figure (``sweep_pareto``).
 """
 
@@ -10,8 +10,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from dat_lab.results import plots
-from dat_lab.results.analyses.base import Group, Output, caption
-from dat_lab.results.tables import variant_table
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 
 NAME = "reduction"
 
@@ -21,10 +20,10 @@ def applies(group: Group) -> bool:
 
 
 def build(group: Group) -> Output:
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: reduction r and maximum offset s",
+    table = compared_table(
+        group, group.summary, name=NAME, title=f"{group.name}: reduction r and maximum offset s",
         caption=caption(group, with_paper=False) + " The paper publishes no r table.",
-        metric=group.metric, knobs=("r", "s"),
+        knobs=("r", "s"),
     )  # fmt: skip
     return Output(tables=[table], figures={"reduction": figure(group)})
 
@@ -46,6 +45,6 @@ def figure(group: Group):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)

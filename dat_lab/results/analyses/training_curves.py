@@ -31,6 +31,6 @@ def build(group: Group) -> Output:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)

@@ -6,9 +6,8 @@ since the paper has no row for an arbitrary variant.
 
 from __future__ import annotations
 
-from dat_lab.results.analyses.base import Group, Output, caption
+from dat_lab.results.analyses.base import Group, Output, caption, compared_table
 from dat_lab.results.knobs import KNOBS
-from dat_lab.results.tables import variant_table
 
 NAME = "variants"
 
@@ -19,14 +18,14 @@ def applies(group: Group) -> bool:
 
 def build(group: Group) -> Output:
     knobs = tuple(k for k in KNOBS if k in group.varying_knobs)
-    table = variant_table(
-        group.summary, name=NAME, title=f"{group.name}: variants",
-        caption=caption(group, with_paper=False), metric=group.metric, knobs=knobs,
+    table = compared_table(
+        group, group.summary, name=NAME, title=f"{group.name}: variants",
+        caption=caption(group, with_paper=False), knobs=knobs,
     )  # fmt: skip
     return Output(tables=[table])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.report import script_main
+    from dat_lab.results.scripts import script_main
 
     return script_main(NAME, argv)
