@@ -119,7 +119,8 @@ def convert_state_dict(
     state_dict = state_dict.get("state_dict", state_dict)
     ours = model.state_dict()
     official = any(k.startswith(("patch_proj.", "cls_head.")) for k in state_dict)
-    if official and getattr(getattr(model, "cfg", None), "sampling", None) != Sampling.OFFICIAL:
+    sampling = getattr(getattr(model, "cfg", None), "sampling", None)
+    if official and sampling not in (Sampling.OFFICIAL, Sampling.OFFICIAL_PP):
         warnings.warn(
             "official DAT weights loaded into a model with dat-lab's consistent sampling: "
             "its outputs differ from the official ones (use the .official_in1k tag or "

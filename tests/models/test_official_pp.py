@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -166,11 +167,13 @@ def test_timm_official_tag_loads_dat_pp_weights_with_the_dat_pp_convention(tmp_p
         if key.endswith("norm.weight"):
             state[key] += 1.0
     torch.save({"model": state, "epoch": 299}, tmp_path / "dat_pp_tiny_in1k_224.pth")
-    model = timm.create_model(
-        "dat_pp_tiny.official_in1k",
-        pretrained=True,
-        pretrained_cfg_overlay={"file": str(tmp_path / "dat_pp_tiny_in1k_224.pth")},
-    ).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the official_pp model is no "consistent sampling" one
+        model = timm.create_model(
+            "dat_pp_tiny.official_in1k",
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(tmp_path / "dat_pp_tiny_in1k_224.pth")},
+        ).eval()
     assert model.cfg.sampling == Sampling.OFFICIAL_PP
     reference = build_model(get_preset("dat_pp_tiny").replace(sampling=Sampling.OFFICIAL_PP))
     load_official_checkpoint(reference, tmp_path / "dat_pp_tiny_in1k_224.pth")
