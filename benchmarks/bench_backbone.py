@@ -3,7 +3,9 @@
 Compares, at the same input size and batch:
   1. dat_tiny against timm's ``swin_tiny_patch4_window7_224`` (the paper's baseline, built
      locally, no weights): forward and forward+backward images/s, peak memory;
-  2. the D module alone against G at DAT-T stage-3 shape (14x14, C=384, 12 heads).
+  2. the D module alone against G at DAT-T stage-3 shape (14x14, C=384, 12 heads);
+  3. dat_pp_tiny (DAT++) against dat_tiny: what DAT++'s changes cost in time and memory
+     (context, no target; the paper's FLOPs are 4.3G against 4.6G).
 
 Each measurement runs in a fresh process so that peak memory is its own: on CPU the peak
 resident set size above the process's size after building the model; on CUDA
@@ -19,7 +21,7 @@ to G's. The parts D has and G lacks set a floor under D's time that no tuning of
 remove; the script prints that floor against the 1.3x target.
 
     python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--repeats 3]
-        [--threads N] [--device cpu]
+        [--threads N] [--device cpu] [--pairs backbone,attention,datpp]
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def _build(name: str):
         return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
     import dat_lab.models as dm
 
-    if name == "dat_tiny":
-        return dm.build_model(dm.get_preset("dat_tiny"))
+    if name in ("dat_tiny", "dat_pp_tiny"):
+        return dm.build_model(dm.get_preset(name))
     from dat_lab.models.attention import DeformableAttention, GlobalAttention
 
     if name in ("D@14x14x384", "D-noPE@14x14x384"):
@@ -203,6 +205,13 @@ def measure(name: str, mode: str, args) -> tuple[float, float]:
     )
 
 
+PAIRS = {
+    "backbone": ("dat_tiny", "swin_tiny"),
+    "attention": ("D@14x14x384", "D-noPE@14x14x384", "G@14x14x384"),
+    "datpp": ("dat_pp_tiny", "dat_tiny"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=8)
@@ -213,7 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="CPU threads per measurement (0: torch's default)"
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument(
+        "--pairs",
+        default=",".join(PAIRS),
+        help=f"comma-separated comparisons to run, from {', '.join(PAIRS)}",
+    )
     args = ap.parse_args(argv)
+    pairs = [p for p in args.pairs.split(",") if p]
+    if not pairs or any(p not in PAIRS for p in pairs):
+        ap.error(f"--pairs: choose from {', '.join(PAIRS)}, got {args.pairs!r}")
     if args.repeats < 1 or args.steps < 1:
         ap.error("--repeats and --steps must be >= 1")
     print(
@@ -229,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"| model | mode | img/s median (range) | {mem}, largest |\n|---|---|---|---|")
     results = {}
-    for pair in (("dat_tiny", "swin_tiny"), ("D@14x14x384", "D-noPE@14x14x384", "G@14x14x384")):
+    for pair in (PAIRS[p] for p in pairs):
         for mode in ("fwd", "fwd+bwd"):
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in pair}
             for _ in range(args.repeats):  # interleaved: drift of the machine hits all alike
@@ -240,18 +257,31 @@ def main(argv: list[str] | None = None) -> int:
                 results[name, mode] = statistics.median(speeds), max(p for _, p in runs[name])
                 ips, peak = results[name, mode]
                 print(
-                    f"| {name} | {mode} | {ips:.1f} ({min(speeds):.1f}-{max(speeds):.1f}) "
+                    f"| {name} | {mode} | {ips:.2f} ({min(speeds):.2f}-{max(speeds):.2f}) "
                     f"| {peak:.0f} |",
                     flush=True,
                 )
-    print_parts(args)
+    if "attention" in pairs:
+        print_parts(args)
     print()
     for mode in ("fwd", "fwd+bwd"):  # context, no target
-        ratio = results["G@14x14x384", mode][0] / results["D-noPE@14x14x384", mode][0]
-        print(f"D without position term vs G {mode}: {ratio:.2f}x the time")
-    targets = {("dat_tiny", "swin_tiny"): 1.25, ("D@14x14x384", "G@14x14x384"): 1.3}
+        if "attention" in pairs:
+            ratio = results["G@14x14x384", mode][0] / results["D-noPE@14x14x384", mode][0]
+            print(f"D without position term vs G {mode}: {ratio:.2f}x the time")
+        if "datpp" in pairs:
+            (pp, pp_mem), (v1, v1_mem) = results["dat_pp_tiny", mode], results["dat_tiny", mode]
+            print(
+                f"dat_pp_tiny vs dat_tiny {mode}: {v1 / pp:.2f}x the time, "
+                f"{pp_mem / max(v1_mem, 1e-9):.2f}x the peak memory"
+            )
+    targets = {
+        ("dat_tiny", "swin_tiny"): 1.25,
+        ("D@14x14x384", "G@14x14x384"): 1.3,
+    }
     ok = True
     for (ours, ref), limit in targets.items():
+        if (ours, "fwd") not in results or (ref, "fwd") not in results:
+            continue  # that comparison was not asked for (--pairs)
         for mode in ("fwd", "fwd+bwd"):
             slowdown = results[ref, mode][0] / results[ours, mode][0]
             verdict = "ok" if slowdown <= limit else "SLOWER THAN TARGET"

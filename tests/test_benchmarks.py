@@ -62,3 +62,16 @@ def test_bench_backbone_reports_timed_images_over_timed_seconds(bench, monkeypat
     bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, out)
     images_per_s, _peak = out.get_nowait()
     assert images_per_s == pytest.approx(4.0)
+
+
+@pytest.mark.slow
+def test_bench_backbone_compares_dat_pp_tiny_with_dat_tiny_in_one_run(bench, capsys):
+    argv = "--pairs datpp --batch 1 --size 64 --steps 1 --repeats 1 --threads 1 --device cpu"
+    assert bench.main(argv.split()) == 0  # no target on this pair
+    text = capsys.readouterr().out
+    for mode in ("fwd", "fwd+bwd"):
+        for name in ("dat_pp_tiny", "dat_tiny"):
+            assert re.search(rf"\| {name} \| {re.escape(mode)} \| [0-9.]+ ", text), text
+        ratio = re.search(rf"dat_pp_tiny vs dat_tiny {re.escape(mode)}: ([0-9.]+)x the time", text)
+        assert ratio and float(ratio.group(1)) > 0, text
+    assert "swin_tiny" not in text and "D's parts" not in text  # only the pair asked for

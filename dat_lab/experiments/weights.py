@@ -20,11 +20,20 @@ import torch
 from torch import nn
 
 from dat_lab.data.config import DataConfig
-from dat_lab.models import DatConfig, Sampling, build_model, get_preset
-from dat_lab.models.registry import convert_state_dict
+from dat_lab.models import DatConfig, build_model, get_preset
+from dat_lab.models.registry import convert_state_dict, official_sampling
 from dat_lab.schema import ConfigError
 
-OFFICIAL_PRESETS = ("dat_tiny", "dat_small", "dat_base", "dat_base_384")
+OFFICIAL_PRESETS = (
+    "dat_tiny",
+    "dat_small",
+    "dat_base",
+    "dat_base_384",
+    "dat_pp_tiny",
+    "dat_pp_small",
+    "dat_pp_base",
+    "dat_pp_base_384",
+)
 
 
 @dataclass(frozen=True)
@@ -145,9 +154,9 @@ def _run_config_near(path: Path) -> tuple[DatConfig | None, DataConfig | None, s
 
 
 def infer_official_model(state: dict[str, torch.Tensor], path: Path, key: str = "") -> DatConfig:
-    """The official preset whose shapes the checkpoint has (official sampling convention)."""
+    """The official preset whose shapes the checkpoint has (its official sampling convention)."""
     for name in OFFICIAL_PRESETS:
-        cfg = get_preset(name).replace(sampling=Sampling.OFFICIAL)
+        cfg = get_preset(name).replace(sampling=official_sampling(name))
         with torch.device("meta"):
             model = build_model(cfg)
         try:

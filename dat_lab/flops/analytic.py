@@ -84,6 +84,35 @@ def spatial_reduction_attention(n: int, n_kv: int, c: int, sr: int) -> int:
     return 2 * n * c * c + 2 * n_kv * c * c + 2 * n * n_kv * c + reduction
 
 
+def neighborhood_attention(h: int, w: int, c: int, kernel: int) -> int:
+    """NAT: ``4 HW C^2 + 2 HW k^2 C`` (Swin's formula with the window replaced by ``k x k``).
+
+    q, k, v and output projections, and ``q k^T`` plus ``weights v`` over each query's
+    ``k^2`` neighbours. The gather of the windows and the bias lookup are data movement.
+    """
+    return window_attention(h, w, c, (kernel, kernel))
+
+
+def conv_mlp(n: int, c: int, hidden: int) -> int:
+    """DAT++ ConvFFN: the two linear layers plus a 3x3 depthwise conv on the hidden layer."""
+    return mlp(n, c, hidden) + conv(n, 1, hidden, (3, 3))
+
+
+def local_perception_unit(n: int, c: int) -> int:
+    """DAT++ LPU: a 3x3 depthwise conv, ``9 HW C`` (its residual addition is pointwise)."""
+    return conv(n, 1, c, (3, 3))
+
+
+def conv_stem(n_half: int, n_out: int, in_chans: int, c: int) -> int:
+    """DAT++ stem: 3x3 conv to ``C/2`` (``n_half`` outputs), then 3x3 conv to ``C``."""
+    return conv(n_half, in_chans, c // 2, (3, 3)) + conv(n_out, c // 2, c, (3, 3))
+
+
+def conv_downsample(n_out: int, c_in: int, c_out: int) -> int:
+    """DAT++ downsampling: 3x3 conv, stride 2: ``(H/2)(W/2) C_out C_in 9``."""
+    return conv(n_out, c_in, c_out, (3, 3))
+
+
 def mlp(n: int, c: int, hidden: int) -> int:
     """Two linear layers ``C -> hidden -> C`` on ``n`` tokens: ``2 n C hidden`` (GELU free)."""
     return 2 * n * c * hidden
@@ -135,6 +164,11 @@ def relative_table_resample(heads: int, h: int, w: int) -> int:
 def dwconv_position_encoding(n: int, c: int) -> int:
     """D's DWConv position encoding: a 3x3 depthwise conv of q: ``9 HW C``."""
     return conv(n, 1, c, (3, 3))
+
+
+def log_cpb(heads: int, groups: int, n: int, ns: int, hidden: int = 32) -> int:
+    """D's log-CPB: an MLP ``2 -> hidden -> heads/groups`` per group, query and key."""
+    return groups * n * ns * 2 * hidden + n * ns * hidden * heads
 
 
 def window_padding(n: int, n_padded: int, c: int, window: tuple[int, int]) -> int:

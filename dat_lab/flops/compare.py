@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dat_lab.flops import analytic as A
-from dat_lab.models.config import Attn, DatConfig, PosEnc, Sampling, StageConfig
+from dat_lab.models.config import Attn, DatConfig, MlpKind, Patchify, PosEnc, StageConfig
 
 # Residue item names (stable keys: they appear in tables, JSON and tests).
 PRE_NORM = "pre-norm LayerNorm"
@@ -38,6 +38,8 @@ RELATIVE_LOOKUP = "relative position lookup (bilinear)"
 TABLE_RESAMPLE = "relative table resample (bicubic)"
 DWCONV_PE = "DWConv position encoding"
 WINDOW_PADDING = "window padding"
+NEIGHBORHOOD_PADDING = "neighborhood padding (map < kernel)"
+LOG_CPB = "log-CPB MLP"
 SR_NORM = "reduction LayerNorm"
 FINAL_NORM = "final LayerNorm"
 AVG_POOL = "average pool"
@@ -59,7 +61,8 @@ class Expected:
 class ModuleRow:
     """One module: fvcore's count, the formula, the residue items and what is left over.
 
-    ``kind`` is an attention letter (L, S, D, P, G) or ``stem``, ``merge``, ``mlp``, ``head``;
+    ``kind`` is an attention letter (L, S, D, P, G, N, X) or ``stem``, ``merge``, ``lpu``,
+    ``mlp``, ``head``;
     ``stage`` is the 0-based stage index (None for stem and head).
     """
 
@@ -114,6 +117,14 @@ def attention_terms(
         }
     if attn == Attn.GLOBAL:
         return A.global_attention(n, c), {}
+    if attn == Attn.NEIGHBORHOOD:
+        k = stage.neighborhood
+        n_padded = max(h, k) * max(w, k)  # natten's module pads a small map to the kernel
+        return A.neighborhood_attention(h, w, c, k), {
+            NEIGHBORHOOD_PADDING: A.window_padding(n, n_padded, c, (k, k))
+        }
+    if attn == Attn.CONVNEXT:
+        return A.conv(n, 1, c, (stage.window, stage.window)), {}
     if attn == Attn.SPATIAL_REDUCTION:
         sr = stage.sr_ratio or 1
         n_kv = (h // sr) * (w // sr)
@@ -138,53 +149,49 @@ def _deformable_terms(
         residue[OFFSET_NORM] = A.layer_norm(ns, c)
     # With no offsets at r = 1 the reference points are the pixels: the model skips sampling
     # (except in the official convention, whose reference points are off the pixel grid).
-    if spec.offsets or spec.reduction > 1 or cfg.sampling == Sampling.OFFICIAL:
+    if spec.offsets or spec.reduction > 1 or cfg.sampling.align_corners:
         residue[KEY_SAMPLING] = A.bilinear_sampling(ns, c)
     if spec.pos_enc == PosEnc.RELATIVE:
         # Keys on the pixels: the table is read by an integer-index gather (0 FLOPs).
-        if spec.offsets or spec.reduction > 1 or cfg.sampling == Sampling.OFFICIAL:
+        if spec.offsets or spec.reduction > 1 or cfg.sampling.align_corners:
             residue[RELATIVE_LOOKUP] = A.relative_position_lookup(stage.heads, n, ns)
         if built is not None and built != hw:
             residue[TABLE_RESAMPLE] = A.relative_table_resample(stage.heads, h, w)
     if spec.pos_enc == PosEnc.DWCONV:
         residue[DWCONV_PE] = A.dwconv_position_encoding(n, c)
+    if spec.pos_enc == PosEnc.LOG_CPB:
+        residue[LOG_CPB] = A.log_cpb(stage.heads, spec.offset_groups, n, ns)
     return formula, residue
 
 
-def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
-    """Every row of the model at input ``size`` (H, W pixels), from the config alone."""
-    sizes = stage_sizes(cfg, size)
-    built = stage_sizes(cfg, cfg.img_size) if cfg.img_size is not None else None
-    c0 = cfg.stages[0].dim
-    h0, w0 = sizes[0]
-    rows = [
-        Expected(
-            "stem",
-            "stem",
-            None,
-            ("stem",),
-            A.patch_embed(h0 * w0, cfg.in_chans, c0, cfg.patch_size),
-            {NORM: A.layer_norm(h0 * w0, c0)},
-        )
-    ]
-    for i, stage in enumerate(cfg.stages):
-        h, w = sizes[i]
-        n, c = h * w, stage.dim
-        if i > 0:
+def _stem_row(cfg: DatConfig, size: tuple[int, int], out: tuple[int, int]) -> Expected:
+    c0, n0 = cfg.stages[0].dim, out[0] * out[1]
+    if cfg.stem == Patchify.PATCH:
+        formula = A.patch_embed(n0, cfg.in_chans, c0, cfg.patch_size)
+        return Expected("stem", "stem", None, ("stem",), formula, {NORM: A.layer_norm(n0, c0)})
+    n1 = A.ceil_div(size[0], 2) * A.ceil_div(size[1], 2)  # after the first stride-2 conv
+    norms = A.layer_norm(n1, c0 // 2) + A.layer_norm(n0, c0)
+    formula = A.conv_stem(n1, n0, cfg.in_chans, c0)
+    return Expected("stem", "stem", None, ("stem",), formula, {NORM: norms})
+
+
+def _block_rows(cfg: DatConfig, i: int, hw: tuple[int, int], built) -> list[Expected]:
+    stage = cfg.stages[i]
+    n, c = hw[0] * hw[1], stage.dim
+    hidden = int(c * cfg.mlp_ratio)
+    mlp = A.conv_mlp(n, c, hidden) if cfg.mlp == MlpKind.DWCONV else A.mlp(n, c, hidden)
+    pre = {PRE_NORM: A.layer_norm(n, c)}
+    rows = []
+    for j, letter in enumerate(stage.letters):
+        p = f"stages.{i}.blocks.{j}"
+        if cfg.lpu:
             rows.append(
-                Expected(
-                    f"stages.{i}.downsample",
-                    "merge",
-                    i,
-                    (f"stages.{i}.downsample",),
-                    A.patch_merging(n, cfg.stages[i - 1].dim, c),
-                    {NORM: A.layer_norm(n, c)},
-                )
+                Expected(f"{p}.lpu", "lpu", i, (f"{p}.lpu",), A.local_perception_unit(n, c))
             )
-        for j, letter in enumerate(stage.letters):
-            p = f"stages.{i}.blocks.{j}"
-            formula, residue = attention_terms(cfg, i, letter, (h, w), built[i] if built else None)
-            pre = {PRE_NORM: A.layer_norm(n, c)}
+        formula, residue = attention_terms(cfg, i, letter, hw, built)
+        if letter == Attn.CONVNEXT.value:  # no pre-norm: the depthwise conv sees x itself
+            rows.append(Expected(f"{p}.attn", letter, i, (f"{p}.attn",), formula))
+        else:
             rows.append(
                 Expected(
                     f"{p}.attn",
@@ -195,16 +202,31 @@ def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
                     _nonzero({**pre, **residue}),
                 )
             )
+        rows.append(Expected(f"{p}.mlp", "mlp", i, (f"{p}.norm2", f"{p}.mlp"), mlp, pre))
+    return rows
+
+
+def expected_rows(cfg: DatConfig, size: tuple[int, int]) -> list[Expected]:
+    """Every row of the model at input ``size`` (H, W pixels), from the config alone."""
+    sizes = stage_sizes(cfg, size)
+    built = stage_sizes(cfg, cfg.img_size) if cfg.img_size is not None else None
+    rows = [_stem_row(cfg, size, sizes[0])]
+    merge = A.conv_downsample if cfg.downsample == Patchify.CONV else A.patch_merging
+    for i, stage in enumerate(cfg.stages):
+        h, w = sizes[i]
+        n, c = h * w, stage.dim
+        if i > 0:
             rows.append(
                 Expected(
-                    f"{p}.mlp",
-                    "mlp",
+                    f"stages.{i}.downsample",
+                    "merge",
                     i,
-                    (f"{p}.norm2", f"{p}.mlp"),
-                    A.mlp(n, c, int(c * cfg.mlp_ratio)),
-                    pre,
+                    (f"stages.{i}.downsample",),
+                    merge(n, cfg.stages[i - 1].dim, c),
+                    {NORM: A.layer_norm(n, c)},
                 )
             )
+        rows.extend(_block_rows(cfg, i, (h, w), built[i] if built else None))
     h, w = sizes[-1]
     c = cfg.stages[-1].dim
     rows.append(

@@ -232,7 +232,10 @@ ZERO_COST_OPS: dict[str, str] = {
         ],
         _MAKE,
     ),
-    **dict.fromkeys(["aten::index", "aten::index_put_", "aten::gather", "aten::nonzero"], _INDEX),
+    **dict.fromkeys(
+        ["aten::index", "aten::index_put_", "aten::gather", "aten::nonzero", "aten::index_select"],
+        _INDEX,
+    ),
     **dict.fromkeys(
         [
             "aten::eq",
@@ -281,6 +284,8 @@ ZERO_COST_OPS: dict[str, str] = {
             "aten::max",
             "aten::min",
             "aten::abs",
+            "aten::sign",
+            "aten::log2",
         ],
         _POINTWISE,
     ),

@@ -1,4 +1,8 @@
-"""A transformer block and a stage of blocks."""
+"""Blocks and a stage of blocks.
+
+Every block may have DAT++'s extras, each off by default: a local perception unit before it
+(``lpu``), LayerScale on its branches (``layer_scale``) and the ConvFFN (``mlp: dwconv``).
+"""
 
 from __future__ import annotations
 
@@ -7,65 +11,125 @@ from timm.models import checkpoint_seq
 from torch import nn
 
 from dat_lab.models.attention import build_attention
-from dat_lab.models.config import Sampling, StageConfig
+from dat_lab.models.config import DatConfig
+from dat_lab.models.conv_layers import ConvDownsample, ConvMlp, LayerScale, LocalPerceptionUnit
+from dat_lab.models.enums import MlpKind, Patchify
 from dat_lab.models.layers import Downsample, DropPath, Mlp
+
+
+def _maybe(enabled: bool, module: nn.Module) -> nn.Module:
+    return module if enabled else nn.Identity()
 
 
 class DatBlock(nn.Module):
     """Pre-norm residual block: ``x + DropPath(Attn(LN(x)))``, then ``x + DropPath(MLP(LN(x)))``.
 
+    With DAT++'s extras: ``x <- x + dwconv3x3(x)`` first (LPU), and each branch scaled by a
+    learned per-channel LayerScale.
+
     Shapes: ``(B, H, W, dim) -> (B, H, W, dim)``.
-    """
-
-    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = attn
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class DatStage(nn.Module):
-    """Optional downsampling (2x2 conv, stride 2, + LN), then ``depth`` blocks.
-
-    Args:
-        stage: the stage config (letters, width, heads, knobs).
-        index: stage index (0-based; selects default offset kernels).
-        dim_in: channels coming in (None: no downsampling, the first stage after the stem).
-        size: feature map at the model's img_size (None when the size is not fixed).
-        mlp_ratio, drop_paths, sampling: as in :class:`DatConfig`.
     """
 
     def __init__(
         self,
-        stage: StageConfig,
-        index: int,
-        dim_in: int | None,
-        size: tuple[int, int] | None,
-        mlp_ratio: float,
-        drop_paths: list[float],
-        sampling: Sampling,
+        dim: int,
+        attn: nn.Module,
+        mlp: nn.Module,
+        drop_path: float,
+        layer_scale: float | None = None,
+        lpu: bool = False,
     ) -> None:
         super().__init__()
+        self.lpu = _maybe(lpu, LocalPerceptionUnit(dim))
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = attn
+        self.ls1 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = mlp
+        self.ls2 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lpu(x)
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+class DepthwiseConv(nn.Module):
+    """The token mixer of X: a ``k x k`` depthwise conv (padding k // 2), channels-last."""
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, kernel, 1, kernel // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class ConvNeXtBlock(nn.Module):
+    """X (the DAT++ code's ConvNeXt block): ``x + DropPath(MLP(LN(dwconv_kxk(x))))``.
+
+    One residual branch, no pre-norm (``attn`` is the depthwise conv, named so for the FLOP
+    rows). LayerScale, when set, scales the branch as in ConvNeXt; the LPU precedes it as it
+    precedes every DAT++ block.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kernel: int,
+        mlp: nn.Module,
+        drop_path: float,
+        layer_scale: float | None = None,
+        lpu: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lpu = _maybe(lpu, LocalPerceptionUnit(dim))
+        self.attn = DepthwiseConv(dim, kernel)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = mlp
+        self.ls2 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lpu(x)
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(self.attn(x)))))
+
+
+def build_mlp(kind: MlpKind, dim: int, hidden: int) -> nn.Module:
+    return ConvMlp(dim, hidden) if kind == MlpKind.DWCONV else Mlp(dim, hidden)
+
+
+class DatStage(nn.Module):
+    """Optional downsampling (patch: 2x2 conv stride 2; conv: 3x3 conv stride 2; + LN), blocks.
+
+    Args:
+        cfg: the model config (stage knobs and the model-wide block extras).
+        index: stage index (0-based; selects default offset kernels).
+        drop_paths: stochastic-depth rate of each block.
+    """
+
+    def __init__(self, cfg: DatConfig, index: int, drop_paths: list[float]) -> None:
+        super().__init__()
+        stage = cfg.stages[index]
+        size = cfg.feature_size(index) if cfg.img_size is not None else None
         self.grad_checkpointing = False
         self.letters = stage.letters
-        self.downsample = Downsample(dim_in, stage.dim) if dim_in is not None else nn.Identity()
-        self.blocks = nn.Sequential(
-            *[
-                DatBlock(
-                    stage.dim,
-                    build_attention(letter, stage, index, size, sampling),
-                    mlp_ratio,
-                    drop_paths[i],
-                )
-                for i, letter in enumerate(self.letters)
-            ]
-        )
+        if index == 0:
+            self.downsample: nn.Module = nn.Identity()
+        else:
+            down = ConvDownsample if cfg.downsample == Patchify.CONV else Downsample
+            self.downsample = down(cfg.stages[index - 1].dim, stage.dim)
+        blocks: list[nn.Module] = []
+        ls, lpu = cfg.layer_scale, cfg.lpu
+        for i, letter in enumerate(self.letters):
+            mlp = build_mlp(cfg.mlp, stage.dim, int(stage.dim * cfg.mlp_ratio))
+            if letter == "X":
+                blocks.append(ConvNeXtBlock(stage.dim, stage.window, mlp, drop_paths[i], ls, lpu))
+                continue
+            attn = build_attention(letter, stage, index, size, cfg.sampling)
+            blocks.append(DatBlock(stage.dim, attn, mlp, drop_paths[i], ls, lpu))
+        self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)

@@ -1,261 +1,29 @@
-"""The one model schema: :class:`DatConfig` and its :class:`StageConfig` s.
+"""The one model schema: :class:`DatConfig`, a whole backbone of :class:`StageConfig` s.
 
-A stage is a width, a depth, a head count, a window and a string of attention letters (one per
-block, repeated to the depth: ``"LD"`` with depth 6 is ``LDLDLD``). Knobs of the deformable
-block (D) and of the spatial-reduction block (P) live on the stage; setting one on a stage
-that has no such block is an error, so nothing is accepted and ignored. A ``None`` knob takes
-the documented default (see :meth:`StageConfig.deformable`).
-
-Every impossible combination is refused when the config is built, with a
-:class:`~dat_lab.schema.ConfigError` naming the key, the value and what is allowed.
+The stages and their knobs are :mod:`dat_lab.models.stage`; this module adds the stem, the
+downsampling, the MLP and the input size, and checks each stage against the feature map it
+gets. Every impossible combination is refused when the config is built, with a
+:class:`~dat_lab.schema.ConfigError` naming the key, the value and what is allowed. The stage
+types and the enums are re-exported here for callers that build configs in Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from dat_lab.schema import ConfigError, check, config_hash, from_mapping, to_mapping
-
-
-class Attn(enum.StrEnum):
-    """Attention letters of a stage spec (docs/design.md §2)."""
-
-    LOCAL = "L"  # Swin W-MSA
-    SHIFTED = "S"  # Swin SW-MSA
-    DEFORMABLE = "D"  # DAT
-    SPATIAL_REDUCTION = "P"  # PVT SRA
-    GLOBAL = "G"  # full MHSA
-
-
-class PosEnc(enum.StrEnum):
-    """Position encoding of a deformable block ("Pos. Embed" in the paper's ablation)."""
-
-    NONE = "none"
-    FIXED = "fixed"  # learned bias heads x HW x Ns, tied to one input size
-    DWCONV = "dwconv"  # 3x3 depthwise conv of q added to the output (LePE-like)
-    RELATIVE = "relative"  # (2H-1)x(2W-1) table read by bilinear interpolation
-
-
-class OffsetMode(enum.StrEnum):
-    """How offsets are bounded."""
-
-    BOUNDED = "bounded"  # DAT: dp <- s * tanh(dp) / (Hk, Wk)
-    CLAMPED = "clamped"  # DAT++: dp unbounded, p + dp clamped to [-1, 1]
-
-
-class Sampling(enum.StrEnum):
-    """Coordinate convention of the deformable block.
-
-    ``consistent`` (default): reference points at key-cell centres and ``grid_sample`` with
-    ``align_corners=False``, so a zero offset at r = 1 lands exactly on a pixel, and one
-    relative-table entry is one pixel of displacement.
-    ``official``: the official code's convention (cell-centre references but
-    ``align_corners=True``; relative displacement halved), to reproduce official weights.
-    """
-
-    CONSISTENT = "consistent"
-    OFFICIAL = "official"
-
-
-LETTERS = "".join(a.value for a in Attn)
-# Official DAT uses depthwise kernels 9, 7, 5, 3 in stages 1-4; we keep them as the default.
-DEFAULT_OFFSET_KERNEL = (9, 7, 5, 3)
-D_KNOBS = (
-    "offsets",
-    "offset_range",
-    "offset_mode",
-    "reduction",
-    "offset_groups",
-    "offset_kernel",
-    "pos_enc",
+from dat_lab.models.enums import Attn, MlpKind, OffsetMode, Patchify, PosEnc, Sampling
+from dat_lab.models.stage import DeformableSpec, StageConfig
+from dat_lab.schema import (
+    ConfigError,
+    added_field,
+    check,
+    config_hash,
+    from_mapping,
+    to_mapping,
 )
-
-
-@dataclass(frozen=True)
-class DeformableSpec:
-    """The resolved knobs of every D block of one stage (no ``None`` left)."""
-
-    offsets: bool
-    offset_range: float
-    offset_mode: OffsetMode
-    reduction: int
-    offset_groups: int
-    offset_kernel: int
-    pos_enc: PosEnc
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One stage of the hierarchy.
-
-    Args:
-        dim: channel width of the stage (free: not forced to double).
-        depth: number of blocks (attention + MLP pairs).
-        heads: attention heads (``dim % heads == 0``).
-        attn: attention letters, repeated to ``depth`` (``len(attn)`` must divide ``depth``).
-        window: window size of L and S blocks.
-        shift: shift of S blocks; ``None`` = ceil(window / 2) as in the official DAT code.
-        offsets: D: learn offsets (False = keys at the reference points, no offset network).
-        offset_range: D: maximum offset s in key-grid cells x 2 (s = 2 moves one cell); >= 0.
-        offset_mode: D: ``bounded`` (s * tanh) or ``clamped`` (DAT++).
-        reduction: D: r, key grid of about H/r x W/r.
-        offset_groups: D: offset groups G (``heads % G == 0``); ``None`` = max(1, heads // 4).
-        offset_kernel: D: depthwise kernel k of the offset network (odd); ``None`` = 9/7/5/3
-            by stage index as the official code.
-        pos_enc: D: position encoding, ``None`` = relative.
-        sr_ratio: P: spatial-reduction stride; ``None`` = 1.
-    """
-
-    dim: int
-    depth: int
-    heads: int
-    attn: str = "LS"
-    window: int = 7
-    shift: int | None = None
-    offsets: bool | None = None
-    offset_range: float | None = None
-    offset_mode: OffsetMode | None = None
-    reduction: int | None = None
-    offset_groups: int | None = None
-    offset_kernel: int | None = None
-    pos_enc: PosEnc | None = None
-    sr_ratio: int | None = None
-
-    def __post_init__(self) -> None:
-        check(self.dim > 0, "dim", f"must be > 0, got {self.dim}")
-        check(self.depth > 0, "depth", f"must be > 0, got {self.depth}")
-        check(self.heads > 0, "heads", f"must be > 0, got {self.heads}")
-        check(
-            self.dim % self.heads == 0,
-            "heads",
-            f"dim {self.dim} is not divisible by heads {self.heads}",
-        )
-        check(len(self.attn) > 0, "attn", "needs at least one letter")
-        for c in self.attn:
-            check(
-                c in LETTERS, "attn", f"unknown letter {c!r} in {self.attn!r}; allowed: {LETTERS}"
-            )
-        check(
-            self.depth % len(self.attn) == 0,
-            "attn",
-            f"{len(self.attn)} letters {self.attn!r} do not tile depth {self.depth}",
-        )
-        check(self.window > 0, "window", f"must be > 0, got {self.window}")
-        self._check_shift()
-        self._check_knob_owners()
-        self._check_deformable_values()
-        if self.sr_ratio is not None:
-            check(self.sr_ratio >= 1, "sr_ratio", f"must be >= 1, got {self.sr_ratio}")
-
-    def _check_shift(self) -> None:
-        if self.shift is None:
-            return
-        check("S" in self.attn, "shift", f"is set but stage has no S block (attn={self.attn!r})")
-        check(
-            0 < self.shift < self.window,
-            "shift",
-            f"must be in 1..{self.window - 1} (window {self.window}), got {self.shift}",
-        )
-
-    def _check_knob_owners(self) -> None:
-        for knob in D_KNOBS:
-            if getattr(self, knob) is not None:
-                check(
-                    "D" in self.attn,
-                    knob,
-                    f"is a deformable (D) knob but stage has no D block (attn={self.attn!r})",
-                )
-        if self.sr_ratio is not None:
-            check(
-                "P" in self.attn,
-                "sr_ratio",
-                f"is a spatial-reduction (P) knob but stage has no P block (attn={self.attn!r})",
-            )
-
-    def _check_deformable_values(self) -> None:
-        if self.offset_range is not None:
-            check(
-                self.offset_range >= 0 and math.isfinite(self.offset_range),
-                "offset_range",
-                f"maximum offset s must be a finite number >= 0, got {self.offset_range}",
-            )
-        if self.reduction is not None:
-            check(self.reduction >= 1, "reduction", f"r must be >= 1, got {self.reduction}")
-        if self.offset_groups is not None:
-            check(
-                self.offset_groups >= 1, "offset_groups", f"must be >= 1, got {self.offset_groups}"
-            )
-            check(
-                self.heads % self.offset_groups == 0,
-                "offset_groups",
-                f"heads {self.heads} are not divisible by offset_groups {self.offset_groups}",
-            )
-        if self.offset_kernel is not None:
-            k = self.offset_kernel
-            check(k >= 1 and k % 2 == 1, "offset_kernel", f"must be an odd integer >= 1, got {k}")
-        if self.offsets is False:
-            for knob in ("offset_range", "offset_mode", "offset_groups", "offset_kernel"):
-                check(
-                    getattr(self, knob) is None,
-                    knob,
-                    "has no effect with offsets: false (there is no offset network)",
-                )
-        if self.offset_mode == OffsetMode.CLAMPED:
-            check(
-                self.offset_range is None,
-                "offset_range",
-                "has no effect with offset_mode: clamped (offsets are unbounded)",
-            )
-
-    @property
-    def letters(self) -> str:
-        """One attention letter per block."""
-        return self.attn * (self.depth // len(self.attn))
-
-    def deformable(self, stage_index: int) -> DeformableSpec:
-        """The D knobs with defaults filled in (valid only for a stage with a D block)."""
-        return DeformableSpec(
-            offsets=True if self.offsets is None else self.offsets,
-            offset_range=2.0 if self.offset_range is None else self.offset_range,
-            offset_mode=self.offset_mode or OffsetMode.BOUNDED,
-            reduction=self.reduction or 1,
-            offset_groups=self.offset_groups or max(1, self.heads // 4),
-            offset_kernel=self.offset_kernel or DEFAULT_OFFSET_KERNEL[min(stage_index, 3)],
-            pos_enc=self.pos_enc or PosEnc.RELATIVE,
-        )
-
-    def canonical(self, stage_index: int) -> StageConfig:
-        """This stage with every default that applies written out (``None`` only where unused).
-
-        Two stages that build the same modules have the same canonical form, so a preset's
-        default ``offset_range`` and an explicit ``offset_range: 2`` hash alike (same run id).
-        """
-        changes: dict[str, Any] = {}
-        if "S" in self.attn:
-            changes["shift"] = self.shift_size
-        if "P" in self.attn:
-            changes["sr_ratio"] = self.sr_ratio or 1
-        if "D" in self.attn:
-            spec = self.deformable(stage_index)
-            changes.update(offsets=spec.offsets, reduction=spec.reduction, pos_enc=spec.pos_enc)
-            if spec.offsets:
-                changes.update(
-                    offset_mode=spec.offset_mode,
-                    offset_groups=spec.offset_groups,
-                    offset_kernel=spec.offset_kernel,
-                )
-                if spec.offset_mode == OffsetMode.BOUNDED:
-                    changes["offset_range"] = spec.offset_range
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def shift_size(self) -> int:
-        """Shift of S blocks (official DAT: ceil(window / 2))."""
-        return self.shift if self.shift is not None else math.ceil(self.window / 2)
 
 
 @dataclass(frozen=True)
@@ -273,7 +41,16 @@ class DatConfig:
         patch_size: stem stride (4 in the paper; 2 suits 32 px images).
         mlp_ratio: MLP hidden width / dim.
         drop_path: stochastic depth rate, rising linearly over all blocks.
-        sampling: coordinate convention of D blocks (``consistent`` or ``official``).
+        sampling: coordinate convention of D blocks (``consistent``, ``official`` or
+            ``official_pp``).
+        stem: ``patch`` (p x p conv, stride p) or ``conv`` (DAT++: 3x3 conv stride 2 to
+            dim/2, LN, GELU, 3x3 conv stride p/2 to dim, LN; p must be even).
+        downsample: ``patch`` (2x2 conv, stride 2) or ``conv`` (DAT++: 3x3 conv, stride 2,
+            padding 1) between stages.
+        mlp: ``plain`` or ``dwconv`` (DAT++'s ConvFFN: a residual depthwise 3x3 conv on the
+            hidden layer, before GELU).
+        layer_scale: initial LayerScale of the attention and MLP branches (``null``: none).
+        lpu: a local perception unit (residual depthwise 3x3 conv) before every block.
     """
 
     stages: tuple[StageConfig, ...]
@@ -284,6 +61,12 @@ class DatConfig:
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     sampling: Sampling = Sampling.CONSISTENT
+    # DAT++'s knobs: at their defaults (DAT's) they leave the hash, so DAT configs keep theirs.
+    stem: Patchify = added_field(Patchify.PATCH)
+    downsample: Patchify = added_field(Patchify.PATCH)
+    mlp: MlpKind = added_field(MlpKind.PLAIN)
+    layer_scale: float | None = added_field(None)
+    lpu: bool = added_field(False)
 
     def __post_init__(self) -> None:
         check(len(self.stages) >= 1, "stages", "needs at least one stage")
@@ -296,6 +79,19 @@ class DatConfig:
         check(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
         check(self.mlp_ratio > 0, "mlp_ratio", f"must be > 0, got {self.mlp_ratio}")
         check(0.0 <= self.drop_path < 1.0, "drop_path", f"must be in [0, 1), got {self.drop_path}")
+        if self.layer_scale is not None:
+            check(
+                self.layer_scale > 0 and math.isfinite(self.layer_scale),
+                "layer_scale",
+                f"must be a finite number > 0 or null (no LayerScale), got {self.layer_scale}",
+            )
+        if self.stem == Patchify.CONV:
+            check(
+                self.patch_size % 2 == 0,
+                "patch_size",
+                f"stem: conv makes the stride from two convs (2, then patch_size / 2); "
+                f"patch_size must be even, got {self.patch_size}",
+            )
         self._check_maps_not_empty()
         for i, stage in enumerate(self.stages):
             try:
@@ -350,14 +146,25 @@ class DatConfig:
     def feature_size(
         self, stage_index: int, img_size: tuple[int, int] | None = None
     ) -> tuple[int, int]:
-        """Feature-map (H, W) of a stage at ``img_size`` (stem, then /2 per stage)."""
+        """Feature-map (H, W) of a stage at ``img_size`` (stem, then /2 per stage).
+
+        Patch convs floor (an odd side loses its last row); the padded 3x3 convs of the conv
+        stem/downsampling round up.
+        """
         size = img_size or self.img_size
         if size is None:
             raise ValueError("img_size is not fixed in this config; pass one")
         h, w = size
-        h, w = h // self.patch_size, w // self.patch_size
+        if self.stem == Patchify.CONV:
+            for s in (2, self.patch_size // 2):
+                h, w = (h - 1) // s + 1, (w - 1) // s + 1
+        else:
+            h, w = h // self.patch_size, w // self.patch_size
         for _ in range(stage_index):
-            h, w = h // 2, w // 2
+            if self.downsample == Patchify.CONV:
+                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            else:
+                h, w = h // 2, w // 2
         return h, w
 
     @property
@@ -384,8 +191,7 @@ class DatConfig:
         return from_mapping(cls, data, prefix=prefix, file=file)
 
     def canonical(self) -> DatConfig:
-        """This config with every applicable default written out (see
-        ``StageConfig.canonical``)."""
+        """This config with every applicable default written out (``StageConfig.canonical``)."""
         return self.replace(stages=tuple(s.canonical(i) for i, s in enumerate(self.stages)))
 
     @property
@@ -399,7 +205,9 @@ __all__ = [
     "Attn",
     "DatConfig",
     "DeformableSpec",
+    "MlpKind",
     "OffsetMode",
+    "Patchify",
     "PosEnc",
     "Sampling",
     "StageConfig",

@@ -21,6 +21,8 @@ from torch import nn
 from dat_lab.models.attention import DeformableAttention, DeformableMaps
 from dat_lab.models.block import DatStage
 from dat_lab.models.config import DatConfig
+from dat_lab.models.conv_layers import ConvStem
+from dat_lab.models.enums import Patchify
 from dat_lab.models.layers import Stem, drop_path_rates
 
 # Pools whose output width is num_features (the head is a Linear over num_features).
@@ -63,16 +65,13 @@ class DAT(nn.Module):
             self.to(dtype=dtype)
 
     def _build(self, cfg: DatConfig, global_pool: str) -> None:
-        self.stem = Stem(cfg.in_chans, cfg.stages[0].dim, cfg.patch_size)
+        stem = ConvStem if cfg.stem == Patchify.CONV else Stem
+        self.stem = stem(cfg.in_chans, cfg.stages[0].dim, cfg.patch_size)
         dprs = drop_path_rates(cfg.drop_path, [s.depth for s in cfg.stages])
         self.stages = nn.ModuleList()
         self.feature_info: list[dict[str, Any]] = []
         for i, stage in enumerate(cfg.stages):
-            size = cfg.feature_size(i) if cfg.img_size is not None else None
-            dim_in = cfg.stages[i - 1].dim if i > 0 else None
-            self.stages.append(
-                DatStage(stage, i, dim_in, size, cfg.mlp_ratio, dprs[i], cfg.sampling)
-            )
+            self.stages.append(DatStage(cfg, i, dprs[i]))
             info = dict(num_chs=stage.dim, reduction=self.stride(i), module=f"stages.{i}")
             self.feature_info.append(info)
         self.norm: nn.Module = nn.LayerNorm(self.num_features)

@@ -1,12 +1,18 @@
-"""Load the official DAT v1 checkpoints (LeapLabTHU/DAT) into our modules, strictly.
+"""Load the official DAT v1 and DAT++ checkpoints (LeapLabTHU/DAT) into our modules, strictly.
 
 One converter for the one foreign layout (timm's ``checkpoint_filter_fn`` idea): rename keys,
 reshape 1x1 convs to linear weights, drop buffers the official code stores (window indices,
 shift masks). Every official key must map to one of ours and every one of ours must be
 filled, with the right shape; otherwise the error names the key.
 
-Build the model with ``sampling="official"`` to reproduce the official outputs; the default
-consistent convention gives slightly different features with the same weights.
+Build the model with ``sampling="official"`` (DAT v1 weights) or ``sampling="official_pp"``
+(DAT++ weights) to reproduce the official outputs; the default consistent convention gives
+slightly different features with the same weights.
+
+DAT++ keys (``dat_pp_*``): the conv stem ``patch_proj.{0,1,3,4}``, ConvFFN
+``mlps.j.{linear1.0,dwc,linear2.0}``, LPUs ``local_perception_units.j``, LayerScale
+``layer_scales.{2j,2j+1}``, N blocks ``attns.j.{qkv,rpb,proj}``, X blocks ``attns.j`` (the
+depthwise conv) with ``ln_cnvnxt.j``, and log-CPB ``attns.j.rpe_table.{0,2}``.
 """
 
 from __future__ import annotations
@@ -32,11 +38,24 @@ def _proj_out(m: re.Match, model_keys: set[str]) -> str:
     return name if name in model_keys else f"{_block(m)}.attn.proj.{m['p']}"
 
 
+def _stem(conv_stem_name: str, patch_stem_name: str) -> Callable[[re.Match, set[str]], str]:
+    # patch_proj.0 / .1 are the patch stem's conv and norm, or the conv stem's first pair.
+    def rename(m: re.Match, model_keys: set[str]) -> str:
+        name = f"stem.{conv_stem_name}.{m['p']}"
+        return name if name in model_keys else f"stem.{patch_stem_name}.{m['p']}"
+
+    return rename
+
+
 _S, _B, _P = r"(?P<s>\d+)", r"(?P<b>\d+)", r"(?P<p>weight|bias)"
+_ATTN = rf"stages\.{_S}\.attns\.{_B}"
 # (official key pattern, our key); the first match wins.
-RENAMES: list[tuple[str, Callable[[re.Match, set[str]], str]]] = [
-    (rf"patch_proj\.0\.{_P}", lambda m, _: f"stem.proj.{m['p']}"),
-    (rf"patch_proj\.1\.norm\.{_P}", lambda m, _: f"stem.norm.{m['p']}"),
+Rename = Callable[[re.Match, set[str]], str]
+RENAMES: list[tuple[str, Rename]] = [
+    (rf"patch_proj\.0\.{_P}", _stem("conv1", "proj")),
+    (rf"patch_proj\.1\.norm\.{_P}", _stem("norm1", "norm")),
+    (rf"patch_proj\.3\.{_P}", lambda m, _: f"stem.conv2.{m['p']}"),
+    (rf"patch_proj\.4\.norm\.{_P}", lambda m, _: f"stem.norm2.{m['p']}"),
     (
         rf"down_projs\.{_S}\.0\.weight",
         lambda m, _: f"stages.{int(m['s']) + 1}.downsample.proj.weight",
@@ -84,6 +103,30 @@ RENAMES: list[tuple[str, Callable[[re.Match, set[str]], str]]] = [
     (
         rf"stages\.{_S}\.attns\.{_B}\.rpe_table",
         lambda m, _: f"{_block(m)}.attn.pos_bias.rpe_table",
+    ),
+    # DAT++
+    (rf"stages\.{_S}\.mlps\.{_B}\.linear1\.0\.{_P}", lambda m, _: f"{_block(m)}.mlp.fc1.{m['p']}"),
+    (rf"stages\.{_S}\.mlps\.{_B}\.linear2\.0\.{_P}", lambda m, _: f"{_block(m)}.mlp.fc2.{m['p']}"),
+    (rf"stages\.{_S}\.mlps\.{_B}\.dwc\.{_P}", lambda m, _: f"{_block(m)}.mlp.dwconv.{m['p']}"),
+    (
+        rf"stages\.{_S}\.local_perception_units\.{_B}\.{_P}",
+        lambda m, _: f"{_block(m)}.lpu.conv.{m['p']}",
+    ),
+    (
+        rf"stages\.{_S}\.layer_scales\.{_B}\.weight",  # two per block: 2j, 2j+1
+        lambda m, _: f"stages.{m['s']}.blocks.{int(m['b']) // 2}.ls{1 + int(m['b']) % 2}.gamma",
+    ),
+    (
+        rf"stages\.{_S}\.ln_cnvnxt\.{_B}\.norm\.{_P}",
+        lambda m, _: f"{_block(m)}.norm2.{m['p']}",
+    ),
+    (rf"{_ATTN}\.rpb", lambda m, _: f"{_block(m)}.attn.rpb"),
+    (rf"{_ATTN}\.qkv\.{_P}", lambda m, _: f"{_block(m)}.attn.qkv.{m['p']}"),
+    (rf"{_ATTN}\.proj\.{_P}", lambda m, _: f"{_block(m)}.attn.proj.{m['p']}"),
+    (rf"{_ATTN}\.{_P}", lambda m, _: f"{_block(m)}.attn.conv.{m['p']}"),  # X's dwconv
+    (
+        rf"{_ATTN}\.rpe_table\.(?P<i>[02])\.{_P}",  # log-CPB MLP
+        lambda m, _: f"{_block(m)}.attn.pos_bias.rpe_table.{m['i']}.{m['p']}",
     ),
     (rf"cls_norm\.norm\.{_P}", lambda m, _: f"norm.{m['p']}"),
     (rf"cls_head\.{_P}", lambda m, _: f"head.{m['p']}"),
@@ -135,7 +178,7 @@ def convert_official_state_dict(
 
 
 def load_official_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load an official DAT v1 checkpoint (``{"model": state_dict}`` or a bare state dict).
+    """Load an official DAT v1 or DAT++ checkpoint (``{"model": state_dict}`` or bare).
 
     Loading is strict and safe (``torch.load(weights_only=True)``).
     """

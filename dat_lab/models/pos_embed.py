@@ -7,6 +7,8 @@
 - :class:`FixedPositionBias`: a learned ``heads x HW x Ns`` bias tied to one input size.
 - :class:`DWConvPositionEncoding`: a 3x3 depthwise conv of q added to the attention output
   (LePE, CSWin).
+- :class:`LogCPB` (DAT++ option): a small MLP of the log-spaced displacement (Swin-V2's
+  log-spaced continuous position bias), free of any map size.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ def cell_centres(h: int, w: int, device=None, dtype=None) -> torch.Tensor:
     """
     ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w * 2 - 1
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
+
+
+def corner_grid(h: int, w: int, device=None, dtype=None) -> torch.Tensor:
+    """``(h, w, 2)`` (y, x) pixel positions ``i / (h - 1)`` mapped to [-1, 1] (DAT++'s queries).
+
+    ``align_corners=True`` normalisation: the first and last pixel sit at -1 and 1. A side of
+    one pixel sits at -1 (the official code would divide by 0).
+    """
+    ys = torch.arange(h, device=device, dtype=dtype) / max(h - 1, 1) * 2 - 1
+    xs = torch.arange(w, device=device, dtype=dtype) / max(w - 1, 1) * 2 - 1
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
 
 
@@ -158,3 +171,29 @@ class DWConvPositionEncoding(nn.Module):
     def forward(self, q_cf: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, H, W, C)``."""
         return self.conv(q_cf).permute(0, 2, 3, 1)
+
+
+class LogCPB(nn.Module):
+    """Log-spaced continuous position bias (Swin-V2; DAT++ ``log_cpb``).
+
+    The displacement ``d = 4 (q - p)`` between each query and each deformed key (normalised
+    coordinates, so ``|d| <= 8``) is log-spaced, ``sign(d) log2(|d| + 1) / log2(8)``, and an
+    MLP ``2 -> 32 -> heads/groups`` (ReLU, no bias at the end) maps it to one bias per head of
+    the key's offset group. The MLP is shared by the groups, as in the DAT++ code.
+    """
+
+    def __init__(self, heads: int, groups: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.heads, self.groups = heads, groups
+        self.rpe_table = nn.Sequential(
+            nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, heads // groups, bias=False)
+        )
+
+    def forward(self, queries: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Bias ``(B, heads, HW, Ns)`` from queries ``(HW, 2)`` and keys ``(B*groups, Ns, 2)``."""
+        bg, n_k = pos.shape[0], pos.shape[1]
+        d = (queries[None, :, None, :] - pos[:, None, :, :]) * 4.0
+        d = torch.sign(d) * torch.log2(d.abs() + 1.0) / 3.0  # log2(8) = 3
+        bias = self.rpe_table(d)  # B*G, HW, Ns, heads/G
+        bias = bias.permute(0, 3, 1, 2).reshape(bg // self.groups, self.heads, -1, n_k)
+        return bias

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dat_lab.models.config import DatConfig, StageConfig
+from dat_lab.models.presets_pp import DATPP_PRESETS
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
 _PRESETS: dict[str, Callable[[], DatConfig]] = {}
@@ -113,3 +114,7 @@ def dat_micro() -> DatConfig:
     """CPU preset for 64 px images: maps 16/8/4/2 (patch 4), window 4, head width 16."""
     stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
     return DatConfig(stages=stages, img_size=(64, 64), patch_size=4, num_classes=10, drop_path=0.0)
+
+
+for _fn in DATPP_PRESETS:  # DAT++ (dat_lab.models.presets_pp)
+    register_preset(_fn)

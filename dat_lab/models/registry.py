@@ -7,7 +7,8 @@ from the typed preset (:mod:`dat_lab.models.presets`); timm keyword arguments ma
 
 Tags choose the coordinate convention of the deformable blocks: ``dat_tiny`` (untagged) is
 dat-lab's consistent convention with random weights; ``dat_tiny.official_in1k`` is the official
-convention, for the official ImageNet-1k weights, loaded from a file path only::
+convention, for the official ImageNet-1k weights (``dat_pp_*.official_in1k``: the DAT++ code's
+convention, ``official_pp``, for the official DAT++ weights), loaded from a file path only::
 
     timm.create_model("dat_tiny.official_in1k", pretrained=True,
                       pretrained_cfg_overlay=dict(file="dat_tiny_in1k_224.pth"))
@@ -30,10 +31,11 @@ from timm.models import (
 )
 from torch import nn
 
-from dat_lab.models.config import DatConfig, Sampling
+from dat_lab.models.config import DatConfig, Patchify, Sampling
 from dat_lab.models.dat import DAT
 from dat_lab.models.official import DROPPED, rename_official_key
 from dat_lab.models.presets import get_preset
+from dat_lab.models.presets_pp import DATPP_PRESETS
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
 # Keyword arguments DAT's constructor takes itself; every other one maps onto DatConfig.
@@ -42,6 +44,12 @@ MODEL_KWARGS = ("global_pool", "device", "dtype")
 ALIASES = {"drop_path_rate": "drop_path"}
 # Tags whose weights use the official coordinate convention.
 OFFICIAL_TAGS = ("official_in1k",)
+DATPP_NAMES = frozenset(fn.__name__ for fn in DATPP_PRESETS)
+
+
+def official_sampling(variant: str) -> Sampling:
+    """The coordinate convention of a preset's official weights (DAT v1 or DAT++ code)."""
+    return Sampling.OFFICIAL_PP if variant in DATPP_NAMES else Sampling.OFFICIAL
 
 
 class ModelArgumentError(ConfigError, TypeError):
@@ -111,7 +119,8 @@ def convert_state_dict(
     state_dict = state_dict.get("state_dict", state_dict)
     ours = model.state_dict()
     official = any(k.startswith(("patch_proj.", "cls_head.")) for k in state_dict)
-    if official and getattr(getattr(model, "cfg", None), "sampling", None) != Sampling.OFFICIAL:
+    sampling = getattr(getattr(model, "cfg", None), "sampling", None)
+    if official and sampling not in (Sampling.OFFICIAL, Sampling.OFFICIAL_PP):
         warnings.warn(
             "official DAT weights loaded into a model with dat-lab's consistent sampling: "
             "its outputs differ from the official ones (use the .official_in1k tag or "
@@ -156,7 +165,7 @@ def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
         )
     cfg = get_preset(variant)
     if pretrained_cfg.tag in OFFICIAL_TAGS:
-        cfg = cfg.replace(sampling=Sampling.OFFICIAL)
+        cfg = cfg.replace(sampling=official_sampling(variant))
     out_indices = kwargs.pop("out_indices", tuple(range(len(cfg.stages))))
     return build_model_with_cfg(
         partial(_dat_from_kwargs, variant=variant),
@@ -189,7 +198,7 @@ def _cfg(preset: str, **kwargs: Any) -> dict[str, Any]:
         "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "stem.proj",
+        "first_conv": "stem.conv1" if cfg.stem == Patchify.CONV else "stem.proj",
         "classifier": "head",
         "license": "apache-2.0",
         **kwargs,
@@ -197,6 +206,7 @@ def _cfg(preset: str, **kwargs: Any) -> dict[str, Any]:
 
 
 _OFFICIAL = dict(paper_ids="arXiv:2201.00520", origin_url="https://github.com/LeapLabTHU/DAT")
+_OFFICIAL_PP = dict(_OFFICIAL, paper_ids="arXiv:2309.01430")
 
 default_cfgs = generate_default_cfgs(
     {
@@ -210,6 +220,15 @@ default_cfgs = generate_default_cfgs(
         "dat_base_384.official_in1k": _cfg("dat_base_384", crop_pct=1.0, **_OFFICIAL),
         "dat_nano": _cfg("dat_nano", crop_pct=1.0),
         "dat_micro": _cfg("dat_micro", crop_pct=1.0),
+        "dat_pp_tiny": _cfg("dat_pp_tiny"),
+        "dat_pp_tiny.official_in1k": _cfg("dat_pp_tiny", **_OFFICIAL_PP),
+        "dat_pp_small": _cfg("dat_pp_small"),
+        "dat_pp_small.official_in1k": _cfg("dat_pp_small", **_OFFICIAL_PP),
+        "dat_pp_base": _cfg("dat_pp_base"),
+        "dat_pp_base.official_in1k": _cfg("dat_pp_base", **_OFFICIAL_PP),
+        "dat_pp_base_384": _cfg("dat_pp_base_384", crop_pct=1.0),
+        "dat_pp_base_384.official_in1k": _cfg("dat_pp_base_384", crop_pct=1.0, **_OFFICIAL_PP),
+        "dat_pp_nano": _cfg("dat_pp_nano", crop_pct=1.0),
     }
 )
 
@@ -248,3 +267,33 @@ def dat_nano(pretrained: bool = False, **kwargs: Any) -> DAT:
 def dat_micro(pretrained: bool = False, **kwargs: Any) -> DAT:
     """CPU preset for 64 px images (about 0.4M parameters)."""
     return _create_dat("dat_micro", pretrained, **kwargs)
+
+
+@register_model
+def dat_pp_tiny(pretrained: bool = False, **kwargs: Any) -> DAT:
+    """DAT-T++: 4.3G FLOPs, 24M params, 83.9 top-1 (DAT++ paper)."""
+    return _create_dat("dat_pp_tiny", pretrained, **kwargs)
+
+
+@register_model
+def dat_pp_small(pretrained: bool = False, **kwargs: Any) -> DAT:
+    """DAT-S++: 9.4G FLOPs, 53M params, 84.6 top-1 (DAT++ paper)."""
+    return _create_dat("dat_pp_small", pretrained, **kwargs)
+
+
+@register_model
+def dat_pp_base(pretrained: bool = False, **kwargs: Any) -> DAT:
+    """DAT-B++: 16.6G FLOPs, 93M params, 84.9 top-1 (DAT++ paper)."""
+    return _create_dat("dat_pp_base", pretrained, **kwargs)
+
+
+@register_model
+def dat_pp_base_384(pretrained: bool = False, **kwargs: Any) -> DAT:
+    """DAT-B++ at 384 px: 85.9 top-1 (DAT++ paper)."""
+    return _create_dat("dat_pp_base_384", pretrained, **kwargs)
+
+
+@register_model
+def dat_pp_nano(pretrained: bool = False, **kwargs: Any) -> DAT:
+    """DAT++-style CPU preset for 32 px images (about 0.46M parameters)."""
+    return _create_dat("dat_pp_nano", pretrained, **kwargs)

@@ -37,7 +37,13 @@ def test_the_recorded_files_are_the_bundled_ones():
 
 def test_the_shapes_experiments_extend_the_shared_base():
     extending = [p.stem for p in config_files(REPO / "experiments") if "extends" in load_yaml(p)]
-    assert extending == ["attention_ablation", "offset_range", "reduction", "stage_placement"]
+    assert extending == [
+        "attention_ablation",
+        "datpp_components",
+        "offset_range",
+        "reduction",
+        "stage_placement",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED["experiments"]))

@@ -19,7 +19,7 @@ from dat_lab.models.config import DatConfig, OffsetMode, PosEnc, Sampling, Stage
 
 
 def one_stage(
-    img_size, size=None, sampling=Sampling.CONSISTENT, mlp_ratio=4.0, **stage
+    img_size, size=None, sampling=Sampling.CONSISTENT, mlp_ratio=4.0, model=None, **stage
 ) -> DatConfig:
     stage = {"dim": 32, "depth": 1, "heads": 4, **stage}
     return DatConfig(
@@ -29,6 +29,7 @@ def one_stage(
         num_classes=5,
         mlp_ratio=mlp_ratio,
         sampling=sampling,
+        **(model or {}),
     )
 
 
@@ -162,6 +163,11 @@ def test_every_preset_is_named_here():
         "dat_small",
         "dat_base",
         "dat_base_384",
+        "dat_pp_nano",
+        "dat_pp_tiny",
+        "dat_pp_small",
+        "dat_pp_base",
+        "dat_pp_base_384",
     }
 
 
@@ -179,3 +185,52 @@ def test_the_papers_worked_example_block_counted_by_fvcore():
         C.RELATIVE_LOOKUP: 4 * 12 * 196 * 49,
     }
     assert attn.fvcore == 81_144_000
+
+
+# -- DAT++ parts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hw, kernel", [((8, 8), 3), ((9, 7), 5), ((7, 7), 7), ((4, 6), 5), ((3, 3), 7)]
+)
+def test_neighborhood_attention_is_nats_formula_plus_padding_of_small_maps(hw, kernel):
+    report = assert_exact_in_both_branches(one_stage(hw, attn="N", nat_kernel=kernel))
+    attn = next(r for r in report.rows if r.kind == "N")
+    n = hw[0] * hw[1]
+    assert attn.formula == 4 * n * 32**2 + 2 * n * kernel**2 * 32
+    assert (C.NEIGHBORHOOD_PADDING in attn.residue) == (min(hw) < kernel)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (9, 7)])
+def test_conv_ffn_lpu_layer_scale_and_convnext_blocks(hw):
+    model = {"mlp": "dwconv", "lpu": True, "layer_scale": 1e-5}
+    cfg = one_stage(hw, attn="NXD", depth=3, window=5, nat_kernel=3, model=model)
+    report = assert_exact_in_both_branches(cfg)
+    n, hidden = hw[0] * hw[1], 128
+    mlp = next(r for r in report.rows if r.kind == "mlp")
+    assert mlp.formula == 2 * n * 32 * hidden + 9 * n * hidden
+    lpus = [r for r in report.rows if r.kind == "lpu"]
+    assert len(lpus) == 3 and all(r.formula == 9 * n * 32 for r in lpus)
+    conv = next(r for r in report.rows if r.kind == "X")
+    assert conv.formula == 25 * n * 32 and conv.residue == {}
+
+
+@pytest.mark.parametrize("sampling", [Sampling.CONSISTENT, Sampling.OFFICIAL_PP])
+def test_log_cpb_is_a_named_residue(sampling):
+    cfg = one_stage((9, 7), attn="D", pos_enc=PosEnc.LOG_CPB, reduction=2, offset_groups=2)
+    report = assert_exact_in_both_branches(cfg.replace(sampling=sampling))
+    attn = next(r for r in report.rows if r.kind == "D")
+    assert attn.residue[C.LOG_CPB] == 2 * 63 * 20 * 2 * 32 + 63 * 20 * 32 * 4
+
+
+@pytest.mark.parametrize("size", [None, (33, 30)])
+def test_dat_pp_nano_with_conv_stem_and_conv_downsampling(size):
+    report = assert_exact_in_both_branches(get_preset("dat_pp_nano"), size=size)
+    kinds = {r.kind for r in report.rows}
+    assert kinds == {"stem", "merge", "lpu", "N", "D", "mlp", "head"}
+    stem = next(r for r in report.rows if r.kind == "stem")
+    h1, w1 = (17, 15) if size else (16, 16)  # 3x3 stride-2 conv rounds up; the second: stride 1
+    assert stem.formula == h1 * w1 * 8 * 3 * 9 + h1 * w1 * 16 * 8 * 9
+    merge = next(r for r in report.rows if r.name == "stages.1.downsample")
+    h, w = (9, 8) if size else (8, 8)
+    assert merge.formula == h * w * 32 * 16 * 9

@@ -51,8 +51,8 @@ def imagefolder(tmp_path_factory) -> Path:
 
 
 def test_the_bundled_experiment_files_are_all_checked():
-    bundled = ["attention_ablation", "imagenet_dat_tiny", "offset_range", "reduction"]
-    assert [p.stem for p in EXPERIMENT_FILES] == [*bundled, "stage_placement"]
+    bundled = ["attention_ablation", "datpp_components", "imagenet_dat_tiny", "offset_range"]
+    assert [p.stem for p in EXPERIMENT_FILES] == [*bundled, "reduction", "stage_placement"]
 
 
 @pytest.mark.slow

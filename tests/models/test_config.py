@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dat_lab.models import DatConfig, PosEnc, StageConfig, get_preset, resolve_model_config
-from dat_lab.schema import ConfigError
+from dat_lab.schema import ConfigError, identity_mapping
 
 
 def nano_dict() -> dict:
@@ -24,7 +24,7 @@ def nano_dict() -> dict:
         ({"stages.0.offset_range": 2}, "model.stages.0.offset_range", "stage has no D block"),
         ({"stages.1.reduction": 2}, "model.stages.1.reduction", "stage has no D block"),
         ({"stages.2.sr_ratio": 2}, "model.stages.2.sr_ratio", "stage has no P block"),
-        ({"stages.2.attn": "LX"}, "model.stages.2.attn", "unknown letter 'X'"),
+        ({"stages.2.attn": "LZ"}, "model.stages.2.attn", "unknown letter 'Z'"),
         ({"stages.2.attn": "LDL"}, "model.stages.2.attn", "do not tile depth 2"),
         ({"stages.2.reduction": 8}, "model.stages.2.reduction", "larger than the 4x4 feature map"),
         ({"stages.2.offset_range": -1}, "model.stages.2.offset_range", "finite number >= 0"),
@@ -42,7 +42,7 @@ def nano_dict() -> dict:
         (
             {"stages.2.pos_enc": "learned"},
             "model.stages.2.pos_enc",
-            "allowed: 'none', 'fixed', 'dwconv', 'relative'",
+            "allowed: 'none', 'fixed', 'dwconv', 'relative', 'log_cpb'",
         ),
         ({"img_size": None}, "model.stages.2.pos_enc", "needs a fixed input size"),
         ({"stages.0.shift": 9}, "model.stages.0.shift", "must be in 1..3"),
@@ -57,6 +57,21 @@ def nano_dict() -> dict:
         ({"patch_size": 4, "img_size": [16, 16]}, "model.img_size", "at least 32"),
         ({"stages.2.ofset_range": 2}, "model.stages.2.ofset_range", "did you mean 'offset_range'"),
         ({"dims": [1, 2]}, "model.dims", "unknown key"),
+        # DAT++ knobs
+        ({"stem": "overlap"}, "model.stem", "allowed: 'patch', 'conv'"),
+        ({"downsample": "pool"}, "model.downsample", "allowed: 'patch', 'conv'"),
+        ({"mlp": "glu"}, "model.mlp", "allowed: 'plain', 'dwconv'"),
+        ({"layer_scale": 0.0}, "model.layer_scale", "finite number > 0 or null"),
+        ({"lpu": "yes"}, "model.lpu", "expected true or false"),
+        ({"stem": "conv", "patch_size": 3}, "model.patch_size", "must be even"),
+        ({"stages.2.nat_kernel": 3}, "model.stages.2.nat_kernel", "stage has no N block"),
+        (
+            {"stages.2.attn": "ND", "stages.2.nat_kernel": 4},
+            "model.stages.2.nat_kernel",
+            "odd integer",
+        ),
+        ({"stages.2.attn": "XD"}, "model.stages.2.window", "must be odd, got 4"),
+        ({"stages.0.pos_enc": "log_cpb"}, "model.stages.0.pos_enc", "stage has no D block"),
     ],
 )
 def test_bad_config_is_refused_with_its_key_and_reason(overrides, key, message):
@@ -124,3 +139,43 @@ def test_a_default_and_the_same_value_written_out_hash_alike():
     canonical = base.canonical()
     assert canonical.stages[2].offset_range == 2.0 and canonical.stages[0].offset_range is None
     assert canonical.canonical() == canonical
+
+
+def test_dat_pp_knobs_round_trip_and_hash_their_defaults():
+    cfg = resolve_model_config(
+        "dat_nano",
+        {
+            "stem": "conv",
+            "downsample": "conv",
+            "mlp": "dwconv",
+            "layer_scale": 1e-5,
+            "lpu": True,
+            "stages.0.attn": "NX",
+            "stages.0.window": 3,
+            "stages.2.pos_enc": "log_cpb",
+        },
+    )
+    assert DatConfig.from_dict(cfg.to_dict()) == cfg
+    explicit = cfg.with_stage(0, nat_kernel=7)
+    assert explicit.hash == cfg.hash  # N's default kernel written out hashes alike
+    assert cfg.with_stage(0, nat_kernel=5).hash != cfg.hash
+
+
+def test_conv_stem_and_downsampling_round_odd_sides_up():
+    cfg = resolve_model_config("dat_nano", {"img_size": [33, 30]})
+    conv = cfg.replace(stem="conv", downsample="conv")
+    assert cfg.feature_size(2) == (4, 3)  # 33 // 2 // 2 // 2, 30 // 2 // 2 // 2
+    assert conv.feature_size(2) == (5, 4)  # ceil at each padded 3x3 conv
+
+
+def test_dat_pp_knobs_enter_the_hash_only_when_set():
+    """DAT configs keep the run ids they had before DAT++'s knobs existed."""
+    dat = get_preset("dat_nano")
+    identity = identity_mapping(dat)
+    assert not {"stem", "downsample", "mlp", "layer_scale", "lpu"} & set(identity)
+    assert all("nat_kernel" not in stage for stage in identity["stages"])
+    assert dat.replace(lpu=True).hash != dat.hash
+    assert dat.replace(layer_scale=1e-5).hash != dat.hash
+    pp = get_preset("dat_pp_nano")
+    assert pp.replace(lpu=False).hash != pp.hash
+    assert identity_mapping(pp)["stages"][0]["nat_kernel"] == 3

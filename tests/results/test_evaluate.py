@@ -137,6 +137,23 @@ def test_visualize_accepts_a_checkpoint_file(folder, checkpoint, tmp_path, capsy
     assert "2 deformable block(s)" in capsys.readouterr().out
 
 
+def test_official_dat_pp_checkpoint_names_its_architecture_and_convention(tmp_path):
+    key_list = KEY_LIST.parent / "official_datpp_state_dict.txt"
+    state = {}
+    for line in key_list.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        name, key, shape = line.split("\t")
+        if name == "dat_pp_small":
+            dims = [int(s) for s in shape.strip("()").split(",") if s.strip()]
+            state[key] = torch.zeros(*dims)
+    path = tmp_path / "official_pp.pth"
+    torch.save({"model": state, "epoch": 299}, path)
+    weights = read_weights(path)
+    assert weights.kind == "official"
+    assert weights.model == get_preset("dat_pp_small").replace(sampling=Sampling.OFFICIAL_PP)
+
+
 @pytest.mark.slow
 def test_evaluating_a_run_reproduces_its_final_validation(tmp_path, capsys):
     from results_helpers import EXPERIMENTS

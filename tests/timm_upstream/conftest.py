@@ -8,15 +8,15 @@ collected test of this folder that does not select a ``dat_*`` model is deselect
 are marked slow.
 
 By default the presets run are ``dat_tiny`` (the paper's DAT-T) and the CPU presets
-``dat_nano``/``dat_micro`` (26 tests, ~1.5 min on two cores); ``DAT_LAB_TIMM_ALL_PRESETS=1``
-adds ``dat_small``, ``dat_base`` and ``dat_base_384`` (the same code with more blocks; 56 tests,
-~5 min).
+``dat_nano``/``dat_micro``/``dat_pp_nano`` (~2 min on two cores); ``DAT_LAB_TIMM_ALL_PRESETS=1``
+adds ``dat_small``, ``dat_base``, ``dat_base_384`` and the big DAT++ presets (the same code with
+more blocks, ~10 min and more).
 ``DAT_LAB_TIMM_ALL_MODELS=1`` collects every timm model (to compare counts with Swin).
 
-One pair is left out: ``test_prune_intermediate_layers_contract`` on ``dat_nano``/``dat_micro``.
-It tells NHWC from NCHW features by comparing shapes, which cannot work when channels, height
-and width are all 16 (their first stage); ``tests/models/test_timm_native.py`` checks the same
-property with the layout given.
+Left out: ``test_prune_intermediate_layers_contract`` on ``dat_nano``, ``dat_micro`` and
+``dat_pp_nano``. It tells NHWC from NCHW features by comparing shapes, which cannot work when
+channels, height and width are all 16 (their first stage);
+``tests/models/test_timm_native.py`` checks the same property with the layout given.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
         timm.list_models, timm.list_pretrained = saved
 
 
-DEFAULT_PRESETS = ("dat_tiny", "dat_nano", "dat_micro")
-AMBIGUOUS_LAYOUT = {"test_prune_intermediate_layers_contract": ("dat_nano", "dat_micro")}
+DEFAULT_PRESETS = ("dat_tiny", "dat_nano", "dat_micro", "dat_pp_nano")
+AMBIGUOUS_LAYOUT = {
+    "test_prune_intermediate_layers_contract": ("dat_nano", "dat_micro", "dat_pp_nano")
+}
 
 
 def selects_dat(item: pytest.Item) -> bool:

@@ -7,6 +7,7 @@ from torch import nn
 
 from dat_lab.models.attention.deformable import DeformableAttention, DeformableMaps
 from dat_lab.models.attention.global_ import GlobalAttention
+from dat_lab.models.attention.neighborhood import NeighborhoodAttention
 from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
 from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
@@ -20,7 +21,8 @@ for _cls in (
     DeformableAttention,
     SpatialReductionAttention,
     GlobalAttention,
-):
+    NeighborhoodAttention,
+):  # X is a block of its own (dat_lab.models.block.ConvNeXtBlock), not an attention
     register_notrace_module(_cls)
 
 
@@ -39,18 +41,21 @@ def build_attention(
         return ShiftedWindowAttention(stage.dim, stage.heads, stage.window, stage.shift_size)
     if attn == Attn.DEFORMABLE:
         spec = stage.deformable(stage_index)
-        return DeformableAttention(
-            stage.dim, stage.heads, spec, size, official=sampling == Sampling.OFFICIAL
-        )
+        return DeformableAttention(stage.dim, stage.heads, spec, size, sampling)
     if attn == Attn.SPATIAL_REDUCTION:
         return SpatialReductionAttention(stage.dim, stage.heads, stage.sr_ratio or 1)
-    return GlobalAttention(stage.dim, stage.heads)
+    if attn == Attn.NEIGHBORHOOD:
+        return NeighborhoodAttention(stage.dim, stage.heads, stage.neighborhood)
+    if attn == Attn.GLOBAL:
+        return GlobalAttention(stage.dim, stage.heads)
+    raise ValueError(f"letter {letter!r} is not an attention (X builds its own block)")
 
 
 __all__ = [
     "DeformableAttention",
     "DeformableMaps",
     "GlobalAttention",
+    "NeighborhoodAttention",
     "ShiftedWindowAttention",
     "SpatialReductionAttention",
     "WindowAttention",

@@ -9,13 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dat_lab.models.attention._core import attend
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc, Sampling
 from dat_lab.models.layers import LayerNorm2d
 from dat_lab.models.pos_embed import (
     DWConvPositionEncoding,
     FixedPositionBias,
+    LogCPB,
     RelativePositionBias,
     cell_centres,
+    corner_grid,
 )
 
 
@@ -79,7 +81,8 @@ class DeformableAttention(nn.Module):
         spec: the resolved D knobs (s, r, G, k, offsets, mode, position encoding).
         size: ``(H, W)`` the block is built for (sizes relative/fixed tables); may be None
             for pos_enc none/dwconv.
-        official: reproduce the official code's coordinates (see ``Sampling``).
+        official: the coordinate convention (see ``Sampling``); ``True`` is the official
+            DAT code's (``Sampling.OFFICIAL``), ``False`` the consistent one.
 
     Shapes: ``(B, H, W, dim) -> (B, H, W, dim)``.
     """
@@ -90,10 +93,14 @@ class DeformableAttention(nn.Module):
         heads: int,
         spec: DeformableSpec,
         size: tuple[int, int] | None,
-        official: bool = False,
+        official: bool | Sampling = False,
     ) -> None:
         super().__init__()
-        self.heads, self.spec, self.official = heads, spec, official
+        if isinstance(official, bool):
+            official = Sampling.OFFICIAL if official else Sampling.CONSISTENT
+        self.heads, self.spec, self.sampling = heads, spec, official
+        self.official = official.align_corners  # both official conventions: align_corners
+        self.pp = official == Sampling.OFFICIAL_PP
         self.groups = spec.offset_groups
         self.fused_attn = True
         self.record = False  # set by DAT.forward_deformable_maps
@@ -114,6 +121,8 @@ class DeformableAttention(nn.Module):
             return None
         if pe == PosEnc.DWCONV:
             return DWConvPositionEncoding(dim)
+        if pe == PosEnc.LOG_CPB:
+            return LogCPB(self.heads, self.groups)
         if size is None:
             raise ValueError(f"pos_enc {pe.value!r} needs the feature-map size at build time")
         if pe == PosEnc.FIXED:
@@ -141,7 +150,7 @@ class DeformableAttention(nn.Module):
         b, h, w, c = q.shape
         bg = b * self.groups
         hk, wk = self.key_grid(h, w)
-        ref = cell_centres(hk, wk, q.device, q.dtype).expand(bg, -1, -1, -1)
+        ref = self.reference_points(hk, wk, q).expand(bg, -1, -1, -1)
         if not self.spec.offsets:
             return ref, ref
         # Each group's channels as one image, kept channels-last: the depthwise conv's
@@ -151,9 +160,30 @@ class DeformableAttention(nn.Module):
         offset = self.conv_offset(q_groups).permute(0, 2, 3, 1)  # B*G, Hk, Wk, 2
         if self.spec.offset_mode == OffsetMode.BOUNDED:
             # s * tanh(dp), one key-grid cell is 2 / Hk in normalised units: s = 2 -> 1 cell.
-            cell = offset.new_tensor([1.0 / hk, 1.0 / wk])
+            cells = (max(hk - 1, 1), max(wk - 1, 1)) if self.pp else (hk, wk)
+            cell = offset.new_tensor([1.0 / cells[0], 1.0 / cells[1]])
             return ref, ref + offset.tanh() * cell * self.spec.offset_range
         return ref, (ref + offset).clamp(-1.0, 1.0)
+
+    def reference_points(self, hk: int, wk: int, like: torch.Tensor) -> torch.Tensor:
+        """``(1, Hk, Wk, 2)`` reference points p (normalised (y, x)).
+
+        Key-cell centres ``(i + 0.5) / Hk``; the DAT++ code divides by ``Hk - 1`` instead
+        (``official_pp``), which puts the last row and column past 1 (clamped in ``clamped``
+        mode). A 1-cell grid keeps the divisor 1 (the official code would divide by 0).
+        """
+        if not self.pp:
+            return cell_centres(hk, wk, like.device, like.dtype)[None]
+        ys = (torch.arange(hk, device=like.device, dtype=like.dtype) + 0.5) / max(hk - 1, 1)
+        xs = (torch.arange(wk, device=like.device, dtype=like.dtype) + 0.5) / max(wk - 1, 1)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
+        return (grid * 2 - 1)[None]
+
+    def query_points(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """``(HW, 2)`` query positions for the position term (DAT++ code: the pixel grid)."""
+        if self.pp:
+            return corner_grid(h, w, like.device, like.dtype).view(h * w, 2)
+        return cell_centres(h, w, like.device, like.dtype).view(h * w, 2)
 
     def _keys_on_pixels(self) -> bool:
         """No offsets, r = 1, consistent convention: the keys sit exactly on the pixels."""
@@ -208,8 +238,12 @@ class DeformableAttention(nn.Module):
         if pe == PosEnc.RELATIVE:
             if self._keys_on_pixels():
                 return self._position_encoding()(None, None, h, w)
-            queries = cell_centres(h, w, pos.device, pos.dtype).view(h * w, 2)
+            queries = self.query_points(h, w, pos)
             return self._position_encoding()(queries, pos.reshape(pos.shape[0], -1, 2), h, w)
+        if pe == PosEnc.LOG_CPB:
+            return self._position_encoding()(
+                self.query_points(h, w, pos), pos.reshape(pos.shape[0], -1, 2)
+            )
         if pe == PosEnc.FIXED:
             return self._position_encoding()(h, w, hk, wk)
         return None

@@ -1,0 +1,184 @@
+"""Official DAT++ checkpoints: parameter counts, strict loading, DAT++ coordinates."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dat_lab.models import Sampling, build_model, get_preset
+from dat_lab.models.attention import DeformableAttention
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.conv_layers import ConvMlp
+from dat_lab.models.official import load_official_checkpoint
+from dat_lab.models.official import rename_official_key as _rename
+
+# Every key and shape of the four official DAT++ checkpoints (preset<TAB>key<TAB>shape), a copy
+# of the project's shared official_datpp_state_dict.txt kept with the tests.
+KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_datpp_state_dict.txt"
+PP_PRESETS = ["dat_pp_tiny", "dat_pp_small", "dat_pp_base", "dat_pp_base_384"]
+
+
+def official_shapes(preset: str) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for line in KEY_LIST.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        name, key, shape = line.split("\t")
+        if name == preset:
+            out[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    assert out, f"no keys for {preset}"
+    return out
+
+
+@pytest.mark.parametrize("preset", PP_PRESETS)
+def test_parameter_count_equals_the_official_checkpoint(preset):
+    official = sum(math.prod(s) for s in official_shapes(preset).values())
+    model = build_model(get_preset(preset))
+    assert sum(p.numel() for p in model.parameters()) == official
+
+
+@pytest.mark.parametrize("preset", PP_PRESETS)
+def test_official_state_dict_loads_strictly(preset, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(*s, generator=g) for k, s in official_shapes(preset).items()}
+    torch.save({"model": state}, tmp_path / "ckpt.pth")
+    model = build_model(get_preset(preset).replace(sampling=Sampling.OFFICIAL_PP))
+    load_official_checkpoint(model, tmp_path / "ckpt.pth")
+    ours = model.state_dict()
+    pairs = {
+        "stem.conv1.weight": "patch_proj.0.weight",
+        "stem.norm2.bias": "patch_proj.4.norm.bias",
+        "stages.1.downsample.proj.weight": "down_projs.0.0.weight",
+        "stages.2.blocks.4.attn.rpb": "stages.2.attns.4.rpb",
+        "stages.2.blocks.4.attn.qkv.weight": "stages.2.attns.4.qkv.weight",
+        "stages.2.blocks.5.lpu.conv.weight": "stages.2.local_perception_units.5.weight",
+        "stages.3.blocks.1.mlp.dwconv.weight": "stages.3.mlps.1.dwc.weight",
+        "stages.3.blocks.1.norm2.weight": "stages.3.layer_norms.3.norm.weight",
+        "stages.0.blocks.1.attn.pos_bias.rpe_table": "stages.0.attns.1.rpe_table",
+    }
+    for our_key, their_key in pairs.items():
+        torch.testing.assert_close(ours[our_key], state[their_key])
+    torch.testing.assert_close(
+        ours["stages.3.blocks.0.mlp.fc1.weight"],
+        state["stages.3.mlps.0.linear1.0.weight"][..., 0, 0],
+    )
+
+
+def test_dat_pp_only_keys_map_to_layer_scale_convnext_and_log_cpb():
+    keys = {"stages.0.blocks.1.ls2.gamma", "stages.1.blocks.2.attn.conv.weight"}
+    assert _rename("stages.0.layer_scales.3.weight", keys) == "stages.0.blocks.1.ls2.gamma"
+    assert _rename("stages.0.layer_scales.2.weight", keys) == "stages.0.blocks.1.ls1.gamma"
+    assert _rename("stages.1.attns.2.weight", keys) == "stages.1.blocks.2.attn.conv.weight"
+    assert _rename("stages.1.ln_cnvnxt.2.norm.bias", keys) == "stages.1.blocks.2.norm2.bias"
+    assert (
+        _rename("stages.2.attns.1.rpe_table.2.weight", keys)
+        == "stages.2.blocks.1.attn.pos_bias.rpe_table.2.weight"
+    )
+
+
+def official_pp_deformable_forward(m: DeformableAttention, x: torch.Tensor) -> torch.Tensor:
+    """The official DAT++ D forward (clamped offsets), transcribed on channels-first tensors.
+
+    DAT++ conventions: reference points ``(i + 0.5) / (Hk - 1)``, query grid ``i / (H - 1)``
+    (both to [-1, 1]), ``pos = clamp(ref + offset, -1, 1)``, ``align_corners=True`` sampling;
+    the position term is the relative table read at half the displacement, or log-CPB.
+    """
+    b, c, h, w = x.shape
+    heads, g = m.heads, m.groups
+    conv = lambda lin, t: F.conv2d(t, lin.weight[:, :, None, None], lin.bias)  # noqa: E731
+    q = conv(m.proj_q, x)
+    off = m.conv_offset(q.reshape(b * g, c // g, h, w)).permute(0, 2, 3, 1)
+    hk, wk = off.shape[1:3]
+
+    def grid(n_h, n_w, start, div_h, div_w):
+        ys = (torch.arange(n_h) + start) / div_h * 2 - 1
+        xs = (torch.arange(n_w) + start) / div_w * 2 - 1
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)
+
+    ref = grid(hk, wk, 0.5, hk - 1.0, wk - 1.0)
+    pos = (off + ref[None]).clamp(-1.0, 1.0)
+    xs = F.grid_sample(x.reshape(b * g, c // g, h, w), pos[..., (1, 0)], align_corners=True)
+    xs = xs.reshape(b, c, 1, hk * wk)
+    d = c // heads
+    qh = q.reshape(b * heads, d, h * w)
+    k = conv(m.proj_k, xs).reshape(b * heads, d, hk * wk)
+    v = conv(m.proj_v, xs).reshape(b * heads, d, hk * wk)
+    attn = torch.einsum("bcm,bcn->bmn", qh, k) * d**-0.5
+    q_grid = grid(h, w, 0.0, h - 1.0, w - 1.0).reshape(1, h * w, 1, 2)
+    disp = q_grid - pos.reshape(b * g, 1, hk * wk, 2)
+    if m.spec.pos_enc == PosEnc.LOG_CPB:
+        disp = disp * 4.0
+        disp = torch.sign(disp) * torch.log2(disp.abs() + 1.0) / math.log2(8.0)
+        bias = m.pos_bias.rpe_table(disp)  # B*g, HW, Ns, heads/g
+        bias = bias.permute(0, 3, 1, 2).reshape(b * heads, h * w, hk * wk)
+    else:
+        table = m.pos_bias.rpe_table[None].expand(b, -1, -1, -1)
+        table = table.reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
+        bias = F.grid_sample(table, (disp * 0.5)[..., (1, 0)], align_corners=True)
+        bias = bias.reshape(b * heads, h * w, hk * wk)
+    attn = (attn + bias).softmax(-1)
+    out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
+    return conv(m.proj_out, out)
+
+
+@pytest.mark.parametrize("pos_enc", [PosEnc.RELATIVE, PosEnc.LOG_CPB])
+@pytest.mark.parametrize("reduction, size", [(1, (7, 7)), (2, (8, 6))])
+def test_official_pp_sampling_reproduces_the_official_dat_pp_deformable_forward(
+    pos_enc, reduction, size
+):
+    torch.manual_seed(0)
+    spec = DeformableSpec(True, 2.0, OffsetMode.CLAMPED, reduction, 2, 3, pos_enc)
+    m = DeformableAttention(32, 4, spec, size, official=Sampling.OFFICIAL_PP)
+    with torch.no_grad():  # offsets of a few cells, so that some points hit the clamp
+        m.conv_offset.proj.weight.mul_(20.0)
+    x = torch.randn(2, *size, 32)
+    _, pos = m.sample_points(m.proj_q(x))
+    assert (pos.abs() == 1.0).any() and (pos.abs() < 1.0).any()
+    expected = official_pp_deformable_forward(m, x.permute(0, 3, 1, 2))
+    torch.testing.assert_close(m(x).permute(0, 3, 1, 2), expected, atol=1e-5, rtol=1e-5)
+    consistent = DeformableAttention(32, 4, spec, size)
+    consistent.load_state_dict(m.state_dict())
+    assert (consistent(x).permute(0, 3, 1, 2) - expected).abs().max() > 1e-3
+
+
+def test_conv_mlp_is_the_official_conv_ffn():
+    torch.manual_seed(0)
+    mlp = ConvMlp(8, 32)
+    x = torch.randn(2, 8, 5, 6)  # channels-first, as the official code
+    h = F.conv2d(x, mlp.fc1.weight[:, :, None, None], mlp.fc1.bias)
+    h = F.gelu(h + mlp.dwconv(h))
+    expected = F.conv2d(h, mlp.fc2.weight[:, :, None, None], mlp.fc2.bias)
+    out = mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_timm_official_tag_loads_dat_pp_weights_with_the_dat_pp_convention(tmp_path):
+    import timm
+
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in official_shapes("dat_pp_tiny").items():
+        state[key] = 0.02 * torch.randn(*shape, generator=g)
+        if key.endswith("norm.weight"):
+            state[key] += 1.0
+    torch.save({"model": state, "epoch": 299}, tmp_path / "dat_pp_tiny_in1k_224.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the official_pp model is no "consistent sampling" one
+        model = timm.create_model(
+            "dat_pp_tiny.official_in1k",
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(tmp_path / "dat_pp_tiny_in1k_224.pth")},
+        ).eval()
+    assert model.cfg.sampling == Sampling.OFFICIAL_PP
+    reference = build_model(get_preset("dat_pp_tiny").replace(sampling=Sampling.OFFICIAL_PP))
+    load_official_checkpoint(reference, tmp_path / "dat_pp_tiny_in1k_224.pth")
+    x = torch.randn(1, 3, 224, 224, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference.eval()(x))
+    features = timm.create_model("dat_pp_nano", features_only=True)(torch.randn(1, 3, 32, 32))
+    assert [f.shape[1:] for f in features] == [(16, 16, 16), (32, 8, 8), (64, 4, 4), (96, 2, 2)]
