@@ -6,6 +6,8 @@ Every block may have DAT++'s extras, each off by default: a local perception uni
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from timm.models import checkpoint_seq
 from torch import nn
@@ -17,8 +19,10 @@ from dat_lab.models.enums import MlpKind, Patchify
 from dat_lab.models.layers import Downsample, DropPath, Mlp
 
 
-def _maybe(enabled: bool, module: nn.Module) -> nn.Module:
-    return module if enabled else nn.Identity()
+def _maybe(enabled: bool, build: Callable[[], nn.Module]) -> nn.Module:
+    # Built only when enabled: a module built and dropped would still draw from the RNG and
+    # change the initialisation (and so the results) of every model without it.
+    return build() if enabled else nn.Identity()
 
 
 class DatBlock(nn.Module):
@@ -40,13 +44,13 @@ class DatBlock(nn.Module):
         lpu: bool = False,
     ) -> None:
         super().__init__()
-        self.lpu = _maybe(lpu, LocalPerceptionUnit(dim))
+        self.lpu = _maybe(lpu, lambda: LocalPerceptionUnit(dim))
         self.norm1 = nn.LayerNorm(dim)
         self.attn = attn
-        self.ls1 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.ls1 = _maybe(layer_scale is not None, lambda: LayerScale(dim, layer_scale or 1.0))
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp
-        self.ls2 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.ls2 = _maybe(layer_scale is not None, lambda: LayerScale(dim, layer_scale or 1.0))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,11 +88,11 @@ class ConvNeXtBlock(nn.Module):
         lpu: bool = False,
     ) -> None:
         super().__init__()
-        self.lpu = _maybe(lpu, LocalPerceptionUnit(dim))
+        self.lpu = _maybe(lpu, lambda: LocalPerceptionUnit(dim))
         self.attn = DepthwiseConv(dim, kernel)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp
-        self.ls2 = _maybe(layer_scale is not None, LayerScale(dim, layer_scale or 1.0))
+        self.ls2 = _maybe(layer_scale is not None, lambda: LayerScale(dim, layer_scale or 1.0))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,12 +126,16 @@ class DatStage(nn.Module):
             self.downsample = down(cfg.stages[index - 1].dim, stage.dim)
         blocks: list[nn.Module] = []
         ls, lpu = cfg.layer_scale, cfg.lpu
+        hidden = int(stage.dim * cfg.mlp_ratio)
         for i, letter in enumerate(self.letters):
-            mlp = build_mlp(cfg.mlp, stage.dim, int(stage.dim * cfg.mlp_ratio))
             if letter == "X":
+                mlp = build_mlp(cfg.mlp, stage.dim, hidden)
                 blocks.append(ConvNeXtBlock(stage.dim, stage.window, mlp, drop_paths[i], ls, lpu))
                 continue
+            # The attention before its MLP: the order (and so the random initialisation) of
+            # DAT's own blocks, kept so that a seed gives the same model as before DAT++.
             attn = build_attention(letter, stage, index, size, cfg.sampling)
+            mlp = build_mlp(cfg.mlp, stage.dim, hidden)
             blocks.append(DatBlock(stage.dim, attn, mlp, drop_paths[i], ls, lpu))
         self.blocks = nn.Sequential(*blocks)
 
