@@ -83,6 +83,15 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _load_strict(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`_StrictLoader` (a SafeLoader: no Python tags)."""
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping, with errors that name the file.
 
@@ -94,7 +103,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("is not a file", file=path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        data = _load_strict(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the file: {err}", file=path) from None
     except yaml.YAMLError as err:
