@@ -45,11 +45,3 @@ def slurm() -> None:
     if required:
         pytest.fail(message)
     pytest.skip(message)
-
-
-@pytest.fixture
-def cache(tmp_path_factory, monkeypatch) -> Path:
-    path = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(path / "dat_lab"))
-    return path

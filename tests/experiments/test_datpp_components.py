@@ -14,14 +14,6 @@ from dat_lab.models import get_preset
 PATH = Path(__file__).resolve().parents[2] / "experiments" / "datpp_components.yaml"
 
 
-@pytest.fixture
-def cache(tmp_path_factory, monkeypatch) -> Path:
-    path = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(path / "dat_lab"))
-    return path
-
-
 def _models() -> dict:
     _, specs = load_experiment(PATH)
     return {s.variant: s.config.model for s in specs}

@@ -26,14 +26,6 @@ VARIANTS = {"s0": {"model.stages.3.offset_range": 0}, "s4": {"model.stages.3.off
 DATA = {"train_size": 64, "val_size": 32}
 
 
-@pytest.fixture
-def cache(tmp_path_factory, monkeypatch) -> Path:
-    path = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(path / "dat_lab"))
-    return path
-
-
 def step_losses(store: RunStore, run_id: str) -> dict[int, float]:
     """``{step: train/loss}`` of a run's first attempt."""
     with open(store.require(run_id).metrics_csvs[0]) as f:

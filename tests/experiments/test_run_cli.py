@@ -21,15 +21,6 @@ EXPERIMENTS = config_files(REPO / "experiments")
 LOSSES = ("train/loss", "train/loss_epoch", "val/loss", "val/acc1")
 
 
-@pytest.fixture
-def cache(tmp_path_factory, monkeypatch) -> Path:
-    """Shared caches (generated shapes, FLOP counts) for in-process and subprocess runs."""
-    path = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(path / "dat_lab"))
-    return path
-
-
 def _wait_for(path: Path, proc, timeout: float = 240.0) -> None:
     """Poll until ``path`` exists; fail if ``proc`` ends first."""
     deadline = time.monotonic() + timeout
