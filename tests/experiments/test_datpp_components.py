@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,17 @@ def _models() -> dict:
 
 
 def _differences(a, b) -> set[str]:
-    """Model-level fields and per-stage knobs in which two configs differ."""
-    a, b = a.canonical().to_dict(), b.canonical().to_dict()
-    out = {k for k in a if k != "stages" and a[k] != b[k]}
-    for sa, sb in zip(a["stages"], b["stages"], strict=True):
-        out |= {f"stages.{k}" for k in sa if sa[k] != sb[k]}
+    """Model-level fields and per-stage knobs in which two configs differ (every field, also
+    those that ``to_dict`` leaves out at their default)."""
+    a, b = a.canonical(), b.canonical()
+    out = {f.name for f in fields(a) if f.name != "stages" and _differ(a, b, f.name)}
+    for sa, sb in zip(a.stages, b.stages, strict=True):
+        out |= {f"stages.{f.name}" for f in fields(sa) if _differ(sa, sb, f.name)}
     return out
+
+
+def _differ(a, b, name: str) -> bool:
+    return getattr(a, name) != getattr(b, name)
 
 
 def test_each_variant_removes_one_dat_pp_change_and_dat_is_dat_nano():
