@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from statistics import fmean
 
+from dat_lab.experiments.records import RunState
 from dat_lab.experiments.spec import RunSpec
-from dat_lab.experiments.store import RunState, RunStore
+from dat_lab.experiments.store import RunStore
 
 
 class Progress:

@@ -98,7 +98,7 @@ def wait_for_leader(
     """A non-zero rank started by srun: wait until rank 0 of this job (and this restart)
     announces the run; None when the run needs no training (finished, failed, held by
     another job), so the rank exits instead of waiting at a rendezvous nobody comes to."""
-    from dat_lab.experiments.store import RunState
+    from dat_lab.experiments.records import RunState
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -43,12 +43,10 @@ State changes (``mark_*``) require the calling process to hold the run's lock.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -65,8 +63,22 @@ from dat_lab.experiments.locking import (
     try_acquire,
 )
 from dat_lab.experiments.processes import host_name
-from dat_lab.schema import ConfigError, from_mapping, to_mapping
-from dat_lab.train.log_dirs import attempt_dirs
+from dat_lab.experiments.records import (
+    ConfigMismatch,
+    IndexEntry,
+    RunIdentity,
+    RunNotFound,
+    RunRecord,
+    RunState,
+    StoreError,
+    attempt_metrics_csvs,
+    first_difference,
+    flat_floats,
+    read_record,
+    status_doc,
+    value_at,
+)
+from dat_lab.schema import to_mapping
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -92,29 +104,6 @@ _DOC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _STORE_DOCS = frozenset({"config", "run", "status", "final"})  # written only by the store
 
 
-class StoreError(RuntimeError):
-    """A misuse of the run store (unknown run, wrong state, lock not held, bad name)."""
-
-
-class RunNotFound(StoreError):
-    """No complete run with this id exists in the store."""
-
-
-class ConfigMismatch(StoreError):
-    """``create`` got a config that differs from the one already stored under that run id."""
-
-
-class RunState(enum.StrEnum):
-    """Where a run is. ``INTERRUPTED`` is never stored: it is how :meth:`RunStore.state`
-    reports a run left ``RUNNING`` by a worker that died (its lock is stale or gone)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-
 # The transitions the mark_* methods allow, from the stored state.
 _ALLOWED_FROM = {
     RunState.RUNNING: {RunState.PENDING, RunState.RUNNING, RunState.FAILED},
@@ -126,112 +115,6 @@ _ALLOWED_FROM = {
 SUPERSEDED = "superseded"
 # What a restart moves aside: the earlier training's output.
 _TRAINING_OUTPUT = ("checkpoints", "logs", "final.json", "provenance.json")
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """Who asked for a run: the experiment, the variant in it, and the seed."""
-
-    experiment: str
-    variant: str
-    seed: int
-
-    def __post_init__(self) -> None:
-        for key in ("experiment", "variant"):
-            value = getattr(self, key)
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"expected a non-empty string, got {value!r}", key)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"expected an integer, got {self.seed!r}", "seed")
-
-    @classmethod
-    def coerce(cls, value: RunIdentity | Mapping[str, Any]) -> RunIdentity:
-        """``value`` itself, or a strict build from a mapping with exactly these three keys."""
-        if isinstance(value, RunIdentity):
-            return value
-        if value.keys() == {"experiment", "variant", "seed"}:  # the common case, read per run
-            try:
-                return cls(value["experiment"], value["variant"], value["seed"])
-            except ConfigError:
-                pass  # from_mapping below names the key with its "identity." prefix
-        return from_mapping(cls, dict(value), "identity")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """One line of ``index.jsonl``."""
-
-    time: str
-    run_id: str
-    experiment: str
-    variant: str
-    seed: int
-    event: str
-
-
-def attempt_metrics_csvs(run_dir: Path) -> list[Path]:
-    """A run's ``logs/version_K/metrics.csv`` files, one per training attempt, by K.
-
-    The trainer logs each attempt (first start, then each resume) into its own
-    ``logs/version_K/`` because Lightning's CSVLogger would overwrite an existing file.
-    """
-
-    csvs = (d / "metrics.csv" for d in attempt_dirs(Path(run_dir) / "logs"))
-    return [p for p in csvs if p.is_file()]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A snapshot of one run as stored on disk (re-read with :meth:`RunStore.get`).
-
-    ``state`` is the stored state; ask :meth:`RunStore.state` for the live view, which turns a
-    ``RUNNING`` run with a dead worker into ``INTERRUPTED``. ``identity`` is the first
-    requester; ``identities`` lists every (experiment, variant, seed) that shares this run.
-    ``config`` and the metric dicts are plain data and must not be mutated.
-    """
-
-    run_id: str
-    path: Path
-    config: dict[str, Any]
-    identity: RunIdentity
-    identities: tuple[RunIdentity, ...]
-    created: str
-    state: RunState
-    reason: str | None
-    attempts: int
-    updated: str
-    pid: int | None
-    host: str | None
-    final: dict[str, float] | None
-    cost: dict[str, Any] | None
-    provenance: dict[str, Any] | None
-
-    @property
-    def logs_dir(self) -> Path:
-        """Where Lightning's CSVLogger writes (``logs/version_K/metrics.csv``)."""
-        return self.path / "logs"
-
-    @property
-    def metrics_csvs(self) -> list[Path]:
-        """Lightning's ``metrics.csv`` files, one per training attempt, oldest first."""
-        return attempt_metrics_csvs(self.path)
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path | None:
-        """``checkpoints/last.ckpt`` if it exists: what a resumed run continues from."""
-        last = self.checkpoints_dir / "last.ckpt"
-        return last if last.is_file() else None
-
-    @property
-    def events_path(self) -> Path:
-        return self.path / "events.jsonl"
 
 
 class RunStore:
@@ -292,17 +175,17 @@ class RunStore:
         durable.publish_json(config_path, plain, allow_nan=False)
         stored = durable.read_json(config_path)
         if stored != plain:
-            where = _first_difference(stored, plain) or "(top level)"
+            where = first_difference(stored, plain) or "(top level)"
             raise ConfigMismatch(
                 f"run {run_id} at {path} already holds a different config (first difference at "
-                f"{where}: stored {_at(stored, where)!r}, given {_at(plain, where)!r})"
+                f"{where}: stored {value_at(stored, where)!r}, given {value_at(plain, where)!r})"
             )
 
         created = now_iso()
         run_doc = {"format": STORE_FORMAT, "run_id": run_id, "created": created,
                    **identity.as_dict()}  # fmt: skip
         is_creator = durable.publish_json(path / "run.json", run_doc)
-        durable.publish_json(path / "status.json", _status(RunState.PENDING, attempts=0))
+        durable.publish_json(path / "status.json", status_doc(RunState.PENDING, attempts=0))
         for sub in ("logs", "checkpoints"):
             (path / sub).mkdir(exist_ok=True)
 
@@ -313,34 +196,7 @@ class RunStore:
         return self.require(run_id)
 
     def get(self, run_id: str) -> RunRecord | None:
-        """The run ``run_id`` as stored now, or None if it does not exist (or is incomplete)."""
-        path = self.run_dir(run_id)
-        try:
-            config = durable.read_json(path / "config.json")
-            run_doc = durable.read_json(path / "run.json")
-        except NotADirectoryError:
-            return None
-        if config is None or run_doc is None:
-            return None  # a create() that crashed half-way; the next create() completes it
-        status = durable.read_json(path / "status.json") or _status(RunState.PENDING, 0)
-        identity = RunIdentity.coerce({k: run_doc[k] for k in ("experiment", "variant", "seed")})
-        return RunRecord(
-            run_id=run_id,
-            path=path,
-            config=config,
-            identity=identity,
-            identities=self._identities(path, identity),
-            created=run_doc["created"],
-            state=RunState(status["state"]),
-            reason=status.get("reason"),
-            attempts=int(status.get("attempts", 0)),
-            updated=status.get("updated", run_doc["created"]),
-            pid=status.get("pid"),
-            host=status.get("host"),
-            final=durable.read_json(path / "final.json"),
-            cost=durable.read_json(path / "cost.json"),
-            provenance=durable.read_json(path / "provenance.json"),
-        )
+        return read_record(self.run_dir(run_id), run_id)
 
     def require(self, run_id: str) -> RunRecord:
         """Like :meth:`get`, but :class:`RunNotFound` instead of None."""
@@ -474,7 +330,7 @@ class RunStore:
 
     def mark_finished(self, run_id: str, final_metrics: Mapping[str, float]) -> RunRecord:
         """Record the run's final metrics (a flat dict of numbers) and mark it finished."""
-        final = _flat_floats(final_metrics)
+        final = flat_floats(final_metrics)
         status = self._transition(run_id, RunState.FINISHED)
         durable.write_json(self.run_dir(run_id) / "final.json", final)  # before the state says so
         return self._commit(run_id, status, {"final": final})
@@ -520,7 +376,7 @@ class RunStore:
                 f"{allowed}"
             )
         status = durable.read_json(record.path / "status.json") or {}
-        status.update(_status(new, record.attempts))
+        status.update(status_doc(new, record.attempts))
         status.pop("reason", None)
         return status
 
@@ -543,78 +399,8 @@ class RunStore:
             self.index_path, {"time": when, "run_id": run_id, "event": event, **identity.as_dict()}
         )
 
-    def _identities(self, path: Path, first: RunIdentity | None = None) -> tuple[RunIdentity, ...]:
-        """Every identity recorded for the run, ``first`` first, without repeats."""
-        found: list[RunIdentity] = [first] if first else []
-        for rec in durable.read_records(path / "events.jsonl"):
-            if rec.get("event") in ("created", "attached"):
-                try:
-                    identity = RunIdentity.coerce(rec["identity"])
-                except (ConfigError, KeyError, TypeError):
-                    continue
-                if identity not in found:
-                    found.append(identity)
-        return tuple(found)
-
-
-def _status(state: RunState, attempts: int) -> dict[str, Any]:
-    return {
-        "state": state.value,
-        "attempts": attempts,
-        "updated": now_iso(),
-        "pid": os.getpid(),
-        "host": host_name(),
-    }
-
 
 def _check_doc_name(name: str) -> str:
     if not isinstance(name, str) or not _DOC_NAME.fullmatch(name):
         raise StoreError(f"invalid document name {name!r}: use lower-case letters, digits, '_'")
     return name
-
-
-def _flat_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """``metrics`` as ``{str: float}``; StoreError naming the first value that is not a number."""
-    out = {}
-    for key, value in metrics.items():
-        if not isinstance(key, str) or isinstance(value, (bool, str, bytes)):
-            raise StoreError(f"final metric {key!r}: expected a number, got {value!r}")
-        try:
-            out[key] = float(value)  # also takes 0-d tensors and numpy scalars
-        except (TypeError, ValueError):
-            raise StoreError(f"final metric {key!r}: expected a number, got {value!r}") from None
-    return out
-
-
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first place where plain data ``a`` and ``b`` differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            where = f"{prefix}.{key}" if prefix else str(key)
-            if key not in a or key not in b:
-                return where
-            found = _first_difference(a[key], b[key], where)
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = _first_difference(x, y, f"{prefix}.{i}" if prefix else str(i))
-            if found:
-                return found
-        return None
-    return None if a == b else prefix
-
-
-def _at(data: Any, dotted: str) -> Any:
-    """The value at ``dotted`` in plain data, or ``"<absent>"``."""
-    if dotted == "(top level)":
-        return data
-    for part in dotted.split("."):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return "<absent>"
-    return data

@@ -32,9 +32,10 @@ from typing import Any
 import submitit
 
 from dat_lab.experiments import ranks
+from dat_lab.experiments.records import RunIdentity, RunState
 from dat_lab.experiments.resources import SlurmResources
 from dat_lab.experiments.spec import RunConfig, RunSpec
-from dat_lab.experiments.store import RunIdentity, RunState, RunStore
+from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
 
 JOB_DOC = "slurm_job"  # runs/ID/slurm_job.json: the job last submitted for the run

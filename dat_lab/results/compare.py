@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dat_lab.experiments.store import RunState
+from dat_lab.experiments.records import RunState
 from dat_lab.schema import ConfigError
 
 ALPHA = 0.05

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dat_lab.experiments.store import RunState
+from dat_lab.experiments.records import RunState
 from dat_lab.results.tables import Table
 
 _FIGURE = re.compile(r'<img data-figure="([^"]*)" alt="([^"]*)">')

@@ -27,7 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments.store import RunRecord, RunState, RunStore, attempt_metrics_csvs
+from dat_lab.experiments.records import RunRecord, RunState, attempt_metrics_csvs
+from dat_lab.experiments.store import RunStore
 from dat_lab.results.knobs import run_knobs
 from dat_lab.schema import ConfigError
 

@@ -25,7 +25,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from dat_lab.experiments.store import RunState
+from dat_lab.experiments.records import RunState
 from dat_lab.results.tables import is_accuracy
 
 PAPER_COLOR = "0.25"

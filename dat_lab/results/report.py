@@ -33,7 +33,8 @@ from typing import Any
 
 import pandas as pd
 
-from dat_lab.experiments.store import DEFAULT_ROOT, RunState, attempt_metrics_csvs
+from dat_lab.experiments.records import RunState, attempt_metrics_csvs
+from dat_lab.experiments.store import DEFAULT_ROOT
 from dat_lab.fingerprint import result_code_fingerprint
 from dat_lab.results import analyses, code_versions, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output

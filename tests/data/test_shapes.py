@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dat_lab.data import shapes
-from dat_lab.data.shapes import ShapesSpec, generate, load_or_generate
+from dat_lab.data.shapes import ShapesSpec, generate, load_or_generate, pathfinder, polygons
 
 PATHFINDER = (("distractors", 0), ("path_length", 5))
 SVRT = (("min_distance", 0.5), ("vertices", 6))
@@ -56,7 +56,7 @@ def test_pathfinder_marker_distance_does_not_give_the_label_away():
         label = i % 2
         layout = None
         while layout is None:
-            layout = shapes._pathfinder_layout(rng, label, 32, 5, 0)
+            layout = pathfinder.pathfinder_layout(rng, label, 32, 5, 0)
         e1, e2 = layout[1]
         distances[label].append(float(np.linalg.norm(e1 - e2)))
     pos, neg = np.array(distances[1]), np.array(distances[0])
@@ -77,7 +77,7 @@ def aligned_pairs(label, count=400, size=32, apart=0.3, misalign=0.28):
     """Centres of the two filled shapes of ``count`` aligned layouts, (count, 2, 2) as x, y."""
     rng = np.random.default_rng(label)
     return np.stack([
-        shapes._aligned_pair(rng, label, 4.0, size - 6.0, apart * size, misalign * size)
+        polygons.aligned_pair(rng, label, 4.0, size - 6.0, apart * size, misalign * size)
         for _ in range(count)
     ])  # fmt: skip
 
