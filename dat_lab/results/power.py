@@ -17,6 +17,8 @@ The spread is an estimate from few seeds, so the answer is a guide, not a guaran
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +106,7 @@ def add_seeds_needed(
     return out
 
 
-def seeds_needed_text(row: pd.Series) -> str:
+def seeds_needed_text(row: Mapping[str, Any]) -> str:
     """A table cell: ``"12"``, ``"> 1000"``, or a dash when there is no effect or spread."""
     needed, sd = row.get("seeds_needed"), row.get("sd")
     if needed is not None and math.isfinite(needed):

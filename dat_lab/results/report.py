@@ -47,6 +47,8 @@ FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html (not draw
 FIGURE_DPI = 150
 SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
 STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
+# rcParams under which Figure.set_layout_engine(None) removes the engine (no default one)
+_NO_AUTO_LAYOUT = {"figure.autolayout": False, "figure.constrained_layout.use": False}
 
 
 @dataclass
@@ -185,9 +187,12 @@ def write_outputs(
             md.append(tables.to_markdown(table))
             page.append(html.table_html(table, group))
         for stem, fig in output.figures.items():
-            # Lay the figure out once: a layout engine would redo it for every format saved.
+            # Lay the figure out once, then drop the layout engine: with any engine set (even
+            # "none", a placeholder) savefig draws the whole figure once more before each
+            # format's own draw, which would double the drawing time.
             fig.draw_without_rendering()
-            fig.set_layout_engine("none")
+            with matplotlib.rc_context(_NO_AUTO_LAYOUT):
+                fig.set_layout_engine(None)
             for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
                 with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text
