@@ -189,10 +189,12 @@ def write_outputs(
         for stem, fig in output.figures.items():
             # Lay the figure out once, then drop the layout engine: with any engine set (even
             # "none", a placeholder) savefig draws the whole figure once more before each
-            # format's own draw, which would double the drawing time.
-            fig.draw_without_rendering()
-            with matplotlib.rc_context(_NO_AUTO_LAYOUT):
-                fig.set_layout_engine(None)
+            # format's own draw, which would double the drawing time. A figure without an
+            # engine (laid out by its own tight_layout call) needs no layout draw at all.
+            if fig.get_layout_engine() is not None:
+                fig.draw_without_rendering()
+                with matplotlib.rc_context(_NO_AUTO_LAYOUT):
+                    fig.set_layout_engine(None)
             for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
                 with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text
