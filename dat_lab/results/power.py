@@ -108,9 +108,9 @@ def add_seeds_needed(
 
 def seeds_needed_text(row: Mapping[str, Any]) -> str:
     """A table cell: ``"12"``, ``"> 1000"``, or a dash when there is no effect or spread."""
-    needed, sd = row.get("seeds_needed"), row.get("sd")
+    needed, sd, effect = row.get("seeds_needed"), row.get("sd"), row.get("effect", math.nan)
     if needed is not None and math.isfinite(needed):
         return str(int(needed))
-    if sd is not None and math.isfinite(sd) and sd > 0 and math.isfinite(row.get("effect")):
+    if sd is not None and math.isfinite(sd) and sd > 0 and math.isfinite(effect):
         return f"> {MAX_SEEDS}"
     return "—"

@@ -47,8 +47,6 @@ FIGURE_FORMATS = ("png", "pdf", "svg")  # svg: embedded in report.html (not draw
 FIGURE_DPI = 150
 SWEEP_PREFIX = "sweep/"  # dat_lab.sweeps stores trial runs under experiment "sweep/NAME"
 STAMP = ".report-stamp.json"  # per group: fingerprint of the inputs, files written
-# rcParams under which Figure.set_layout_engine(None) removes the engine (no default one)
-_NO_AUTO_LAYOUT = {"figure.autolayout": False, "figure.constrained_layout.use": False}
 
 
 @dataclass
@@ -193,7 +191,10 @@ def write_outputs(
             # engine (laid out by its own tight_layout call) needs no layout draw at all.
             if fig.get_layout_engine() is not None:
                 fig.draw_without_rendering()
-                with matplotlib.rc_context(_NO_AUTO_LAYOUT):
+                # None removes the engine unless rcParams name a default one: they don't here
+                with matplotlib.rc_context(
+                    {"figure.autolayout": False, "figure.constrained_layout.use": False}
+                ):
                     fig.set_layout_engine(None)
             for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
