@@ -34,17 +34,19 @@ def run_fingerprints(runs: pd.DataFrame) -> pd.Series:
     """Per run (row of :func:`dat_lab.results.load_runs`): the distinct code fingerprints of
     its start and resumes, as a tuple in order; ``("unknown",)`` for a start that recorded
     none, ``()`` for a run without any provenance (nothing is known to compare)."""
-    resumed = sorted(c for c in runs.columns if _RESUMED.fullmatch(c))
-
-    def of(row: pd.Series) -> tuple[str, ...]:
-        if not isinstance(row.get(STARTED), str):
-            return ()  # no provenance.json
-        start = row.get(START)
-        found = [start if isinstance(start, str) else UNKNOWN]
-        found += [row[c] for c in resumed if isinstance(row[c], str)]
-        return tuple(dict.fromkeys(found))
-
-    return runs.apply(of, axis=1) if len(runs) else pd.Series([], dtype=object)
+    resumed = [runs[c] for c in sorted(c for c in runs.columns if _RESUMED.fullmatch(c))]
+    none = [None] * len(runs)
+    started = runs[STARTED] if STARTED in runs else none
+    starts = runs[START] if START in runs else none
+    found: list[tuple[str, ...]] = []  # column-wise: a row-wise DataFrame.apply costs ~1 ms a run
+    for stamp, start, *more in zip(started, starts, *resumed, strict=True):
+        if not isinstance(stamp, str):
+            found.append(())  # no provenance.json
+            continue
+        versions = [start if isinstance(start, str) else UNKNOWN]
+        versions += [v for v in more if isinstance(v, str)]
+        found.append(tuple(dict.fromkeys(versions)))
+    return pd.Series(found, index=runs.index, dtype=object)
 
 
 def code_versions(runs: pd.DataFrame, installed: str | None = None) -> pd.DataFrame:
@@ -53,9 +55,13 @@ def code_versions(runs: pd.DataFrame, installed: str | None = None) -> pd.DataFr
     installed = installed or result_code_fingerprint()
     done = runs[runs["state"] == FINISHED] if "state" in runs else runs
     prints = run_fingerprints(done)
+    by_variant: dict[object, list[str]] = {}  # one pass, not a mask per variant
+    variants = done["variant"] if "variant" in done else prints.iloc[0:0]
+    for variant, found in zip(variants, prints.iloc[: len(variants)], strict=True):
+        by_variant.setdefault(variant, []).extend(found)
     rows = []
-    for variant in dict.fromkeys(done.get("variant", pd.Series(dtype=str))):
-        versions = tuple(dict.fromkeys(v for t in prints[done["variant"] == variant] for v in t))
+    for variant, found in by_variant.items():
+        versions = tuple(dict.fromkeys(found))
         rows.append({"variant": variant, "versions": versions,
                      "marked": bool(versions) and versions != (installed,)})  # fmt: skip
     return pd.DataFrame(rows, columns=["variant", "versions", "marked"])

@@ -17,6 +17,8 @@ The spread is an estimate from few seeds, so the answer is a guide, not a guaran
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,11 +106,11 @@ def add_seeds_needed(
     return out
 
 
-def seeds_needed_text(row: pd.Series) -> str:
+def seeds_needed_text(row: Mapping[str, Any]) -> str:
     """A table cell: ``"12"``, ``"> 1000"``, or a dash when there is no effect or spread."""
-    needed, sd = row.get("seeds_needed"), row.get("sd")
+    needed, sd, effect = row.get("seeds_needed"), row.get("sd"), row.get("effect", math.nan)
     if needed is not None and math.isfinite(needed):
         return str(int(needed))
-    if sd is not None and math.isfinite(sd) and sd > 0 and math.isfinite(row.get("effect")):
+    if sd is not None and math.isfinite(sd) and sd > 0 and math.isfinite(effect):
         return f"> {MAX_SEEDS}"
     return "—"

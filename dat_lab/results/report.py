@@ -186,9 +186,17 @@ def write_outputs(
             md.append(tables.to_markdown(table))
             page.append(html.table_html(table, group))
         for stem, fig in output.figures.items():
-            # Lay the figure out once: a layout engine would redo it for every format saved.
-            fig.draw_without_rendering()
-            fig.set_layout_engine("none")
+            # Lay the figure out once, then drop the layout engine: with any engine set (even
+            # "none", a placeholder) savefig draws the whole figure once more before each
+            # format's own draw, which would double the drawing time. A figure without an
+            # engine (laid out by its own tight_layout call) needs no layout draw at all.
+            if fig.get_layout_engine() is not None:
+                fig.draw_without_rendering()
+                # None removes the engine unless rcParams name a default one: they don't here
+                with matplotlib.rc_context(
+                    {"figure.autolayout": False, "figure.constrained_layout.use": False}
+                ):
+                    fig.set_layout_engine(None)
             for fmt in figure_formats:
                 path = folder / f"{stem}.{fmt}"
                 with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text as text

@@ -217,13 +217,15 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
         Column(f"Δ vs {base} [95% CI]", delta, record),
         Column("Holm p (test, n / n baseline)", p_cell, lambda row: {}),
         Column(
-            "Seeds needed", lambda row: seeds_needed_text(row.rename(_strip_cmp)), lambda row: {}
+            "Seeds needed", lambda row: seeds_needed_text(_power_fields(row)), lambda row: {}
         ),  # fmt: skip
     ]
 
 
-def _strip_cmp(key: Any) -> Any:
-    return key.removeprefix("cmp.") if isinstance(key, str) else key
+def _power_fields(row: pd.Series) -> dict[str, Any]:
+    """The fields seeds_needed_text reads, without ``cmp.`` (a dict: renaming the whole row's
+    Series per cell cost more than the rest of the table)."""
+    return {k: row.get(f"cmp.{k}") for k in ("seeds_needed", "sd", "effect")}
 
 
 # -- rendering ------------------------------------------------------------------------------
