@@ -39,13 +39,14 @@ def test_a_lock_from_another_host_is_taken_over_only_after_its_lease(tmp_path, m
 
 
 def test_a_renewed_lease_keeps_another_host_out_and_a_lost_one_is_reported(tmp_path, monkeypatch):
-    path, lease = tmp_path / "run.lock", 2.0
+    # A lease long enough that a loaded CI machine never stalls the renewal thread past it.
+    path, lease = tmp_path / "run.lock", 6.0
     monkeypatch.setenv("DAT_LAB_HOST", "host-a")
     held = acquire(path, foreign_timeout=lease)
     with LeaseKeeper(held, lease) as keeper:
         monkeypatch.setenv("DAT_LAB_HOST", "host-b")
-        for _ in range(8):  # 4 s: twice the lease, renewed every 0.5 s
-            time.sleep(0.5)
+        for _ in range(8):  # 8 s: longer than the lease, renewed every 1.5 s
+            time.sleep(1.0)
             assert try_acquire(path, foreign_timeout=lease) is None
         assert keeper.lost is None
         _age(path, lease + 1)  # as if host-a had frozen past its lease
