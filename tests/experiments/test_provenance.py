@@ -22,6 +22,10 @@ needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not i
 @pytest.fixture(scope="module")
 def collected() -> dict:
     with pytest.MonkeyPatch.context() as mp:
+        # Only this test's variables: an earlier deterministic training test in the same
+        # process leaves Lightning's CUBLAS_WORKSPACE_CONFIG set.
+        for name in provenance.RECORDED_ENV:
+            mp.delenv(name, raising=False)
         mp.setenv("DAT_LAB_TEST_API_TOKEN", SECRET)
         mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         mp.setenv("OMP_NUM_THREADS", "2")
