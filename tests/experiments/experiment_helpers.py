@@ -14,23 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tiny_runs import CPU_TRAIN
 
 from dat_lab.experiments.store import RunStore
 
 TRAIN = {
+    **CPU_TRAIN,
     "epochs": 2,
-    "warmup_epochs": 0,
     "lr": 1.0e-3,
     "lr_scale_batch": None,
     "min_lr": 0.0,
     "warmup_lr": 0.0,
-    "label_smoothing": 0.0,
-    "mixup": 0.0,
-    "cutmix": 0.0,
-    "accelerator": "cpu",
-    "deterministic": True,
-    "log_every_n_steps": 1,
-    "threads": 1,
 }
 DATA = {"name": "shapes", "img_size": 32, "batch_size": 16, "train_size": 32, "val_size": 16}
 NAN_LR = 1.0e30  # AdamW moves every weight by ~lr on the first step: the next loss is not finite

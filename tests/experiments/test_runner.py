@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from experiment_helpers import NAN_LR, events, write_experiment
 
 from dat_lab.experiments.pool import run_experiment
@@ -23,15 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = config_files(REPO / "experiments")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    """Caches in a shared temp dir; torch's thread count restored (runs set it to 1)."""
-    cache = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(cache / "dat_lab"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+# Caches shared across the session's tests; torch's thread count restored (runs set it to 1).
+pytestmark = pytest.mark.usefixtures("cache", "torch_threads")
 
 
 def _quiet(_: str) -> None:

@@ -12,7 +12,6 @@ import json
 import shutil
 
 import pytest
-import torch
 from experiment_helpers import write_experiment
 
 from dat_lab.experiments.locking import now_iso
@@ -27,14 +26,8 @@ from dat_lab.fingerprint import result_code_fingerprint
 OLD = "0123456789ab"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    cache = tmp_path_factory.getbasetemp() / "experiment_cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    monkeypatch.setenv("DAT_LAB_CACHE", str(cache / "dat_lab"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+# Caches shared across the session's tests; torch's thread count restored (runs set it to 1).
+pytestmark = pytest.mark.usefixtures("cache", "torch_threads")
 
 
 @pytest.fixture

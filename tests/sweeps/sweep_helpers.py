@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tiny_runs import CPU_TRAIN
 
 POSTGRES_URL_ENV = "DAT_LAB_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "DAT_LAB_REQUIRE_POSTGRES"
@@ -16,19 +17,12 @@ TEST_PASSWORD = "sw33p-s3cret"  # of the throwaway server (CI brings its own URL
 # A run of a few seconds at most: dat_nano on 48 shapes images, one epoch, one thread.
 TINY_DATA = {"name": "shapes", "img_size": 32, "batch_size": 16, "train_size": 48, "val_size": 32}
 TINY_TRAIN = {
+    **CPU_TRAIN,
     "epochs": 1,
-    "warmup_epochs": 0,
     "lr": 2.0e-3,
     "lr_scale_batch": None,
     "min_lr": 1.0e-5,
     "warmup_lr": 1.0e-5,
-    "label_smoothing": 0.0,
-    "mixup": 0.0,
-    "cutmix": 0.0,
-    "accelerator": "cpu",
-    "deterministic": True,
-    "threads": 1,
-    "log_every_n_steps": 1,
 }
 OFFSET_KEYS = ["model.stages.2.offset_range", "model.stages.3.offset_range"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny_runs import CPU_TRAIN
 
 from dat_lab.data.config import DataConfig
 from dat_lab.data.datamodule import build_datamodule
@@ -53,19 +54,12 @@ def _train(tmp_path, batch_size: int, accumulate: int) -> Recorder:
     )
     train = TrainConfig.from_mapping(
         {
+            **CPU_TRAIN,
             "epochs": 1,
-            "warmup_epochs": 0,
             "lr": 1e-3,
             "lr_scale_batch": 32,
             "min_lr": 0.0,
             "warmup_lr": 0.0,
-            "label_smoothing": 0.0,
-            "mixup": 0.0,
-            "cutmix": 0.0,
-            "accelerator": "cpu",
-            "deterministic": True,
-            "threads": 1,
-            "log_every_n_steps": 1,
             "limit_val_batches": 0,
             "accumulate_grad_batches": accumulate,
         }  # fmt: skip
@@ -84,14 +78,10 @@ def _train(tmp_path, batch_size: int, accumulate: int) -> Recorder:
 
 
 @pytest.mark.slow
-def test_four_batches_of_16_accumulated_step_like_one_batch_of_64(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    try:
-        whole = _train(tmp_path, batch_size=64, accumulate=1)
-        parts = _train(tmp_path, batch_size=16, accumulate=4)
-    finally:
-        torch.set_num_threads(threads)
+@pytest.mark.usefixtures("cache", "torch_threads")
+def test_four_batches_of_16_accumulated_step_like_one_batch_of_64(tmp_path):
+    whole = _train(tmp_path, batch_size=64, accumulate=1)
+    parts = _train(tmp_path, batch_size=16, accumulate=4)
 
     assert len(whole.grads) == len(parts.grads) == STEPS
     # lr scaled by the effective batch: 64 / 32 in both
