@@ -31,6 +31,13 @@ from typing import Any
 
 from dat_lab.data.config import DataConfig
 from dat_lab.data.datamodule import build_datamodule
+from dat_lab.experiments.overrides import (
+    DOTTED_KEY_RULE,
+    SECTIONS,
+    check_override_sets,
+    is_dotted_key,
+    names_override,
+)
 from dat_lab.experiments.resources import SlurmResources
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
@@ -46,7 +53,6 @@ from dat_lab.schema import (
 )
 from dat_lab.train.config import TrainConfig
 
-SECTIONS = ("model", "data", "train")
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
 
 
@@ -157,35 +163,6 @@ class ExperimentFile:
             "baseline": self.baseline,
             "claims": [{"better": c.better, "than": c.than} for c in self.claims],
         }
-
-
-DOTTED_KEY_RULE = (
-    f"must start with one of {', '.join(SECTIONS)} and a dot (e.g. model.stages.2.offset_range)"
-)
-
-
-def is_dotted_key(key: object) -> bool:
-    """Whether ``key`` is an override key: a section (model, data, train), a dot, a path."""
-    head, _, rest = str(key).partition(".")
-    return head in SECTIONS and bool(rest)
-
-
-def check_dotted_key(key: object, where: str) -> None:
-    """Raise ConfigError at ``where`` unless ``key`` is an override key."""
-    check(is_dotted_key(key), where, f"got {str(key)!r}: an override key {DOTTED_KEY_RULE}")
-
-
-def check_override_sets(named: dict[str, Any], where: str) -> None:
-    """Each value of ``named`` (an experiment's variants, a study's named choices) is a
-    mapping of dotted overrides; errors are located at ``where.NAME[.KEY]``."""
-    for name, overrides in named.items():
-        check(
-            isinstance(overrides, dict),
-            f"{where}.{name}",
-            "must be a mapping of dotted overrides (or {} for the base)",
-        )
-        for key in overrides or {}:
-            check_dotted_key(key, f"{where}.{name}.{key}")
 
 
 def load_experiment(
@@ -315,12 +292,6 @@ class _Origins:
         return err.located(path, self.variant if names_override(key, overrides) else "base")
 
 
-def names_override(key: str, overrides: dict[str, Any]) -> bool:
-    """Whether the dotted ``key`` is one of ``overrides``, lies under one, or holds one
-    (``stages.9`` out of range for the override ``stages.9.dim``)."""
-    return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in overrides)
-
-
 def _resolve(
     base: dict[str, Any],
     overrides: dict[str, dict[str, Any]],
@@ -413,10 +384,6 @@ __all__ = [
     "ExperimentFile",
     "RunConfig",
     "RunSpec",
-    "check_dotted_key",
-    "check_override_sets",
-    "is_dotted_key",
     "load_experiment",
-    "names_override",
     "resolve_run",
 ]

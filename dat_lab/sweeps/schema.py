@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dat_lab.experiments.overrides import check_dotted_key, check_override_sets
 from dat_lab.experiments.resources import SlurmResources
-from dat_lab.experiments.spec import check_dotted_key, check_override_sets
 from dat_lab.schema import check
 
 ParamType = Literal["categorical", "int", "float"]

@@ -42,14 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dat_lab.experiments.overrides import check_dotted_key, names_override
 from dat_lab.experiments.spec import (
     COMMAND_LINE,
     DataFacts,
     ExperimentFile,
     RunConfig,
-    check_dotted_key,
     load_experiment,
-    names_override,
     resolve_run,
 )
 from dat_lab.schema import (
