@@ -59,7 +59,9 @@ class OffsetNetwork(nn.Module):
     def __init__(self, channels: int, kernel: int, stride: int) -> None:
         super().__init__()
         self.dwconv = nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels)
-        self.norm = LayerNorm2d(channels)
+        # eps 1e-5 as the official code's norm (nn.LayerNorm's default); timm's LayerNorm2d
+        # defaults to 1e-6, which moves official DAT/DAT++ logits by ~1e-5.
+        self.norm = LayerNorm2d(channels, eps=1e-5)
         self.act = nn.GELU()
         self.proj = nn.Conv2d(channels, 2, kernel_size=1, bias=False)
 
