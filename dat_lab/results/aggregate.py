@@ -70,7 +70,8 @@ def summarize(runs: pd.DataFrame, metric: str = "final.val/acc1") -> pd.DataFram
     Columns: ``variant``, ``n``, ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n_runs``,
     ``seeds`` (finished), ``n_failed``, ``n_running``, ``n_interrupted``, ``n_pending``,
     ``n_no_metric``, ``params``, ``flops`` (first known; ``*_varies`` if seeds disagree),
-    ``knob.*``, ``problems`` (one line per run that does not count), ``first_created``.
+    ``train_s`` (mean training seconds of the seeds that count), ``knob.*``, ``problems``
+    (one line per run that does not count), ``first_created``.
     Vectorised with groupby: thousands of variants (a sweep's trials) take milliseconds.
     """
     if runs.empty:
@@ -119,6 +120,15 @@ def summarize(runs: pd.DataFrame, metric: str = "final.val/acc1") -> pd.DataFram
         grouped = known.astype(float).groupby(runs["variant"])
         out[key] = grouped.first().reindex(out.index)
         out[f"{key}_varies"] = (grouped.nunique() > 1).reindex(out.index)
+    # Wall-clock seconds of training, mean over the seeds that count: a measured cost, of the
+    # machine each run had (its host is in provenance.json).
+    seconds = (
+        pd.to_numeric(runs["train_time_s"], errors="coerce")
+        if "train_time_s" in runs
+        else pd.Series(np.nan, index=runs.index)
+    )
+    out["train_s"] = seconds[good].astype(float).groupby(runs.loc[good, "variant"]).mean()
+    out["train_s"] = out["train_s"].reindex(out.index)
     for knob in KNOBS:
         column = f"knob.{knob}"
         out[column] = by[column].first().reindex(out.index) if column in runs else None

@@ -14,7 +14,7 @@ Columns of :func:`load_runs`:
   (why it failed), ``attempts``, ``created``, ``updated``;
 - ``config.<dotted key>``: the resolved config flattened (``config.model.stages.2.attn``);
 - ``final.<metric>``: the final metrics (``final.val/acc1``), NaN where there are none;
-- ``params``, ``flops``, ``flops_formula`` from ``cost.json``;
+- ``params``, ``flops``, ``flops_formula``, ``train_time_s`` from ``cost.json``;
 - ``prov.<dotted key>``: provenance (``prov.dat_lab.commit``, ``prov.dat_lab.dirty``, ...);
 - ``knob.<name>``: the ablation knobs in effect (:mod:`dat_lab.results.knobs`).
 """
@@ -32,7 +32,7 @@ from dat_lab.experiments.store import RunStore
 from dat_lab.results.knobs import run_knobs
 from dat_lab.schema import ConfigError
 
-COST_KEYS = ("params", "flops", "flops_formula")
+COST_KEYS = ("params", "flops", "flops_formula", "train_time_s")
 
 
 def flatten(data: Any, prefix: str) -> dict[str, Any]:

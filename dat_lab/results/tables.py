@@ -123,7 +123,7 @@ def variant_table(
     scale = 100.0 if is_accuracy(metric) else 1.0
     unit = " (%)" if scale == 100.0 else ""
     metric_name = metric.removeprefix("final.")
-    header = ["Variant", *(KNOB_LABELS.get(k, k) for k in knobs), "FLOPs", "#Param",
+    header = ["Variant", *(KNOB_LABELS.get(k, k) for k in knobs), "FLOPs", "#Param", "Train s",
               f"{metric_name}{unit} mean ± std", "95% CI", "n", "Runs",
               *(c.header for c in extra)]  # fmt: skip
     if paper_lookup is not None:
@@ -136,8 +136,8 @@ def variant_table(
         top1, ci = _stat_cells(row, scale)
         marker = " †" if row["problems"] else ""
         line = [f"{row['variant']}{marker}", *(knob_text(knob_values.get(k)) for k in knobs),
-                si(row["flops"]), si(row["params"]), top1, ci, str(int(row["n"])),
-                runs_text(row), *(c.cell(row) for c in extra)]  # fmt: skip
+                si(row["flops"]), si(row["params"]), _seconds(row.get("train_s")), top1, ci,
+                str(int(row["n"])), runs_text(row), *(c.cell(row) for c in extra)]  # fmt: skip
         found = paper_lookup(knob_values) if paper_lookup is not None else None
         if paper_lookup is not None:
             if paper_cost:
@@ -153,6 +153,10 @@ def variant_table(
     return Table(name, title, caption, header, cells, data, notes)
 
 
+def _seconds(value: float | None) -> str:
+    return DASH if value is None or not math.isfinite(value) else f"{value:.0f}"
+
+
 def _paper_num(row: paper.PaperRow | None, attr: str, unit: str) -> str:
     value = getattr(row, attr) if row is not None else None
     if row is None or value is None:
@@ -166,7 +170,8 @@ def _record(
 ) -> dict:
     record = {"variant": row["variant"], **{k: knobs_of_row(row)[k] for k in knobs}}
     record.update({
-        "flops": row["flops"], "params": row["params"], "metric": metric,
+        "flops": row["flops"], "params": row["params"], "train_s": row.get("train_s"),
+        "metric": metric,
         "mean": row["mean"], "std": row["std"], "ci95_low": row["ci_low"],
         "ci95_high": row["ci_high"], "n": int(row["n"]), "n_runs": int(row["n_runs"]),
         "n_failed": int(row["n_failed"]), "n_running": int(row["n_running"]),

@@ -154,9 +154,12 @@ def test_a_seed_builds_the_same_dat_as_before_the_dat_pp_knobs():
     # DAT++'s extras (LPU, LayerScale, ConvFFN, conv stem) are off in DAT: building and dropping
     # them would still draw from the RNG and silently change every DAT model's initial weights.
     # The figures are of dat_nano at seed 0 built by the code before DAT++ (torch 2.14.1).
+    # rel 1e-6: torch's vectorised init kernels (erfinv of trunc_normal_) round differently
+    # on CPUs with other vector units (the last weight's sum moves by ~1e-8 relative), while
+    # one more or one fewer draw from the RNG changes every later weight entirely.
     torch.manual_seed(0)
     state = build_model(get_preset("dat_nano")).state_dict()
     total = sum(float(v.double().abs().sum()) for v in state.values() if v.is_floating_point())
-    assert total == pytest.approx(8530.98187409649, rel=1e-9)
+    assert total == pytest.approx(8530.98187409649, rel=1e-6)
     last = float(state["stages.3.blocks.1.mlp.fc2.weight"].double().sum())
-    assert last == pytest.approx(-2.74062661034975, rel=1e-9)
+    assert last == pytest.approx(-2.74062661034975, rel=1e-6)

@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from results_helpers import add_run, experiment_configs
+from results_helpers import COST, add_run, experiment_configs
 from scipy import stats
 
 from dat_lab.cli import main
@@ -39,9 +39,10 @@ def offset_store(tmp_path_factory):
         for seed, acc in enumerate(accs):
             add_run(store, "offset_range", variant, seed, configs[variant],
                     final={"val/acc1": acc, "val/acc1_best": acc + 0.01},
-                    curve=[acc - 0.1, acc])  # fmt: skip
+                    curve=[acc - 0.1, acc], cost=_cost(seed))  # fmt: skip
     add_run(store, "offset_range", "s2", 3, configs["s2"], state="failed",
-            reason="NonFiniteLossError: loss is nan at step 17")  # fmt: skip
+            reason="NonFiniteLossError: loss is nan at step 17",
+            cost={**COST, "train_time_s": 9999.0})  # fmt: skip
     held = add_run(store, "offset_range", "s1", 3, configs["s1"], state="running")
     add_run(store, "offset_range", "s0", 3, configs["s0"], state="interrupted")
     add_run(store, "offset_range", "s4", 1, configs["s4"], state="pending")
@@ -52,6 +53,10 @@ def offset_store(tmp_path_factory):
     report = build_report(root, ["offset_range"], ("md", "latex", "csv"), out, log=lambda m: None)
     yield root, out, report
     held.release()
+
+
+def _cost(seed: int) -> dict:
+    return {**COST, "train_time_s": 60.0 + 7.25 * seed}
 
 
 def _md_rows(text: str) -> dict[str, list[str]]:
@@ -94,6 +99,18 @@ def test_every_table_number_equals_independent_statistics(offset_store):
         assert cell.replace("±", r"$\pm$") in tex
     assert csv.loc["s2", "flops"] == 6685376 and md["s2"]["FLOPs"] == "6.69M"
     assert md["s2"]["#Param"] == "395.61K"
+
+
+def test_train_seconds_are_the_mean_of_the_seeds_that_count(offset_store):
+    """The failed s2 run's 9999 s is not a cost of s2; a variant with no finished run has none."""
+    _, out, _ = offset_store
+    csv = pd.read_csv(out / "offset_range" / "offset_range.csv").set_index("variant")
+    md = _md_rows((out / "offset_range" / "offset_range.md").read_text())
+    for variant, accs in ACCS.items():
+        expected = statistics.fmean(_cost(seed)["train_time_s"] for seed in range(len(accs)))
+        assert csv.loc[variant, "train_s"] == pytest.approx(expected)
+        assert md[variant]["Train s"] == f"{expected:.0f}"
+    assert md["s8"]["Train s"] == "—"
 
 
 def test_unfinished_and_failed_runs_are_marked_not_dropped(offset_store):
@@ -229,7 +246,7 @@ def test_cli_report_prints_the_tables(offset_store, capsys, tmp_path):
         == 0
     )
     printed = capsys.readouterr().out
-    assert re.search(r"\| s2 † \| 2 \| 6\.69M \| 395\.61K \| 73\.67 ± 1\.53 \|", printed)
+    assert re.search(r"\| s2 † \| 2 \| 6\.69M \| 395\.61K \| 67 \| 73\.67 ± 1\.53 \|", printed)
     assert (tmp_path / "offset_range" / "offset_range.csv").is_file()
     assert not (tmp_path / "offset_range" / "offset_range.tex").exists()
 
@@ -254,7 +271,7 @@ def test_unchanged_groups_are_not_redrawn_and_changed_ones_are(tmp_path):
     cell = f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}"
     assert (
         png.stat().st_mtime_ns != first
-        and f"| s2 | 2 | 6.69M | 395.61K | {cell} |" in third.markdown
+        and f"| s2 | 2 | 6.69M | 395.61K | — | {cell} |" in third.markdown
     )
 
 

@@ -172,8 +172,9 @@ def caption(group: Group, with_paper: bool) -> str:
     text = (
         f"Ours: {group.setting}. {metric}{unit} at the end of training: mean ± sample std over "
         f"n finished seeds, 95% CI from Student's t (n-1 dof); FLOPs by fvcore "
-        f"(1 multiply-add = 1) at batch 1. † marks variants with runs that are not finished "
-        f"(listed below); they are not in the statistics."
+        f"(1 multiply-add = 1) at batch 1; train s: wall-clock seconds of training, mean over "
+        f"those seeds, on the machines they ran on. † marks variants with runs that are not "
+        f"finished (listed below); they are not in the statistics."
     )
     text += (
         " Δ: difference from the baseline (variant - baseline) with its 95% CI, paired t by "
