@@ -12,7 +12,10 @@ Knobs, one value per run (``None`` where the model has no such block):
   paper's "Attn (S1-2)" column;
 - ``s``, ``r``, ``offsets``, ``pos_enc``, ``offset_mode``: the D blocks' maximum offset,
   reduction, offsets on/off, position encoding and offset mode; when the D stages disagree the
-  values are joined with ``/`` in stage order (``"2/4"``).
+  values are joined with ``/`` in stage order (``"2/4"``);
+- DAT++'s model-level changes: ``patches`` (stem and downsampling, ``"conv"``, ``"patch"`` or
+  ``"conv/patch"`` when they differ), ``mlp`` (``"plain"``, ``"dwconv"``), ``lpu`` and
+  ``layer_scale`` (None: off).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-KNOBS = ("d_stages", "attn12", "s", "r", "offsets", "pos_enc", "offset_mode")
+KNOBS = ("d_stages", "attn12", "s", "r", "offsets", "pos_enc", "offset_mode", "patches", "mlp",
+         "lpu", "layer_scale")  # fmt: skip
 
 # Display names of the knobs in tables and plots.
 KNOB_LABELS = {
@@ -31,6 +35,10 @@ KNOB_LABELS = {
     "offsets": "Offsets",
     "pos_enc": "Pos. Embed",
     "offset_mode": "offset mode",
+    "patches": "Stem/down",
+    "mlp": "MLP",
+    "lpu": "LPU",
+    "layer_scale": "LayerScale",
 }
 
 
@@ -84,7 +92,19 @@ def run_knobs(config: dict[str, Any]) -> dict[str, Any]:
     knobs = {"d_stages": stage_span(d_stages), "attn12": attn12 or None}
     for key in ("s", "r", "offsets", "pos_enc", "offset_mode"):
         knobs[key] = _join([spec[key] for spec in d_specs])
-    return knobs
+    return knobs | _dat_pp_knobs(config.get("model") or {})
+
+
+def _dat_pp_knobs(model: dict[str, Any]) -> dict[str, Any]:
+    """DAT++'s model-level knobs with DAT's defaults filled in (a stored config omits them
+    at their defaults)."""
+    stem, down = model.get("stem") or "patch", model.get("downsample") or "patch"
+    return {
+        "patches": stem if stem == down else f"{stem}/{down}",
+        "mlp": model.get("mlp") or "plain",
+        "lpu": bool(model.get("lpu")),
+        "layer_scale": model.get("layer_scale"),
+    }
 
 
 def _missing(value: Any) -> bool:

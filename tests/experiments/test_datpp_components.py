@@ -66,7 +66,9 @@ def test_one_epoch_of_every_variant_runs_end_to_end(tmp_path, cache, capsys):
         "data.val_size=32",
         "data.batch_size=32",
     ]
-    assert main(["run", str(PATH), *tiny, "--store", str(store), "--workers", "1"]) == 0
+    one_seed = tmp_path / "datpp_components.yaml"  # the bundled file, one seed
+    one_seed.write_text(f"extends: {PATH}\nseeds: [0]\n")
+    assert main(["run", str(one_seed), *tiny, "--store", str(store), "--workers", "1"]) == 0
     records = RunStore(store).runs()
     assert len(records) == 7
     assert {r.state for r in records} == {RunState.FINISHED}

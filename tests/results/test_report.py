@@ -228,6 +228,33 @@ def test_knobs_agree_with_the_model_config(tmp_path):
                 assert knobs["s"] == d[0][1].offset_range
 
 
+def test_dat_pp_knobs_name_the_change_each_datpp_components_row_removes():
+    """Read from stored configs, which omit DAT++'s knobs at DAT's defaults."""
+    from dat_lab.models.config import DatConfig
+    from dat_lab.results.knobs import run_knobs
+
+    knobs = {v: run_knobs(config) for v, config in experiment_configs("datpp_components")}
+    full = {"patches": "conv", "mlp": "dwconv", "lpu": True, "layer_scale": None}
+    removed = {
+        "dat_pp": {},
+        "no_conv_patches": {"patches": "patch"},
+        "no_conv_ffn": {"mlp": "plain"},
+        "no_lpu": {"lpu": False},
+        "N_to_S": {},
+        "bounded_offsets": {},
+        "DAT": {"patches": "patch", "mlp": "plain", "lpu": False},
+    }
+    for variant, changed in removed.items():
+        assert {k: knobs[variant][k] for k in full} == full | changed, variant
+    assert knobs["dat_pp"]["attn12"] == "N" and knobs["N_to_S"]["attn12"] == "S"
+    assert knobs["dat_pp"]["offset_mode"] == "clamped"
+    assert knobs["bounded_offsets"]["offset_mode"] == "bounded"
+    for _, config in experiment_configs("datpp_components"):
+        model = DatConfig.from_dict(config["model"])
+        assert run_knobs(config)["mlp"] == model.mlp.value
+        assert run_knobs(config)["lpu"] == model.lpu
+
+
 def test_cli_report_bad_input_exits_2_naming_the_key(offset_store, capsys):
     root, out, _ = offset_store
     assert main(["report", "offset_rnage", "--store", str(root), "--out", str(out)]) == 2
