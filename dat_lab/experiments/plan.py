@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from dat_lab.experiments.records import RunState
+from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import VAL_TOP1, VAL_TOP1_BEST, run_cost
-from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
 

@@ -18,6 +18,7 @@ import torch
 from dat_lab.experiments.locking import now_iso
 from dat_lab.experiments.processes import die_with_parent, host_name, parent_pid, usable_cpus
 from dat_lab.experiments.progress import Progress
+from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import (
     Ask,
     Log,
@@ -29,7 +30,6 @@ from dat_lab.experiments.runner import (
     run_spec,
     stored_outcome,
 )
-from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from statistics import fmean
 
 from dat_lab.experiments.records import RunState
-from dat_lab.experiments.spec import RunSpec
+from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.store import RunStore
 
 

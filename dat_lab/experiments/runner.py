@@ -29,7 +29,7 @@ from dat_lab.experiments.locking import LeaseKeeper, LockLost
 from dat_lab.experiments.processes import die_with_parent
 from dat_lab.experiments.records import RunIdentity, RunRecord, RunState
 from dat_lab.experiments.run_callbacks import LeaseCheck, MetricsSnapshot
-from dat_lab.experiments.spec import RunConfig, RunSpec
+from dat_lab.experiments.run_config import RunConfig, RunSpec
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
 from dat_lab.flops import count_flops

@@ -39,6 +39,8 @@ from dat_lab.experiments.overrides import (
     names_override,
 )
 from dat_lab.experiments.resources import SlurmResources
+from dat_lab.experiments.run_config import RunConfig, RunSpec
+from dat_lab.experiments.weights import pin_source
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
 from dat_lab.schema import (
@@ -48,55 +50,11 @@ from dat_lab.schema import (
     check,
     config_hash,
     from_mapping,
-    identity_mapping,
     load_config_file,
 )
 from dat_lab.train.config import TrainConfig
 
 DATA_DERIVED = ("num_classes", "in_chans", "img_size")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides a run's result; its hash is the run id."""
-
-    model: DatConfig
-    data: DataConfig
-    train: TrainConfig
-
-    def __post_init__(self) -> None:
-        # The model is stored with every applicable default written out, so the run id (and
-        # config.json) is the same whether a knob was left at its default or set to it.
-        object.__setattr__(self, "model", self.model.canonical())
-
-    @property
-    def run_id(self) -> str:
-        # Fields added since runs were first stored (train.init_*, num_nodes, ...) enter the
-        # hash only when set (schema.added_field): earlier runs keep their ids and results.
-        return config_hash(self.to_dict(), length=16)
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the store keeps in ``config.json``: the fields that make the run id (settings
-        such as ``train.loggers`` that do not change results are left out)."""
-        return identity_mapping(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return from_mapping(cls, data)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of an experiment: which variant and seed, and its resolved config."""
-
-    experiment: str
-    variant: str
-    seed: int
-    config: RunConfig
-
-    @property
-    def run_id(self) -> str:
-        return self.config.run_id
 
 
 @dataclass(frozen=True)
@@ -216,8 +174,6 @@ def resolve_run(
 
 def pin_init_weights(config: RunConfig, exp: ExperimentFile, path: Path) -> RunConfig:
     """``train.init_from``'s file hash written into the config, so the run id covers it."""
-    from dat_lab.experiments.weights import pin_source
-
     return pin_source(config, exp.store, path)
 
 
@@ -382,8 +338,6 @@ __all__ = [
     "Claim",
     "DataFacts",
     "ExperimentFile",
-    "RunConfig",
-    "RunSpec",
     "load_experiment",
     "resolve_run",
 ]

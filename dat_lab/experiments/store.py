@@ -43,6 +43,7 @@ State changes (``mark_*``) require the calling process to hold the run's lock.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -204,6 +205,25 @@ class RunStore:
         if record is None:
             raise RunNotFound(f"no run {run_id!r} in {self.root} (create it first)")
         return record
+
+    def find(self, prefix: str) -> RunRecord:
+        """The run whose id is ``prefix``, else the one run whose id starts with it.
+
+        Raises :class:`RunNotFound` when no run or several runs match (with the closest id).
+        """
+        if _RUN_ID.fullmatch(prefix) and ".." not in prefix:
+            record = self.get(prefix)
+            if record is not None:
+                return record
+        base = self.root / "runs"
+        ids = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        matches = [i for i in ids if i.startswith(prefix)]
+        if len(matches) == 1:
+            return self.require(matches[0])
+        close = difflib.get_close_matches(prefix, ids, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        what = f"{len(matches)} runs start with {prefix!r}" if matches else f"no run {prefix!r}"
+        raise RunNotFound(f"{what} in {self.root}{hint}")
 
     def runs(self) -> list[RunRecord]:
         """Every complete run, oldest first, read from the run directories (not the index)."""

@@ -34,7 +34,7 @@ import submitit
 from dat_lab.experiments import ranks
 from dat_lab.experiments.records import RunIdentity, RunState
 from dat_lab.experiments.resources import SlurmResources
-from dat_lab.experiments.spec import RunConfig, RunSpec
+from dat_lab.experiments.run_config import RunConfig, RunSpec
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
 

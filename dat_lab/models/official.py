@@ -1,13 +1,8 @@
-"""Load the official DAT v1 and DAT++ checkpoints (LeapLabTHU/DAT) into our modules, strictly.
+"""The key names of the official DAT v1 and DAT++ checkpoints (LeapLabTHU/DAT) in our modules.
 
-One converter for the one foreign layout (timm's ``checkpoint_filter_fn`` idea): rename keys,
-reshape 1x1 convs to linear weights, drop buffers the official code stores (window indices,
-shift masks). Every official key must map to one of ours and every one of ours must be
-filled, with the right shape; otherwise the error names the key.
-
-Build the model with ``sampling="official"`` (DAT v1 weights) or ``sampling="official_pp"``
-(DAT++ weights) to reproduce the official outputs; the default consistent convention gives
-slightly different features with the same weights.
+A table of (official key pattern, our key) and the buffers the official code stores that we
+rebuild (window indices, shift masks). The conversion itself (1x1 convs to linear weights,
+shapes, resized tables, strict loading) is :mod:`dat_lab.models.checkpoints`.
 
 DAT++ keys (``dat_pp_*``): the conv stem ``patch_proj.{0,1,3,4}``, ConvFFN
 ``mlps.j.{linear1.0,dwc,linear2.0}``, LPUs ``local_perception_units.j``, LayerScale
@@ -19,10 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
-
-import torch
-from torch import nn
 
 # Buffers the official code saves that we rebuild at run time.
 DROPPED = re.compile(r"\.(relative_position_index|attn_mask)$")
@@ -133,58 +124,11 @@ RENAMES: list[tuple[str, Rename]] = [
 ]
 
 
-class CheckpointMismatch(KeyError):
-    """An official checkpoint does not fit the model: the message names the keys."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
-
-
-def rename_official_key(key: str, model_keys: set[str]) -> str:
-    """Our name of an official key (``model_keys`` tells L/S from D output projections)."""
+def rename_official_key(key: str, model_keys: set[str]) -> str | None:
+    """Our name of an official key (``model_keys`` tells L/S from D output projections);
+    ``None`` for a key of no official pattern."""
     for pattern, rename in RENAMES:
         m = re.fullmatch(pattern, key)
         if m:
             return rename(m, model_keys)
-    raise CheckpointMismatch(f"official key {key!r} has no counterpart in dat-lab's DAT")
-
-
-def convert_official_state_dict(
-    state: dict[str, torch.Tensor], model: nn.Module
-) -> dict[str, torch.Tensor]:
-    """Official v1 keys and shapes -> ours. Raises :class:`CheckpointMismatch` naming keys."""
-    ours = model.state_dict()
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if DROPPED.search(key):
-            continue
-        new = rename_official_key(key, set(ours))
-        if new not in ours:
-            raise CheckpointMismatch(
-                f"official key {key!r} -> {new!r}, which this model lacks (unexpected key)"
-            )
-        if value.dim() == 4 and ours[new].dim() == 2 and value.shape[2:] == (1, 1):
-            value = value.flatten(1)  # 1x1 conv -> linear
-        if value.shape != ours[new].shape:
-            raise CheckpointMismatch(
-                f"official key {key!r} -> {new!r}: "
-                f"shape {tuple(value.shape)} != {tuple(ours[new].shape)}"
-            )
-        out[new] = value
-    missing = sorted(set(ours) - set(out))
-    if missing:
-        raise CheckpointMismatch(f"missing key(s) for this model: {', '.join(missing[:10])}")
-    return out
-
-
-def load_official_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load an official DAT v1 or DAT++ checkpoint (``{"model": state_dict}`` or bare).
-
-    Loading is strict and safe (``torch.load(weights_only=True)``).
-    """
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    state = blob.get("model", blob) if isinstance(blob, dict) else blob
-    if not isinstance(state, dict):
-        raise CheckpointMismatch(f"{path}: expected a state dict, got {type(state).__name__}")
-    model.load_state_dict(convert_official_state_dict(state, model), strict=True)
-    return model
+    return None

@@ -1,37 +1,81 @@
-"""Named model presets: the typed architecture of every model (timm entry points in ``registry``).
+"""Named model presets, declared once in :data:`PRESETS` (timm entry points in ``registry``).
 
 Paper presets (docs/design.md §1): ``dat_tiny``, ``dat_small``, ``dat_base``,
 ``dat_base_384``. Small presets for CPU experiments on 32-64 px images keep the four-stage
-L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px).
+L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px). DAT++ presets are
+built in :mod:`dat_lab.models.presets_pp`.
+
+Each entry of the table holds the architecture, the evaluation crop of its timm pretrained
+config, and the coordinate convention of its official weights (none for the CPU presets):
+timm's default cfgs and entry points and the official-checkpoint reader are generated from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dat_lab.models.config import DatConfig, StageConfig
-from dat_lab.models.presets_pp import DATPP_PRESETS
+from dat_lab.models.enums import Sampling
+from dat_lab.models.presets_pp import (
+    dat_pp_base,
+    dat_pp_base_384,
+    dat_pp_nano,
+    dat_pp_small,
+    dat_pp_tiny,
+)
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
-_PRESETS: dict[str, Callable[[], DatConfig]] = {}
+
+@dataclass(frozen=True)
+class Preset:
+    """One named model: its architecture and what timm and the official checkpoints need.
+
+    Attributes:
+        build: a zero-argument function returning the :class:`DatConfig`; its name names the
+            preset and the first line of its docstring describes the timm entry point.
+        crop_pct: timm's evaluation crop (1.0 for 384 px and the CPU presets).
+        official: the coordinate convention of the official weights of this architecture
+            (DAT v1 or DAT++ code); ``None``: there are no official weights.
+    """
+
+    build: Callable[[], DatConfig]
+    crop_pct: float = 0.875
+    official: Sampling | None = None
+
+    @property
+    def name(self) -> str:
+        return self.build.__name__
+
+    @property
+    def summary(self) -> str:
+        return (self.build.__doc__ or self.name).strip().splitlines()[0]
 
 
-def register_preset(fn: Callable[[], DatConfig]) -> Callable[[], DatConfig]:
-    """Register a zero-argument function returning a :class:`DatConfig` under its name."""
-    _PRESETS[fn.__name__] = fn
+def register_preset(fn: Callable[[], DatConfig], **fields: Any) -> Callable[[], DatConfig]:
+    """Add a zero-argument function returning a :class:`DatConfig` to :data:`PRESETS`.
+
+    ``fields``: the other :class:`Preset` attributes (``crop_pct``, ``official``).
+    """
+    PRESETS[fn.__name__] = Preset(fn, **fields)
     return fn
 
 
 def list_presets() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(PRESETS)
 
 
 def get_preset(name: str) -> DatConfig:
     """The config of a named preset; unknown names list what is available."""
-    if name not in _PRESETS:
+    if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
-    return _PRESETS[name]()
+    return PRESETS[name].build()
+
+
+def official_presets() -> list[Preset]:
+    """The presets with official weights, in table order."""
+    return [p for p in PRESETS.values() if p.official is not None]
 
 
 def resolve_model_config(
@@ -74,47 +118,56 @@ def _four_stages(dims, depths, heads, attn, window) -> tuple[StageConfig, ...]:
 DAT_SPEC = ("LS", "LS", "LD", "LD")  # the paper's DAT: Swin in stages 1-2, L/D in 3-4
 
 
-@register_preset
 def dat_tiny() -> DatConfig:
     """DAT-T: 4.6G FLOPs, 29M params, 82.0 top-1 (paper)."""
     stages = _four_stages((96, 192, 384, 768), (2, 2, 6, 2), (3, 6, 12, 24), DAT_SPEC, 7)
     return DatConfig(stages=stages, drop_path=0.2)
 
 
-@register_preset
 def dat_small() -> DatConfig:
     """DAT-S: 9.0G FLOPs, 50M params, 83.7 top-1 (paper)."""
     stages = _four_stages((96, 192, 384, 768), (2, 2, 18, 2), (3, 6, 12, 24), DAT_SPEC, 7)
     return DatConfig(stages=stages, drop_path=0.3)
 
 
-@register_preset
 def dat_base() -> DatConfig:
     """DAT-B: 15.8G FLOPs, 88M params, 84.0 top-1 (paper)."""
     stages = _four_stages((128, 256, 512, 1024), (2, 2, 18, 2), (4, 8, 16, 32), DAT_SPEC, 7)
     return DatConfig(stages=stages, drop_path=0.5)
 
 
-@register_preset
 def dat_base_384() -> DatConfig:
     """DAT-B at 384 px with window 12: 49.8G FLOPs, 84.8 top-1 (paper)."""
     stages = _four_stages((128, 256, 512, 1024), (2, 2, 18, 2), (4, 8, 16, 32), DAT_SPEC, 12)
     return DatConfig(stages=stages, img_size=(384, 384), drop_path=0.5)
 
 
-@register_preset
 def dat_nano() -> DatConfig:
     """CPU preset for 32 px images: maps 16/8/4/2 (patch 2), window 4, head width 16."""
     stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
     return DatConfig(stages=stages, img_size=(32, 32), patch_size=2, num_classes=2, drop_path=0.0)
 
 
-@register_preset
 def dat_micro() -> DatConfig:
     """CPU preset for 64 px images: maps 16/8/4/2 (patch 4), window 4, head width 16."""
     stages = _four_stages((16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), DAT_SPEC, 4)
     return DatConfig(stages=stages, img_size=(64, 64), patch_size=4, num_classes=10, drop_path=0.0)
 
 
-for _fn in DATPP_PRESETS:  # DAT++ (dat_lab.models.presets_pp)
-    register_preset(_fn)
+_V1, _PP = Sampling.OFFICIAL, Sampling.OFFICIAL_PP
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(dat_tiny, official=_V1),
+        Preset(dat_small, official=_V1),
+        Preset(dat_base, official=_V1),
+        Preset(dat_base_384, crop_pct=1.0, official=_V1),
+        Preset(dat_nano, crop_pct=1.0),
+        Preset(dat_micro, crop_pct=1.0),
+        Preset(dat_pp_tiny, official=_PP),
+        Preset(dat_pp_small, official=_PP),
+        Preset(dat_pp_base, official=_PP),
+        Preset(dat_pp_base_384, crop_pct=1.0, official=_PP),
+        Preset(dat_pp_nano, crop_pct=1.0),
+    )
+}

@@ -6,12 +6,11 @@ stage 4, neighbourhood kernel 7, key strides r = 8/4/2/1, offset kernels 9/7/5/3
 offsets with clamped points, relative position bias. ``dat_pp_nano`` is the same recipe
 shrunk for 32 px images on CPU.
 
-Official DAT++ weights need ``sampling: official_pp`` (their coordinate convention).
+Official DAT++ weights need ``sampling: official_pp`` (their coordinate convention). The presets
+are listed, with the DAT v1 ones, in :data:`dat_lab.models.presets.PRESETS`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from dat_lab.models.config import DatConfig, MlpKind, OffsetMode, Patchify, StageConfig
 
@@ -86,12 +85,3 @@ def dat_pp_nano() -> DatConfig:
         (16, 32, 64, 96), (2, 2, 2, 2), (1, 2, 4, 6), (1, 1, 2, 3), (4, 2, 1, 1), nat_kernel=3
     )
     return _pp(stages, img_size=(32, 32), patch_size=2, num_classes=2)
-
-
-DATPP_PRESETS: tuple[Callable[[], DatConfig], ...] = (
-    dat_pp_tiny,
-    dat_pp_small,
-    dat_pp_base,
-    dat_pp_base_384,
-    dat_pp_nano,
-)

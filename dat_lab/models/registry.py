@@ -1,9 +1,10 @@
 """DAT presets as timm models: ``checkpoint_filter_fn``, pretrained configs, entry points.
 
 The layout follows timm's ``swin_transformer.py`` (filter, ``_create_*``, ``_cfg`` and
-``default_cfgs``, then one ``@register_model`` function per preset). The architecture comes
-from the typed preset (:mod:`dat_lab.models.presets`); timm keyword arguments map onto its
-:class:`DatConfig` fields (dotted keys reach stages: ``**{"stages.2.offset_range": 4}``).
+``default_cfgs``, then one ``@register_model`` function per preset), with the cfgs and entry
+points generated from the preset table (:data:`dat_lab.models.presets.PRESETS`) instead of
+written out per preset. timm keyword arguments map onto the preset's :class:`DatConfig` fields
+(dotted keys reach stages: ``**{"stages.2.offset_range": 4}``).
 
 Tags choose the coordinate convention of the deformable blocks: ``dat_tiny`` (untagged) is
 dat-lab's consistent convention with random weights; ``dat_tiny.official_in1k`` is the official
@@ -16,12 +17,11 @@ convention, ``official_pp``, for the official DAT++ weights), loaded from a file
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import (
     build_model_with_cfg,
@@ -31,11 +31,10 @@ from timm.models import (
 )
 from torch import nn
 
+from dat_lab.models.checkpoints import convert_state_dict
 from dat_lab.models.config import DatConfig, Patchify, Sampling
 from dat_lab.models.dat import DAT
-from dat_lab.models.official import DROPPED, rename_official_key
-from dat_lab.models.presets import get_preset
-from dat_lab.models.presets_pp import DATPP_PRESETS
+from dat_lab.models.presets import PRESETS, Preset
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
 # Keyword arguments DAT's constructor takes itself; every other one maps onto DatConfig.
@@ -44,12 +43,6 @@ MODEL_KWARGS = ("global_pool", "device", "dtype")
 ALIASES = {"drop_path_rate": "drop_path"}
 # Tags whose weights use the official coordinate convention.
 OFFICIAL_TAGS = ("official_in1k",)
-DATPP_NAMES = frozenset(fn.__name__ for fn in DATPP_PRESETS)
-
-
-def official_sampling(variant: str) -> Sampling:
-    """The coordinate convention of a preset's official weights (DAT v1 or DAT++ code)."""
-    return Sampling.OFFICIAL_PP if variant in DATPP_NAMES else Sampling.OFFICIAL
 
 
 class ModelArgumentError(ConfigError, TypeError):
@@ -86,69 +79,16 @@ def _dat_from_kwargs(cfg: DatConfig, variant: str = "", **kwargs: Any) -> DAT:
     return DAT(apply_model_kwargs(cfg, kwargs, variant), **own)
 
 
-def _resize_table(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Bicubic resize of a relative-position table to ``shape`` (official load_pretrained).
-
-    D blocks' ``rpe_table`` is ``heads x (2H-1) x (2W-1)``; L/S blocks'
-    ``relative_position_bias_table`` is ``(2w-1)^2 x heads``.
-    """
-    if value.dim() == 3:
-        return F.interpolate(value[None], size=shape[-2:], mode="bicubic")[0]
-    side_in, side_out = round(value.shape[0] ** 0.5), round(shape[0] ** 0.5)
-    grid = value.T.reshape(1, -1, side_in, side_in)
-    grid = F.interpolate(grid, size=(side_out, side_out), mode="bicubic")
-    return grid.reshape(-1, side_out * side_out).T.contiguous()
-
-
 def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
     """Official DAT v1 (or dat-lab / Lightning) weights -> this model's keys and shapes.
 
     Official keys are renamed (1x1 convs become linear weights); the buffers the official code
     saves are dropped; relative-position tables of another size are resized bicubically, for
     fine-tuning at another resolution. Keys this model lacks are passed on for timm's strict
-    load to name (the classifier is dropped by timm when ``num_classes`` differs).
+    load to name (the classifier is dropped by timm when ``num_classes`` differs). The
+    conversion is :func:`dat_lab.models.checkpoints.convert_state_dict`.
     """
-    return convert_state_dict(state_dict, model)[0]
-
-
-def convert_state_dict(
-    state_dict: dict[str, Any], model: nn.Module
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """:func:`checkpoint_filter_fn`, and the keys whose tables it resized."""
-    state_dict = state_dict.get("model", state_dict)
-    state_dict = state_dict.get("state_dict", state_dict)
-    ours = model.state_dict()
-    official = any(k.startswith(("patch_proj.", "cls_head.")) for k in state_dict)
-    sampling = getattr(getattr(model, "cfg", None), "sampling", None)
-    if official and sampling not in (Sampling.OFFICIAL, Sampling.OFFICIAL_PP):
-        warnings.warn(
-            "official DAT weights loaded into a model with dat-lab's consistent sampling: "
-            "its outputs differ from the official ones (use the .official_in1k tag or "
-            "sampling='official' to reproduce them)",
-            stacklevel=2,
-        )
-    # A Lightning checkpoint of dat-lab's training module: the network is under "model.",
-    # the rest is the module's metric state.
-    lightning = any(k.startswith("model.") for k in state_dict)
-    out: dict[str, torch.Tensor] = {}
-    resized: list[str] = []
-    for key, value in state_dict.items():
-        if DROPPED.search(key) or (lightning and not key.startswith("model.")):
-            continue
-        if official:
-            key = rename_official_key(key, set(ours))
-        elif lightning:
-            key = key.removeprefix("model.")
-        target = ours.get(key)
-        if target is not None:
-            if value.dim() == 4 and target.dim() == 2 and value.shape[2:] == (1, 1):
-                value = value.flatten(1)  # 1x1 conv -> linear
-            if key.endswith(("rpe_table", "relative_position_bias_table")):
-                if value.shape != target.shape and value.dim() == target.dim():
-                    value = _resize_table(value, target.shape)
-                    resized.append(key)
-        out[key] = value
-    return out, resized
+    return convert_state_dict(state_dict, model).state
 
 
 def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
@@ -163,9 +103,10 @@ def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
             f"{variant}: pretrained=True needs a weights file; dat-lab downloads nothing. Pass "
             "pretrained_cfg_overlay=dict(file=PATH) (tag .official_in1k for official weights)"
         )
-    cfg = get_preset(variant)
+    preset = PRESETS[variant]
+    cfg = preset.build()
     if pretrained_cfg.tag in OFFICIAL_TAGS:
-        cfg = cfg.replace(sampling=official_sampling(variant))
+        cfg = cfg.replace(sampling=preset.official or Sampling.OFFICIAL)
     out_indices = kwargs.pop("out_indices", tuple(range(len(cfg.stages))))
     return build_model_with_cfg(
         partial(_dat_from_kwargs, variant=variant),
@@ -181,19 +122,20 @@ def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
     )
 
 
-def _cfg(preset: str, **kwargs: Any) -> dict[str, Any]:
+def _cfg(preset: Preset, **kwargs: Any) -> dict[str, Any]:
     """Pretrained config of a preset: input size, classes and pool size from its DatConfig.
 
-    Evaluation transform of the paper: resize by crop_pct 0.875, bicubic, centre crop.
+    Evaluation transform of the paper: resize by crop_pct (0.875 at 224 px), bicubic, centre
+    crop.
     """
-    cfg = get_preset(preset)
+    cfg = preset.build()
     size = cfg.img_size or (224, 224)
     return {
         "url": "",
         "num_classes": cfg.num_classes,
         "input_size": (cfg.in_chans, *size),
         "pool_size": cfg.feature_size(len(cfg.stages) - 1, size),
-        "crop_pct": 0.875,
+        "crop_pct": preset.crop_pct,
         "interpolation": "bicubic",
         "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN,
@@ -205,95 +147,37 @@ def _cfg(preset: str, **kwargs: Any) -> dict[str, Any]:
     }
 
 
-_OFFICIAL = dict(paper_ids="arXiv:2201.00520", origin_url="https://github.com/LeapLabTHU/DAT")
-_OFFICIAL_PP = dict(_OFFICIAL, paper_ids="arXiv:2309.01430")
-
-default_cfgs = generate_default_cfgs(
-    {
-        "dat_tiny": _cfg("dat_tiny"),
-        "dat_tiny.official_in1k": _cfg("dat_tiny", **_OFFICIAL),
-        "dat_small": _cfg("dat_small"),
-        "dat_small.official_in1k": _cfg("dat_small", **_OFFICIAL),
-        "dat_base": _cfg("dat_base"),
-        "dat_base.official_in1k": _cfg("dat_base", **_OFFICIAL),
-        "dat_base_384": _cfg("dat_base_384", crop_pct=1.0),
-        "dat_base_384.official_in1k": _cfg("dat_base_384", crop_pct=1.0, **_OFFICIAL),
-        "dat_nano": _cfg("dat_nano", crop_pct=1.0),
-        "dat_micro": _cfg("dat_micro", crop_pct=1.0),
-        "dat_pp_tiny": _cfg("dat_pp_tiny"),
-        "dat_pp_tiny.official_in1k": _cfg("dat_pp_tiny", **_OFFICIAL_PP),
-        "dat_pp_small": _cfg("dat_pp_small"),
-        "dat_pp_small.official_in1k": _cfg("dat_pp_small", **_OFFICIAL_PP),
-        "dat_pp_base": _cfg("dat_pp_base"),
-        "dat_pp_base.official_in1k": _cfg("dat_pp_base", **_OFFICIAL_PP),
-        "dat_pp_base_384": _cfg("dat_pp_base_384", crop_pct=1.0),
-        "dat_pp_base_384.official_in1k": _cfg("dat_pp_base_384", crop_pct=1.0, **_OFFICIAL_PP),
-        "dat_pp_nano": _cfg("dat_pp_nano", crop_pct=1.0),
-    }
-)
+_ORIGIN = "https://github.com/LeapLabTHU/DAT"
+# The papers of the official weights, by their coordinate convention.
+PAPERS = {Sampling.OFFICIAL: "arXiv:2201.00520", Sampling.OFFICIAL_PP: "arXiv:2309.01430"}
 
 
-@register_model
-def dat_tiny(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-T: 4.6G FLOPs, 29M params, 82.0 top-1 (paper)."""
-    return _create_dat("dat_tiny", pretrained, **kwargs)
+def _default_cfgs() -> dict[str, Any]:
+    """``name`` (dat-lab's convention, random weights) and, for presets with official weights,
+    ``name.official_in1k`` (the official convention, weights from a file)."""
+    cfgs: dict[str, Any] = {}
+    for name, preset in PRESETS.items():
+        cfgs[name] = _cfg(preset)
+        if preset.official is not None:
+            official = dict(paper_ids=PAPERS[preset.official], origin_url=_ORIGIN)
+            cfgs[f"{name}.{OFFICIAL_TAGS[0]}"] = _cfg(preset, **official)
+    return cfgs
 
 
-@register_model
-def dat_small(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-S: 9.0G FLOPs, 50M params, 83.7 top-1 (paper)."""
-    return _create_dat("dat_small", pretrained, **kwargs)
+default_cfgs = generate_default_cfgs(_default_cfgs())
 
 
-@register_model
-def dat_base(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-B: 15.8G FLOPs, 88M params, 84.0 top-1 (paper)."""
-    return _create_dat("dat_base", pretrained, **kwargs)
+def _entry_point(name: str, preset: Preset) -> Callable[..., DAT]:
+    """timm's ``@register_model`` function of a preset, as swin_transformer.py writes by hand."""
+
+    def entry_point(pretrained: bool = False, **kwargs: Any) -> DAT:
+        return _create_dat(name, pretrained, **kwargs)
+
+    entry_point.__name__ = entry_point.__qualname__ = name
+    entry_point.__module__ = __name__  # timm finds default_cfgs in this module
+    entry_point.__doc__ = preset.summary
+    return entry_point
 
 
-@register_model
-def dat_base_384(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-B at 384 px, window 12: 49.8G FLOPs, 84.8 top-1 (paper)."""
-    return _create_dat("dat_base_384", pretrained, **kwargs)
-
-
-@register_model
-def dat_nano(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """CPU preset for 32 px images (about 0.4M parameters)."""
-    return _create_dat("dat_nano", pretrained, **kwargs)
-
-
-@register_model
-def dat_micro(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """CPU preset for 64 px images (about 0.4M parameters)."""
-    return _create_dat("dat_micro", pretrained, **kwargs)
-
-
-@register_model
-def dat_pp_tiny(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-T++: 4.3G FLOPs, 24M params, 83.9 top-1 (DAT++ paper)."""
-    return _create_dat("dat_pp_tiny", pretrained, **kwargs)
-
-
-@register_model
-def dat_pp_small(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-S++: 9.4G FLOPs, 53M params, 84.6 top-1 (DAT++ paper)."""
-    return _create_dat("dat_pp_small", pretrained, **kwargs)
-
-
-@register_model
-def dat_pp_base(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-B++: 16.6G FLOPs, 93M params, 84.9 top-1 (DAT++ paper)."""
-    return _create_dat("dat_pp_base", pretrained, **kwargs)
-
-
-@register_model
-def dat_pp_base_384(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT-B++ at 384 px: 85.9 top-1 (DAT++ paper)."""
-    return _create_dat("dat_pp_base_384", pretrained, **kwargs)
-
-
-@register_model
-def dat_pp_nano(pretrained: bool = False, **kwargs: Any) -> DAT:
-    """DAT++-style CPU preset for 32 px images (about 0.46M parameters)."""
-    return _create_dat("dat_pp_nano", pretrained, **kwargs)
+for _name, _preset in PRESETS.items():
+    globals()[_name] = register_model(_entry_point(_name, _preset))

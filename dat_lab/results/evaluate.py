@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from dat_lab.data.config import DataConfig
-from dat_lab.experiments.weights import fit_weights, model_for, read_weights, resolve_source
+from dat_lab.experiments.weights import model_for, read_weights, resolve_source
 from dat_lab.models import build_model
+from dat_lab.models.checkpoints import fit_weights
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping, to_mapping
 
 DEFAULT_BATCH = 32

@@ -33,8 +33,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from dat_lab.experiments.run_config import RunConfig
 from dat_lab.experiments.store import RunStore
-from dat_lab.experiments.weights import checkpoint_path, find_run
+from dat_lab.experiments.weights import checkpoint_path, find_run, model_for, read_weights
+from dat_lab.models.checkpoints import fit_weights
 from dat_lab.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ class InputImage:
 def _check_has_deformable_blocks(record: Any) -> None:
     """Before loading anything: a model without D blocks (``none`` of the stage-placement
     ablation) has nothing to draw."""
-    from dat_lab.experiments.spec import RunConfig
-
     stages = RunConfig.from_dict(record.config).model.stages
     if not any("D" in stage.attn for stage in stages):
         what = f"{record.identity.experiment}/{record.identity.variant}"
@@ -67,7 +67,6 @@ def _check_has_deformable_blocks(record: Any) -> None:
 
 def load_model(record: Any, which: str = "last") -> tuple[DAT, Any]:
     """The run's network with its checkpoint's weights (strict), in eval mode, and its config."""
-    from dat_lab.experiments.spec import RunConfig
     from dat_lab.models import build_model
 
     cfg = RunConfig.from_dict(record.config)
@@ -235,7 +234,6 @@ def load_checkpoint_file(
     from types import SimpleNamespace
 
     from dat_lab.data.config import DataConfig
-    from dat_lab.experiments.weights import fit_weights, model_for, read_weights
     from dat_lab.models import build_model
 
     weights = read_weights(path, key="RUN_ID")

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dat_lab.experiments.spec import RunConfig
+from dat_lab.experiments.run_config import RunConfig
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import (
     USER_RUN_ID,

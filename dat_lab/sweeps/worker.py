@@ -24,8 +24,8 @@ import optuna
 from optuna.trial import TrialState
 
 from dat_lab.experiments.processes import host_name
+from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import RunStopped, failed_runs, quiet_lightning, run_spec
-from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunStore
 from dat_lab.sweeps.liveness import (
     ATTR_HOST,

@@ -20,8 +20,8 @@ from dat_lab.data.datamodule import build_datamodule
 from dat_lab.experiments.pool import run_experiment
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
-from dat_lab.experiments.weights import fit_weights
 from dat_lab.models import build_model, get_preset
+from dat_lab.models.checkpoints import fit_weights
 from dat_lab.schema import ConfigError
 
 

@@ -112,6 +112,18 @@ def test_unknown_run_reads_as_none_and_cannot_be_locked(store: RunStore):
     assert store.runs() == []
 
 
+def test_find_takes_a_run_id_or_a_prefix_of_one_run(store: RunStore):
+    for run_id in ("abc123", "abd456", "abc"):
+        _created(store, run_id)
+    assert store.find("abc").run_id == "abc"  # a whole id wins over the longer ids it starts
+    assert store.find("abc1").run_id == "abc123"
+    assert store.find("abd").run_id == "abd456"
+    with pytest.raises(RunNotFound, match="3 runs start with 'ab'"):
+        store.find("ab")
+    with pytest.raises(RunNotFound, match=r"no run 'abx123' .*did you mean abc123\?"):
+        store.find("abx123")
+
+
 def test_runs_are_read_from_directories_without_the_index(store: RunStore):
     for i in range(3):
         store.create(f"run{i}", {**CONFIG, "lr": i * 1e-3}, RunIdentity("e", f"v{i}", i))

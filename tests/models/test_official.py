@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from official_layout import official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.attention import DeformableAttention
+from dat_lab.models.checkpoints import CheckpointMismatch, load_official_checkpoint
 from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
-from dat_lab.models.official import CheckpointMismatch, load_official_checkpoint
-
-# Every key and shape of the official dat_tiny/small/base checkpoints (preset<TAB>key<TAB>shape),
-# listed from the official CVPR-code checkpoints and kept with the tests.
-KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_dat_v1_state_dict.txt"
-
-
-def official_state_dict(preset: str) -> dict[str, torch.Tensor]:
-    """Random tensors with every official key and shape of ``preset``."""
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for line in KEY_LIST.read_text().splitlines():
-        name, key, shape = line.split("\t")
-        if name == preset:
-            out[key] = torch.randn(*[int(s) for s in shape.split(",")], generator=g)
-    return out
 
 
 @pytest.mark.parametrize(

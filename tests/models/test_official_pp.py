@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from official_layout import PP_PRESETS, official_shapes, official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.attention import DeformableAttention
+from dat_lab.models.checkpoints import load_official_checkpoint
 from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
 from dat_lab.models.conv_layers import ConvMlp
-from dat_lab.models.official import load_official_checkpoint
 from dat_lab.models.official import rename_official_key as _rename
-
-# Every key and shape of the four official DAT++ checkpoints (preset<TAB>key<TAB>shape), a copy
-# of the project's shared official_datpp_state_dict.txt kept with the tests.
-KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_datpp_state_dict.txt"
-PP_PRESETS = ["dat_pp_tiny", "dat_pp_small", "dat_pp_base", "dat_pp_base_384"]
-
-
-def official_shapes(preset: str) -> dict[str, tuple[int, ...]]:
-    out = {}
-    for line in KEY_LIST.read_text().splitlines():
-        if line.startswith("#"):
-            continue
-        name, key, shape = line.split("\t")
-        if name == preset:
-            out[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
-    assert out, f"no keys for {preset}"
-    return out
 
 
 @pytest.mark.parametrize("preset", PP_PRESETS)
@@ -44,8 +27,7 @@ def test_parameter_count_equals_the_official_checkpoint(preset):
 
 @pytest.mark.parametrize("preset", PP_PRESETS)
 def test_official_state_dict_loads_strictly(preset, tmp_path):
-    g = torch.Generator().manual_seed(0)
-    state = {k: torch.randn(*s, generator=g) for k, s in official_shapes(preset).items()}
+    state = official_state_dict(preset)
     torch.save({"model": state}, tmp_path / "ckpt.pth")
     model = build_model(get_preset(preset).replace(sampling=Sampling.OFFICIAL_PP))
     load_official_checkpoint(model, tmp_path / "ckpt.pth")
@@ -160,12 +142,7 @@ def test_conv_mlp_is_the_official_conv_ffn():
 def test_timm_official_tag_loads_dat_pp_weights_with_the_dat_pp_convention(tmp_path):
     import timm
 
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for key, shape in official_shapes("dat_pp_tiny").items():
-        state[key] = 0.02 * torch.randn(*shape, generator=g)
-        if key.endswith("norm.weight"):
-            state[key] += 1.0
+    state = official_state_dict("dat_pp_tiny", std=0.02, unit_norms=True)
     torch.save({"model": state, "epoch": 299}, tmp_path / "dat_pp_tiny_in1k_224.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the official_pp model is no "consistent sampling" one
@@ -177,7 +154,7 @@ def test_timm_official_tag_loads_dat_pp_weights_with_the_dat_pp_convention(tmp_p
     assert model.cfg.sampling == Sampling.OFFICIAL_PP
     reference = build_model(get_preset("dat_pp_tiny").replace(sampling=Sampling.OFFICIAL_PP))
     load_official_checkpoint(reference, tmp_path / "dat_pp_tiny_in1k_224.pth")
-    x = torch.randn(1, 3, 224, 224, generator=g)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference.eval()(x))
     features = timm.create_model("dat_pp_nano", features_only=True)(torch.randn(1, 3, 32, 32))

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from official_layout import PP_PRESETS, official_shapes
 from official_pp_reference import (
     OfficialPP,
     official_pp_forward,
     official_pp_shapes,
     official_tiny,
 )
-from test_official_pp import PP_PRESETS, official_shapes
 
 from dat_lab.models import Sampling, build_model, get_preset
+from dat_lab.models.checkpoints import load_official_checkpoint
 from dat_lab.models.config import DatConfig, MlpKind, OffsetMode, Patchify, PosEnc, StageConfig
 from dat_lab.models.dat import DAT
-from dat_lab.models.official import load_official_checkpoint
 
 # Every DAT++ part at 64 px: conv stem, conv downsampling, LPU, ConvFFN, N/D alternating (N
 # windows clamped at the borders on 16x16 and 8x8 maps, zero-padded on the 4x4 map), clamped

@@ -15,25 +15,10 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from official_layout import official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
-from dat_lab.models.official import load_official_checkpoint
-
-KEY_LIST = Path(__file__).resolve().parent / "assets" / "official_dat_v1_state_dict.txt"
-
-
-def official_state_dict(preset: str) -> dict[str, torch.Tensor]:
-    """Random tensors (small, so activations stay in range) in every official key and shape."""
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for line in KEY_LIST.read_text().splitlines():
-        name, key, shape = line.split("\t")
-        if name == preset:
-            size = [int(s) for s in shape.split(",")]
-            out[key] = 0.02 * torch.randn(*size, generator=g)
-            if key.endswith("norm.weight"):
-                out[key] += 1.0
-    return out
+from dat_lab.models.checkpoints import load_official_checkpoint
 
 
 def save_as_official(state: dict[str, torch.Tensor], path: Path) -> Path:
@@ -60,7 +45,7 @@ def official_reference(preset: str, path: Path) -> torch.nn.Module:
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("official")
     return {
-        p: save_as_official(official_state_dict(p), root / f"{p}.pth")
+        p: save_as_official(official_state_dict(p, std=0.02, unit_norms=True), root / f"{p}.pth")
         for p in ("dat_tiny", "dat_small", "dat_base")
     }
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from official_layout import official_state_dict
 from PIL import Image
 from torchvision import transforms as T
 
@@ -22,9 +22,6 @@ from dat_lab.cli import main
 from dat_lab.experiments.weights import read_weights
 from dat_lab.models import Sampling, build_model, get_preset
 
-KEY_LIST = (
-    Path(__file__).resolve().parents[1] / "models" / "assets" / "official_dat_v1_state_dict.txt"
-)
 CLASSES = ("ant", "bee", "cat")
 
 
@@ -116,11 +113,7 @@ def test_bad_input_gets_one_clear_error(argv, message, checkpoint, tmp_path, cap
 
 
 def test_official_checkpoint_names_its_architecture(tmp_path):
-    state = {}
-    for line in KEY_LIST.read_text().splitlines():
-        name, key, shape = line.split("\t")
-        if name == "dat_small":
-            state[key] = torch.zeros(*[int(s) for s in shape.split(",")])
+    state = official_state_dict("dat_small", std=0)
     path = tmp_path / "official.pth"
     torch.save({"model": state, "epoch": 299}, path)
     weights = read_weights(path)
@@ -138,15 +131,7 @@ def test_visualize_accepts_a_checkpoint_file(folder, checkpoint, tmp_path, capsy
 
 
 def test_official_dat_pp_checkpoint_names_its_architecture_and_convention(tmp_path):
-    key_list = KEY_LIST.parent / "official_datpp_state_dict.txt"
-    state = {}
-    for line in key_list.read_text().splitlines():
-        if line.startswith("#"):
-            continue
-        name, key, shape = line.split("\t")
-        if name == "dat_pp_small":
-            dims = [int(s) for s in shape.strip("()").split(",") if s.strip()]
-            state[key] = torch.zeros(*dims)
+    state = official_state_dict("dat_pp_small", std=0)
     path = tmp_path / "official_pp.pth"
     torch.save({"model": state, "epoch": 299}, path)
     weights = read_weights(path)
