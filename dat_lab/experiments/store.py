@@ -18,7 +18,7 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          final.json cost.json provenance.json ...   written with write_json / mark_finished
          superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
                                      final.json, provenance.json of the earlier training
-    root/experiments/<name>.json     an experiment file's plan (baseline, claims), for reports
+    root/experiments/<name>.json     an experiment file's design (baseline, claims), for reports
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
@@ -291,19 +291,19 @@ class RunStore:
                 return RunState.INTERRUPTED
         return record.state
 
-    # -- experiment plans (what reports compare; written by ``dat-lab run``) -------------
+    # -- experiment designs (what reports compare; written by ``dat-lab run``) -------------
 
-    def write_plan(self, experiment: str, plan: Mapping[str, Any]) -> Path:
-        """Record an experiment file's plan (variants, seeds, baseline, claims) under
-        ``root/experiments/``, replacing the last one: reports read it with :meth:`plans`."""
+    def write_design(self, experiment: str, design: Mapping[str, Any]) -> Path:
+        """Record an experiment file's design (variants, seeds, baseline, claims) under
+        ``root/experiments/``, replacing the last one: reports read it with :meth:`designs`."""
         folder = self.root / "experiments"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{quote(experiment, safe='')}.json"
-        durable.write_json(target, {"experiment": experiment, **plan})
+        durable.write_json(target, {"experiment": experiment, **design})
         return target
 
-    def plans(self) -> dict[str, dict[str, Any]]:
-        """Every recorded experiment plan by experiment name ({} if none)."""
+    def designs(self) -> dict[str, dict[str, Any]]:
+        """Every recorded experiment design by experiment name ({} if none)."""
         folder = self.root / "experiments"
         out = {}
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -201,7 +201,7 @@ class RunTask(submitit.helpers.Checkpointable):
                            extra_callbacks=[self._saver])  # fmt: skip
         # "busy": a live process elsewhere holds the run and will finish it.
         print(f"{run_label(spec)}: {outcome.result} {outcome.detail}", flush=True)
-        return outcome.result
+        return outcome.result.value
 
     def checkpoint(self, run_id: str) -> submitit.helpers.DelayedSubmission:
         """Time limit or preemption: write the run's checkpoint now, then requeue."""
