@@ -231,7 +231,7 @@ def worker_commands(args: argparse.Namespace, sweep: SweepRequest) -> WorkerComm
     """The command line and environments of the workers that --workers/--gpus start: this
     command's options and overrides, plus the overrides --gpus added (once), but neither
     --workers nor --gpus (each worker is one process, on its one GPU)."""
-    from dat_lab.sweeps.launch import override_arg, build_worker_commands
+    from dat_lab.sweeps.launch import build_worker_commands, override_arg
 
     overrides = [*args.overrides, *(override_arg(k, v) for k, v in sweep.gpu_overrides.items())]
     return build_worker_commands(

@@ -39,8 +39,8 @@ from dat_lab.fingerprint import result_code_fingerprint
 from dat_lab.results import analyses, code_versions, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
-from dat_lab.results.load import load_runs, memberships
 from dat_lab.results.designs import load_designs
+from dat_lab.results.load import load_runs, memberships
 from dat_lab.schema import ConfigError, load_config_file
 
 DEFAULT_OUT = Path("reports")

@@ -25,8 +25,9 @@ def seeds_needed_lines(
     metric: str = DEFAULT_METRIC,
     effect: float | None = None,
 ) -> list[str]:
-    """Lines for the plan (``--dry-run``) when the experiment has fewer seeds than its rows need ([] if it
-    has enough); one line saying the spread is unknown when too few runs have finished."""
+    """Lines for the plan (``--dry-run``) when the experiment has fewer seeds than its rows
+    need ([] if it has enough); one line saying the spread is unknown when too few runs have
+    finished."""
     have = len(design.get("seeds") or ())
     root = Path(root)
     runs = load_runs(root) if (root / "runs").is_dir() else None

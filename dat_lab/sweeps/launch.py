@@ -133,7 +133,9 @@ def run_workers(workers: WorkerCommands, log=print) -> int:
     """Run one process per environment of ``workers``; the worst exit status."""
     # Workers die with the launcher (a `kill -9` must not leave them running); a SIGTERM to
     # the launcher stops them as Ctrl-C does.
-    procs = [subprocess.Popen(workers.argv, env=env, preexec_fn=die_with_parent) for env in workers.envs]
+    procs = [
+        subprocess.Popen(workers.argv, env=env, preexec_fn=die_with_parent) for env in workers.envs
+    ]
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
     try:

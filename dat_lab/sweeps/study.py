@@ -129,7 +129,9 @@ def budget_used(trials: list[FrozenTrial]) -> int:
     return sum(counts_toward_budget(t) for t in trials)
 
 
-def reap_dead_workers(optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print) -> int:
+def reap_dead_workers(
+    optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print
+) -> int:
     """Fail (and retry) every RUNNING trial whose worker is dead; how many were."""
     reaped = 0
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -159,7 +161,9 @@ def enqueue_missing_grid_points(optuna_study: optuna.Study, study: Study) -> int
     return added
 
 
-def claim_trial(optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print) -> ClaimedTrial | Idle:
+def claim_trial(
+    optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print
+) -> ClaimedTrial | Idle:
     """The next trial for this worker, or why there is none (call under the study lock)."""
     reap_dead_workers(optuna_study, study, liveness, log)
     if study.grid:
@@ -173,7 +177,9 @@ def claim_trial(optuna_study: optuna.Study, study: Study, liveness: Liveness, lo
     # A new sampler per claim, seeded by the trial count: one worker repeats its sequence,
     # and parallel workers do not draw the same "random" startup trials.
     seed = study.file.sampler.seed
-    optuna_study.sampler = make_sampler(study.file.sampler, None if seed is None else seed + len(trials))
+    optuna_study.sampler = make_sampler(
+        study.file.sampler, None if seed is None else seed + len(trials)
+    )
     trial = optuna_study.ask()
     mark_alive(optuna_study._storage, trial._trial_id)
     params = suggest(trial, study.file.space)

@@ -123,7 +123,12 @@ def _run_claimed(
         reason = f"{type(err).__name__}: {err}"
         return _tell(optuna_study, trial, TrialState.FAIL, None, log, reason, fail_reason=True)
     return _tell(
-        optuna_study, trial, TrialState.COMPLETE, values, log, ", ".join(f"{v:.4g}" for v in values)
+        optuna_study,
+        trial,
+        TrialState.COMPLETE,
+        values,
+        log,
+        ", ".join(f"{v:.4g}" for v in values),
     )
 
 
@@ -136,14 +141,21 @@ def requeue_interrupted(
     with location.lock(study.name):
         trial = optuna_study._storage.get_trial(trial_id)
         reason = "interrupted (Ctrl-C or SIGTERM)"
-        outcome = fail_and_retry(optuna_study, trial, reason, study.file.max_retries, force_retry=True)
+        outcome = fail_and_retry(
+            optuna_study, trial, reason, study.file.max_retries, force_retry=True
+        )
     note = " (its run resumes from its checkpoint)" if outcome is Retry.ENQUEUED else ""
     log(f"trial {trial.number}: interrupted; {outcome.value}{note}")
     return outcome
 
 
 def _train_trial(
-    optuna_study: optuna.Study, study: Study, claim: ClaimedTrial, store: RunStore, options: WorkerOptions, log
+    optuna_study: optuna.Study,
+    study: Study,
+    claim: ClaimedTrial,
+    store: RunStore,
+    options: WorkerOptions,
+    log,
 ) -> list[float]:
     """Train (or reuse) the trial's run; its objective values."""
     assert claim.config is not None
@@ -168,7 +180,9 @@ def _train_trial(
         time.sleep(options.liveness.poll_s)  # another trial trains this run: reuse its result
     if outcome.result in (RunOutcome.FAILED, RunOutcome.NOT_RETRIED):
         raise TrialFailed(f"run {spec.run_id} {outcome.result}: {outcome.detail}")
-    claim.trial.set_user_attr("run", "reused" if outcome.result is RunOutcome.SKIPPED else "trained")
+    claim.trial.set_user_attr(
+        "run", "reused" if outcome.result is RunOutcome.SKIPPED else "trained"
+    )
     return objective_values(study, store, spec.run_id)
 
 

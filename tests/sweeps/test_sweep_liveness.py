@@ -131,7 +131,9 @@ def test_ctrl_c_after_the_reaper_retried_the_trial_enqueues_nothing_more(tmp_pat
         assert reap_dead_workers(optuna_study, study, LIVENESS, log=lambda _: None) == 1
     # ... then Ctrl-C reaches this worker, which is alive after all: nothing is enqueued twice.
     lines: list[str] = []
-    outcome = requeue_interrupted(optuna_study, study, claim.trial._trial_id, location, lines.append)
+    outcome = requeue_interrupted(
+        optuna_study, study, claim.trial._trial_id, location, lines.append
+    )
     assert outcome is Retry.SETTLED and "left alone" in lines[-1]
     trials = optuna_study.get_trials()
     waiting = [t.user_attrs["run_id"] for t in trials if t.state is TrialState.WAITING]

@@ -166,7 +166,9 @@ def test_resuming_completes_the_budget_and_reuses_finished_runs(tmp_path, study_
     path = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=2)
     optuna_study, _ = sweep(path, tmp_path)
     assert len(optuna_study.trials) == 2
-    optuna_study, log = sweep(path, tmp_path)  # the same command again: the budget is used, nothing runs
+    optuna_study, log = sweep(
+        path, tmp_path
+    )  # the same command again: the budget is used, nothing runs
     assert len(optuna_study.trials) == 2 and not any("trial" in line for line in log)
 
     bigger = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=5)
@@ -248,4 +250,7 @@ def test_the_free_study_runs_ten_trials_and_the_model_refuses_none(tmp_path):
     optuna_study, lines = sweep(path, tmp_path, tiny)
     states = [t.state for t in optuna_study.trials]
     assert len(states) == 10 and TrialState.FAIL not in states, lines
-    assert {t.params["offsets"] for t in optuna_study.trials} == {True, False}  # both branches drawn
+    assert {t.params["offsets"] for t in optuna_study.trials} == {
+        True,
+        False,
+    }  # both branches drawn

@@ -37,7 +37,8 @@ class Group:
         runs: one row per (run, identity) of this group (see ``memberships``).
         metric: the column the tables and plots report (``final.val/acc1`` by default).
         study: an Optuna study whose trials are this group's runs, when one was found.
-        design: the experiment file's design (``ExperimentFile.design``: baseline, claims), if known.
+        design: the experiment file's design (``ExperimentFile.design``: baseline, claims),
+            if known.
         effect: the difference that ``seeds needed`` is for (``--effect``; percentage points
             for accuracy metrics), None: the paper's own difference for each row.
         ci: how comparisons get their CI: ``t`` (the test's own) or ``bootstrap``.
