@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
+from dat_lab.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ def lease_seconds(given: float | None = None) -> float:
     except ValueError:
         value = math.nan
     if not value >= 0:  # NaN too
-        from dat_lab.schema import ConfigError
-
         raise ConfigError(f"got {raw!r}, must be seconds >= 0 (inf: never)", source)
     return value
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 
+from dat_lab.data.datamodule import build_datamodule
 from dat_lab.experiments import provenance, ranks
 from dat_lab.experiments.locking import LeaseKeeper, LockLost
 from dat_lab.experiments.processes import die_with_parent
@@ -32,7 +34,13 @@ from dat_lab.experiments.run_callbacks import LeaseCheck, MetricsSnapshot
 from dat_lab.experiments.spec import RunConfig, RunSpec
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.weights import init_from_source
 from dat_lab.flops import count_flops
+from dat_lab.models import build_model
+from dat_lab.train.callbacks import NonFiniteLossError
+from dat_lab.train.loggers import RunTags
+from dat_lab.train.module import DatLitModule
+from dat_lab.train.trainer import build_trainer, fit
 
 Log = Callable[[str], None]
 VAL_TOP1 = "val/acc1"
@@ -270,8 +278,6 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _reason(err: BaseException) -> str:
-    from dat_lab.train.callbacks import NonFiniteLossError
-
     if isinstance(err, NonFiniteLossError):
         return str(err)  # "non-finite loss at step N"
     tail = traceback.format_exception_only(type(err), err)[-1].strip()
@@ -311,15 +317,6 @@ def _train(
 
     ``lead``: this process holds the run (records provenance and cost); a DDP group's other
     ranks only train. The leader of a DDP run names it for the ranks Lightning starts."""
-    from pytorch_lightning.callbacks import Timer
-
-    from dat_lab.data.datamodule import build_datamodule
-    from dat_lab.experiments.weights import init_from_source
-    from dat_lab.models import build_model
-    from dat_lab.train.loggers import RunTags
-    from dat_lab.train.module import DatLitModule
-    from dat_lab.train.trainer import build_trainer, fit
-
     cfg = spec.config
     if lead:
         _record_start(spec, store, resume)

@@ -34,6 +34,8 @@ import submitit
 from dat_lab.experiments import ranks
 from dat_lab.experiments.records import RunIdentity, RunState
 from dat_lab.experiments.resources import SlurmResources
+from dat_lab.experiments.run_callbacks import SaveOnSignal
+from dat_lab.experiments.runner import follow, quiet_lightning, run_label, run_spec
 from dat_lab.experiments.spec import RunConfig, RunSpec
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
@@ -185,9 +187,6 @@ class RunTask(submitit.helpers.Checkpointable):
         self._saver: Any = None
 
     def __call__(self, run_id: str) -> str:
-        from dat_lab.experiments.run_callbacks import SaveOnSignal
-        from dat_lab.experiments.runner import follow, quiet_lightning, run_label, run_spec
-
         quiet_lightning()
         store = RunStore(self.store_root, foreign_lock_timeout=self.lease_s)
         record = store.require(run_id)

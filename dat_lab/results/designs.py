@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import load_config_file
 
@@ -21,9 +22,6 @@ def file_designs(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     designs = {}
     for name in names:
         if name.endswith((".yaml", ".yml")) and "space" not in load_config_file(Path(name)):
-            # Imported only here: resolving an experiment imports torch (seconds).
-            from dat_lab.experiments.spec import load_experiment
-
             exp, _ = load_experiment(name)
             designs[exp.name] = exp.design()
     return designs

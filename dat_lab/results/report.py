@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from dat_lab.experiments.records import RunState, attempt_metrics_csvs
@@ -172,9 +174,6 @@ def write_outputs(
 ) -> tuple[list[Path], str, str]:
     """Write tables and figures of one group; returns the files, the group's Markdown and its
     HTML fragment (see :mod:`dat_lab.results.html`)."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     files, md, page = [], [], []
     for output in outputs:

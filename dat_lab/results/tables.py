@@ -19,6 +19,7 @@ import pandas as pd
 
 from dat_lab.results import paper
 from dat_lab.results.knobs import KNOB_LABELS, knobs_of_row
+from dat_lab.results.power import seeds_needed_text
 
 FORMATS = ("md", "latex", "csv")
 SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv"}
@@ -191,7 +192,6 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
     and adjusted p, and the seeds needed; none without a comparison."""
     if comparison is None or comparison.empty:
         return []
-    from dat_lab.results.power import seeds_needed_text
 
     scale = 100.0 if is_accuracy(metric) else 1.0
     base = str(comparison["baseline"].iloc[0])

@@ -28,6 +28,7 @@ from dat_lab.experiments.processes import die_with_parent
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import Liveness
 from dat_lab.sweeps.spec import Study
+from dat_lab.sweeps.status import load_stored_study, status_text
 from dat_lab.sweeps.storage import STORAGE_ENV, StorageLocation
 
 STOP_GRACE_S = 60.0
@@ -122,8 +123,6 @@ def launch(
 ) -> int:
     """Run the workers, then print the study's status, judging liveness as the
     workers do (``liveness`` from ``--heartbeat``); the worst exit status."""
-    from dat_lab.sweeps.status import load_stored_study, status_text
-
     code = run_workers(workers, log)
     log(status_text(study, load_stored_study(study, location), location, liveness))
     return code

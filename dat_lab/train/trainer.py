@@ -33,6 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import (
     Callback,
     LearningRateMonitor,
@@ -196,8 +197,6 @@ def _trainer(
 
 def _under_slurm() -> bool:
     """Whether this process is a task that SLURM started with srun (Lightning's test)."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=SRUN_UNUSED)
         return SLURMEnvironment.detect()
@@ -207,8 +206,6 @@ def _cluster_plugins(under_slurm: bool) -> list[Any]:
     """Under SLURM: Lightning's SLURM environment (ranks, nodes, master address from SLURM)
     without its auto-requeue; dat-lab's SLURM jobs requeue through submitit
     (``dat_lab.launchers.slurm``), and two handlers of one signal would fight."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
     return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 
