@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dat_lab.commands.launcher_args import add_launcher_args, slurm_resources
 from dat_lab.schema import ConfigError, parse_override
+from dat_lab.text import print_line
 
 if TYPE_CHECKING:
     from dat_lab.sweeps.launch import WorkerCommands
@@ -167,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if sweep.n_workers > 1 or sweep.gpus:
-        return launch(worker_commands(args, sweep), study, location, sweep.liveness, _print)
+        return launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
     return _work(study, location, sweep.store, args.retry_failed, sweep.liveness, worker_index)
 
 
@@ -243,10 +244,6 @@ def worker_commands(args: argparse.Namespace, sweep: SweepRequest) -> WorkerComm
         sweep.n_workers,
         devices=sweep.gpus_per_worker,
     )
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

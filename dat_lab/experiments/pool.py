@@ -24,7 +24,6 @@ from dat_lab.experiments.runner import (
     Log,
     Outcome,
     failed_runs,
-    print_line,
     quiet_lightning,
     run_label,
     run_spec,
@@ -33,6 +32,7 @@ from dat_lab.experiments.runner import (
 from dat_lab.experiments.spec import RunSpec
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
+from dat_lab.text import print_line
 
 _TRAINED = (RunOutcome.FINISHED, RunOutcome.FAILED)  # logged by run_spec itself
 _HELD_ELSEWHERE = (RunOutcome.BUSY, RunOutcome.LOST)  # lost: another host took it over

@@ -37,18 +37,13 @@ from dat_lab.experiments.store import RunStore
 from dat_lab.experiments.weights import init_from_source
 from dat_lab.flops import count_flops
 from dat_lab.models import build_model
+from dat_lab.text import print_line
 from dat_lab.train.callbacks import NonFiniteLossError
 from dat_lab.train.loggers import RunTags
 from dat_lab.train.module import DatLitModule
-from dat_lab.train.trainer import build_trainer, fit
+from dat_lab.train.trainer import VAL_TOP1, VAL_TOP1_BEST, build_trainer, fit
 
 Log = Callable[[str], None]
-VAL_TOP1 = "val/acc1"
-VAL_TOP1_BEST = "val/acc1_best"
-
-
-def print_line(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass(frozen=True)

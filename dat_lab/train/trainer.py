@@ -47,7 +47,8 @@ from dat_lab.train.config import TrainConfig
 from dat_lab.train.loggers import RunTags, build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
-MONITOR = "val/acc1"
+VAL_TOP1 = "val/acc1"  # what DatLitModule logs, checkpoints monitor and reports read
+VAL_TOP1_BEST = "val/acc1_best"
 SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
 
 
@@ -111,7 +112,7 @@ def _best_checkpoint(ckpt_dir: Path, val_every_n_epochs: int) -> ModelCheckpoint
         dirpath=ckpt_dir,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,  # the metric name holds a "/"
-        monitor=MONITOR,
+        monitor=VAL_TOP1,
         mode="max",
         save_top_k=1,
         every_n_epochs=val_every_n_epochs,
