@@ -23,8 +23,9 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
 line is appended with one ``O_APPEND`` write plus ``fsync`` (see ``durable.py``): a worker
-killed at any instant leaves only complete files behind. This follows Optuna's journal
-storage: the events are an append-only log replayed into frozen records.
+killed at any instant leaves only complete files behind. A run's state is read from its
+``status.json`` (replaced whole on every change); ``events.jsonl`` is its history, appended
+beside it and never replayed (:meth:`RunStore.events` reads it back).
 
 Typical use by an engine::
 
