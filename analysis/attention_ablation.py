@@ -1,24 +1,12 @@
 """Attention in stages 1-2, offsets and position encoding (the paper's Table 4).
 
-Runs on the stored runs only (never trains). The logic lives in
-``dat_lab.results.analyses.attention_ablation`` (which ``dat-lab report`` runs too);
-use it on a DataFrame::
-
-    from dat_lab.results import load_runs, memberships
-    from dat_lab.results.analyses import attention_ablation
-    from dat_lab.results.analyses.base import Group
-
-    runs = memberships(load_runs("runs"))
-    group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
-    output = attention_ablation.build(group)   # tables, figures (matplotlib), notes
-
-Usage: python analysis/attention_ablation.py [EXPERIMENT ...] [--store runs] [--out reports]
-    [--format md,latex,csv]
+A stand-alone run of ``dat_lab.results.analyses.attention_ablation``
+over the stored runs; usage and use from Python: ``dat_lab/results/scripts.py``.
 """
 
 import sys
 
-from dat_lab.results.analyses.attention_ablation import main
+from dat_lab.results.scripts import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("attention_ablation"))

@@ -1,24 +1,12 @@
 """Optuna parameter importances and optimisation history of a sweep's study.
 
-Runs on the stored runs only (never trains). The logic lives in
-``dat_lab.results.analyses.optuna_importance`` (which ``dat-lab report`` runs too);
-use it on a DataFrame::
-
-    from dat_lab.results import load_runs, memberships
-    from dat_lab.results.analyses import optuna_importance
-    from dat_lab.results.analyses.base import Group
-
-    runs = memberships(load_runs("runs"))
-    group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
-    output = optuna_importance.build(group)   # tables, figures (matplotlib), notes
-
-Usage: python analysis/optuna_importance.py [EXPERIMENT ...] [--store runs] [--out reports]
-    [--format md,latex,csv]
+A stand-alone run of ``dat_lab.results.analyses.optuna_importance``
+over the stored runs; usage and use from Python: ``dat_lab/results/scripts.py``.
 """
 
 import sys
 
-from dat_lab.results.analyses.optuna_importance import main
+from dat_lab.results.scripts import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("optuna_importance"))

@@ -1,24 +1,12 @@
 """Training curves per variant from each run's ``logs/.../metrics.csv`` (mean +- std band).
 
-Runs on the stored runs only (never trains). The logic lives in
-``dat_lab.results.analyses.training_curves`` (which ``dat-lab report`` runs too);
-use it on a DataFrame::
-
-    from dat_lab.results import load_runs, memberships
-    from dat_lab.results.analyses import training_curves
-    from dat_lab.results.analyses.base import Group
-
-    runs = memberships(load_runs("runs"))
-    group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
-    output = training_curves.build(group)   # tables, figures (matplotlib), notes
-
-Usage: python analysis/training_curves.py [EXPERIMENT ...] [--store runs] [--out reports]
-    [--format md,latex,csv]
+A stand-alone run of ``dat_lab.results.analyses.training_curves``
+over the stored runs; usage and use from Python: ``dat_lab/results/scripts.py``.
 """
 
 import sys
 
-from dat_lab.results.analyses.training_curves import main
+from dat_lab.results.scripts import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("training_curves"))

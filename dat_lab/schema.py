@@ -322,8 +322,8 @@ def to_mapping(obj: Any, identity: bool = False) -> Any:
 
 def identity_mapping(obj: Any) -> Any:
     """What identifies a config: :func:`to_mapping` without the fields whose metadata marks
-    them :data:`NOT_IDENTITY`, so that changing one never changes a hash or a run id, nor
-    those marked :data:`IDENTITY_IF_SET` while at their default."""
+    them :data:`NOT_IDENTITY`, so that changing one never changes a hash or a run id (nor,
+    as in :func:`to_mapping`, those marked :data:`OMIT_AT_DEFAULT` while at their default)."""
     return to_mapping(obj, identity=True)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dat_lab.schema import ConfigError, parse_override
+from dat_lab.text import markdown_table, si
 
 FORMATS = ("md", "csv", "json")
 
@@ -141,22 +142,8 @@ def run(args: argparse.Namespace) -> int:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def human(n: int) -> str:
-    """``4588941408`` -> ``4.59G``; ``6685376`` -> ``6.69M`` (two decimals, like the paper)."""
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
 def _items(residue: dict[str, int]) -> str:
     return "; ".join(f"{k} {v:,}" for k, v in residue.items())
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _part_rows(report) -> list[list[Any]]:
@@ -186,7 +173,7 @@ def render_markdown(reports: list, per_module: bool) -> str:
     out = io.StringIO()
     if len(reports) > 1:
         out.write(
-            _md_table(
+            markdown_table(
                 [
                     "variant",
                     "FLOPs",
@@ -200,7 +187,7 @@ def render_markdown(reports: list, per_module: bool) -> str:
                 [
                     [
                         n,
-                        human(r.total),
+                        si(r.total),
                         f"{r.total:,}",
                         f"{r.formula_total:,}",
                         f"{r.residue_total:,}",
@@ -217,21 +204,21 @@ def render_markdown(reports: list, per_module: bool) -> str:
             continue
         out.write(f"\n## {name} (config {r.config_hash}, input {r.size[0]}x{r.size[1]})\n\n")
         out.write(
-            _md_table(
+            markdown_table(
                 ["part", "fvcore", "formula", "residue", "difference", "params"],
                 [[row[0], *(f"{v:,}" for v in row[1:])] for row in _part_rows(r)],
             )
         )
         out.write("\n")
         out.write(
-            _md_table(
+            markdown_table(
                 ["residue item", "FLOPs"], [[k, f"{v:,}"] for k, v in r.residue_by_item().items()]
             )
         )
         if per_module:
             out.write("\n")
             out.write(
-                _md_table(
+                markdown_table(
                     ["module", "kind", "fvcore", "formula", "residue items", "difference"],
                     [
                         [m[0], m[1], f"{m[2]:,}", f"{m[3]:,}", m[4], f"{m[5]:,}"]
@@ -243,8 +230,8 @@ def render_markdown(reports: list, per_module: bool) -> str:
         unsupported = ", ".join(r.unsupported) or "none"
         skipped = ", ".join(r.skipped) or "none"
         out.write(
-            f"\n{human(r.total)} FLOPs (multiply-adds, fvcore convention), "
-            f"{human(r.params)} params; {status}; unsupported ops: {unsupported}; "
+            f"\n{si(r.total)} FLOPs (multiply-adds, fvcore convention), "
+            f"{si(r.params)} params; {status}; unsupported ops: {unsupported}; "
             f"skipped modules: {skipped}\n"
         )
     return out.getvalue()

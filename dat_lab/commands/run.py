@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print_plan(specs, store, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)
         from dat_lab.results.seeds import seeds_needed_lines
 
-        for line in seeds_needed_lines(store.root, exp.name, exp.plan()):
+        for line in seeds_needed_lines(store.root, exp.name, exp.design()):
             print(line, flush=True)
         return 0
     try:
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot create the run store {store.root}: {err.strerror}", *where
         ) from None
-    store.write_plan(exp.name, exp.plan())  # the report's baseline and claims
+    store.write_design(exp.name, exp.design())  # the report's baseline and claims
     if resources is not None:
         return _submit(args, specs, store, resources)
     started = time.monotonic()

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from dat_lab.commands.launcher_args import add_launcher_args, slurm_resources
 from dat_lab.schema import ConfigError, parse_override
+from dat_lab.text import print_line
 
 if TYPE_CHECKING:
-    from dat_lab.sweeps.launch import WorkerPlan
+    from dat_lab.sweeps.launch import WorkerCommands
     from dat_lab.sweeps.liveness import Liveness
     from dat_lab.sweeps.spec import Study
     from dat_lab.sweeps.storage import StorageLocation
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sweep:
+class SweepRequest:
     """What one ``dat-lab sweep`` command works on, checked before anything starts."""
 
     study: Study
@@ -116,7 +117,7 @@ class Sweep:
     gpus_per_worker: int = 1  # train.devices of the trials: each worker's share of --gpus
 
 
-def prepare(args: argparse.Namespace) -> Sweep:
+def prepare(args: argparse.Namespace) -> SweepRequest:
     """Parse and validate the command line and the study file (bad input: ConfigError)."""
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
     from dat_lab.experiments.store import DEFAULT_ROOT
@@ -144,7 +145,7 @@ def prepare(args: argparse.Namespace) -> Sweep:
     store = Path(args.store or study.experiment.store or DEFAULT_ROOT)
     location = StorageLocation.parse(args.storage, store / "sweeps" / f"{study.name}.journal")
     liveness = Liveness.from_heartbeat(args.heartbeat)
-    return Sweep(study, path, store, location, liveness, workers, gpus, added, devices)
+    return SweepRequest(study, path, store, location, liveness, workers, gpus, added, devices)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -167,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if sweep.n_workers > 1 or sweep.gpus:
-        return launch(worker_plan(args, sweep), study, location, sweep.liveness, _print)
+        return launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
     return _work(study, location, sweep.store, args.retry_failed, sweep.liveness, worker_index)
 
 
@@ -188,10 +189,10 @@ def _work(study, location, store, retry_failed: bool, liveness, worker_index: st
     return 0
 
 
-def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
+def _submit_workers(args: argparse.Namespace, sweep: SweepRequest) -> int:
     """``--launcher slurm``: one array task per worker, each the local worker's command."""
     from dat_lab.launchers import slurm
-    from dat_lab.sweeps.launch import plan_workers
+    from dat_lab.sweeps.launch import build_worker_commands
     from dat_lab.sweeps.status import load_stored_study, status_text
     from dat_lab.sweeps.storage import STORAGE_ENV
 
@@ -200,7 +201,7 @@ def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
     study = sweep.study
     resources = slurm_resources(args, study.file.slurm or study.experiment.slurm)
     slurm.check_available()
-    plan = plan_workers(
+    workers = build_worker_commands(
         sweep.path.absolute(), _passthrough(args), args.overrides, sweep.location, None, 1
     )
     if sweep.location.url:  # sbatch exports this environment; argv and files never hold it
@@ -213,7 +214,7 @@ def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
             "train.devices",
         )
     jobs = slurm.submit_workers(
-        plan.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}"
+        workers.argv, sweep.n_workers, sweep.store, resources, f"sweep-{study.name}"
     )
     print(
         f"submitted job array {jobs[0].split('_')[0]}: {len(jobs)} worker(s); logs under "
@@ -227,14 +228,14 @@ def _submit_workers(args: argparse.Namespace, sweep: Sweep) -> int:
     return 0
 
 
-def worker_plan(args: argparse.Namespace, sweep: Sweep) -> WorkerPlan:
+def worker_commands(args: argparse.Namespace, sweep: SweepRequest) -> WorkerCommands:
     """The command line and environments of the workers that --workers/--gpus start: this
     command's options and overrides, plus the overrides --gpus added (once), but neither
     --workers nor --gpus (each worker is one process, on its one GPU)."""
-    from dat_lab.sweeps.launch import override_arg, plan_workers
+    from dat_lab.sweeps.launch import build_worker_commands, override_arg
 
     overrides = [*args.overrides, *(override_arg(k, v) for k, v in sweep.gpu_overrides.items())]
-    return plan_workers(
+    return build_worker_commands(
         sweep.path,
         _passthrough(args),
         overrides,
@@ -243,10 +244,6 @@ def worker_plan(args: argparse.Namespace, sweep: Sweep) -> WorkerPlan:
         sweep.n_workers,
         devices=sweep.gpus_per_worker,
     )
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

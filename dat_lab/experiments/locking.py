@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -48,7 +47,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dat_lab.experiments.periodic import Periodic
 from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
+from dat_lab.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ def lease_seconds(given: float | None = None) -> float:
     except ValueError:
         value = math.nan
     if not value >= 0:  # NaN too
-        from dat_lab.schema import ConfigError
-
         raise ConfigError(f"got {raw!r}, must be seconds >= 0 (inf: never)", source)
     return value
 
@@ -280,7 +279,7 @@ def acquire(path: Path, foreign_timeout: float | None = None) -> RunLock:
     raise RunLocked(path, seen.info if seen else None, " (contended: gave up after retries)")
 
 
-class LeaseKeeper:
+class LeaseKeeper(Periodic):
     """Renews a held lock's lease from a background thread while a run trains.
 
     A thread, not a training callback: the lease must stay fresh through data loading,
@@ -290,29 +289,22 @@ class LeaseKeeper:
     """
 
     def __init__(self, lock: RunLock, lease_s: float | None) -> None:
-        self.lock = lock
         # A lease of 0 (a store that takes a known-dead holder's lock at once) says nothing
         # about how others judge ours: renew as for the default lease then.
         lease = lease_s or DEFAULT_LEASE_S
-        self.interval = None if math.isinf(lease) else lease / 4
+        super().__init__(None if math.isinf(lease) else lease / 4, name="dat-lab-lease")
+        self.lock = lock
         self.lost: LockLost | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="dat-lab-lease", daemon=True)
 
-    def _renew(self) -> None:
-        while self.interval is not None and not self._stop.wait(self.interval):
-            try:
-                self.lock.refresh()
-            except LockLost as err:
-                self.lost = err
-                return
-            except OSError as err:  # a store briefly unreachable: try again next time
-                log.warning("could not renew the lease of %s: %s", self.lock.path, err)
+    def tick(self) -> bool:
+        try:
+            self.lock.refresh()
+        except LockLost as err:
+            self.lost = err
+            return False
+        except OSError as err:  # a store briefly unreachable: try again next time
+            log.warning("could not renew the lease of %s: %s", self.lock.path, err)
+        return True
 
     def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
+        return super().__enter__()

@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping
 
 from dat_lab.experiments.records import RunState
 from dat_lab.experiments.run_config import RunSpec
-from dat_lab.experiments.runner import VAL_TOP1, VAL_TOP1_BEST, run_cost
+from dat_lab.experiments.runner import run_cost
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
+from dat_lab.text import print_line, si
+from dat_lab.train.trainer import VAL_TOP1, VAL_TOP1_BEST
 
 Log = Callable[[str], None]
 
@@ -26,10 +28,6 @@ ACTIONS = {
     RunState.FINISHED.value: "skip",
     RunState.FAILED.value: "skip (--retry-failed retrains it)",
 }
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 def live_state(spec: RunSpec, store: RunStore) -> str:
@@ -75,7 +73,7 @@ def print_plan(
     specs: list[RunSpec],
     store: RunStore,
     retry_failed: bool = False,
-    log: Log = _print,
+    log: Log = print_line,
     rerun_stale: bool = False,
 ) -> None:
     """Per variant: params and FLOPs; per run: state and what ``dat-lab run`` would do
@@ -83,8 +81,8 @@ def print_plan(
     log("| variant | params | FLOPs (fvcore) | FLOPs (paper formula) |")
     log("|---|---:|---:|---:|")
     for variant, cost in variant_costs(specs).items():
-        log(f"| {variant} | {_count(cost['params'])} | {_count(cost['flops'])} | "
-            f"{_count(cost['flops_formula'])} |")  # fmt: skip
+        log(f"| {variant} | {_si(cost['params'])} | {_si(cost['flops'])} | "
+            f"{_si(cost['flops_formula'])} |")  # fmt: skip
     log("")
     log("| variant | seed | run id | state | action |")
     log("|---|---:|---|---|---|")
@@ -100,7 +98,7 @@ def print_plan(
     log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))
 
 
-def print_results(specs: list[RunSpec], store: RunStore, log: Log = _print) -> None:
+def print_results(specs: list[RunSpec], store: RunStore, log: Log = print_line) -> None:
     """One row per run as the store has it now: state, final val top-1, training time."""
     log("| variant | seed | run id | state | val top-1 | best val top-1 | train time (s) |")
     log("|---|---:|---|---|---:|---:|---:|")
@@ -115,13 +113,8 @@ def print_results(specs: list[RunSpec], store: RunStore, log: Log = _print) -> N
             f"{_num(final.get('train_time_s'), 1)} |")  # fmt: skip
 
 
-def _count(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return str(int(n))
+def _si(n: float | None) -> str:
+    return si(n, missing="-")
 
 
 def _num(x: float | None, digits: int = 4) -> str:

@@ -18,13 +18,13 @@ import torch
 from dat_lab.experiments.locking import now_iso
 from dat_lab.experiments.processes import die_with_parent, host_name, parent_pid, usable_cpus
 from dat_lab.experiments.progress import Progress
+from dat_lab.experiments.records import RunOutcome
 from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import (
     Ask,
     Log,
     Outcome,
     failed_runs,
-    print_line,
     quiet_lightning,
     run_label,
     run_spec,
@@ -32,6 +32,10 @@ from dat_lab.experiments.runner import (
 )
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
+from dat_lab.text import print_line
+
+_TRAINED = (RunOutcome.FINISHED, RunOutcome.FAILED)  # logged by run_spec itself
+_HELD_ELSEWHERE = (RunOutcome.BUSY, RunOutcome.LOST)  # lost: another host took it over
 
 POLL_S = 5.0  # how often a worker looks again at runs that another process holds
 
@@ -64,8 +68,8 @@ def work_through(
             label = f"{progress.label(spec.run_id)} {run_label(spec)}"
             progress.start(spec.run_id)
             outcome = run_spec(spec, store, retry, log, label, quiet, ask=ask)
-            progress.finish(spec.run_id, trained=outcome.result in ("finished", "failed"))
-            if outcome.result in ("busy", "lost"):  # lost: another host took it over
+            progress.finish(spec.run_id, trained=outcome.result in _TRAINED)
+            if outcome.result in _HELD_ELSEWHERE:  # lost: another host took it over
                 busy.append(spec)
                 if spec.run_id not in waited:
                     waited.add(spec.run_id)
@@ -73,10 +77,10 @@ def work_through(
                         said.add(spec.run_id)
                         log(f"{label}: {outcome.detail}; will wait for it")
                 continue
-            if spec.run_id in waited and outcome.result == "skipped":
+            if spec.run_id in waited and outcome.result is RunOutcome.SKIPPED:
                 if spec.run_id in said:
                     log(f"{label}: finished by the other process")
-            elif outcome.result not in ("finished", "failed"):  # those were logged by run_spec
+            elif outcome.result not in _TRAINED:  # those were logged by run_spec
                 log(f"{label}: {outcome.result}: {outcome.detail}")
             outcomes[spec.run_id] = outcome
         pending = busy

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import dat_lab
 from dat_lab.fingerprint import RESULT_PACKAGES, package_dir, result_code_fingerprint
 
@@ -147,10 +149,6 @@ def package_versions() -> dict[str, str]:
 
 def torch_state() -> dict[str, Any]:
     """Torch's build and devices: CUDA availability and version, GPU names, threads."""
-    try:
-        import torch
-    except ImportError:
-        return {"available": False}
     cuda = torch.cuda.is_available()
     return {
         "available": True,

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dat_lab.experiments.records import RunState
+
 if TYPE_CHECKING:
     from dat_lab.experiments.store import RunStore
 
@@ -98,8 +100,6 @@ def wait_for_leader(
     """A non-zero rank started by srun: wait until rank 0 of this job (and this restart)
     announces the run; None when the run needs no training (finished, failed, held by
     another job), so the rank exits instead of waiting at a rendezvous nobody comes to."""
-    from dat_lab.experiments.records import RunState
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         doc = store.read_json(run_id, LEADER_DOC) or {}

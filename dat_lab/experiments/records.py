@@ -25,6 +25,7 @@ __all__ = [
     "IndexEntry",
     "RunIdentity",
     "RunNotFound",
+    "RunOutcome",
     "RunRecord",
     "RunState",
     "StoreError",
@@ -54,6 +55,26 @@ class RunState(enum.StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+class RunOutcome(enum.StrEnum):
+    """What happened to one run in one invocation (``Outcome.result``). Read back from the
+    store after parallel workers, an outcome is the run's stored state: the values of
+    :class:`RunState` are outcomes too, with the same text."""
+
+    FINISHED = "finished"  # trained now (or, read back, finished)
+    SKIPPED = "skipped"  # finished before, or by another worker
+    FAILED = "failed"  # now (or, read back, failed)
+    NOT_RETRIED = "not retried"  # failed before, and not asked to retry
+    BUSY = "busy"  # another live process holds the run
+    LOST = "lost"  # the lock was lost: another host took the run over
+    PENDING = "pending"  # read back: never started
+    RUNNING = "running"  # read back: another worker trains it
+    INTERRUPTED = "interrupted"  # read back: left running by a worker that died
+
+    @classmethod
+    def of(cls, state: RunState) -> RunOutcome:
+        return cls(state.value)
 
 
 @dataclass(frozen=True)

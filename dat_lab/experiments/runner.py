@@ -1,4 +1,4 @@
-"""One run's lifecycle against the run store: claim, skip, resume, train, record.
+"""One run's lifecycle against the run store: lock, skip, resume, train, record.
 
 ``run_spec`` trains one run under the store's lock. A run that finished is never retrained;
 one that was interrupted (its worker killed) resumes from its last checkpoint, which restores
@@ -23,44 +23,45 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 
+from dat_lab.data.datamodule import build_datamodule
 from dat_lab.experiments import provenance, ranks
 from dat_lab.experiments.locking import LeaseKeeper, LockLost
 from dat_lab.experiments.processes import die_with_parent
-from dat_lab.experiments.records import RunIdentity, RunRecord, RunState
+from dat_lab.experiments.records import RunIdentity, RunOutcome, RunRecord, RunState
 from dat_lab.experiments.run_callbacks import LeaseCheck, MetricsSnapshot
 from dat_lab.experiments.run_config import RunConfig, RunSpec
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
+from dat_lab.experiments.weights import init_from_source
 from dat_lab.flops import count_flops
+from dat_lab.models import build_model
+from dat_lab.text import print_line
+from dat_lab.train.callbacks import NonFiniteLossError
+from dat_lab.train.loggers import RunTags
+from dat_lab.train.module import DatLitModule
+from dat_lab.train.trainer import VAL_TOP1, VAL_TOP1_BEST, build_trainer, fit
 
 Log = Callable[[str], None]
-VAL_TOP1 = "val/acc1"
-VAL_TOP1_BEST = "val/acc1_best"
-
-
-def print_line(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one run in this invocation.
 
-    ``result``: ``finished`` (trained now), ``skipped`` (finished before, or by another
-    worker), ``failed`` (now), ``not retried`` (failed before), or, when read back from the
-    store after parallel workers, the run's stored state.
+    ``result``: see :class:`RunOutcome`.
     """
 
     run_id: str
     variant: str
     seed: int
-    result: str
+    result: RunOutcome
     detail: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.result in ("finished", "skipped")
+        return self.result in (RunOutcome.FINISHED, RunOutcome.SKIPPED)
 
 
 def run_cost(spec: RunSpec) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class RunStopped(Exception):
     checkpoint, so a later request for the same config trains it to the end."""
 
 
-class _Claim:
+class _LockAttempt:
     """The result of trying to take one run: an Outcome, or the held lock and stored record."""
 
     def __init__(
@@ -125,16 +126,16 @@ def run_spec(
             the caller.
         ask: ``--rerun-stale`` and when the invocation began (see :class:`Ask`).
 
-    Returns ``Outcome(result="busy")`` without waiting when another live process holds it.
+    Returns ``Outcome(result=RunOutcome.BUSY)`` without waiting when another live process holds it.
     """
     label = label or run_label(spec)
     ask = ask or Ask()
-    claim = _claim(spec, store, retry or {}, ask)
-    if claim.outcome is not None:
-        return claim.outcome
-    assert claim.record is not None  # a claim without an outcome holds the lock and record
-    with claim.lock, LeaseKeeper(claim.lock, store.foreign_lock_timeout) as lease:
-        record = _restart_if_stale(spec, store, claim.record, ask.rerun_stale, label, log)
+    attempt = _try_lock(spec, store, retry or {}, ask)
+    if attempt.outcome is not None:
+        return attempt.outcome
+    assert attempt.record is not None  # an attempt without an outcome holds the lock and record
+    with attempt.lock, LeaseKeeper(attempt.lock, store.foreign_lock_timeout) as lease:
+        record = _restart_if_stale(spec, store, attempt.record, ask.rerun_stale, label, log)
         resume = record.last_checkpoint
         store.mark_running(spec.run_id)
         log(f"{label}: {_start_text(record, resume)}")
@@ -145,15 +146,15 @@ def run_spec(
             raise  # not failed: the run stays resumable (running, with its lock released)
         except LockLost as err:  # another host took the run over: it is theirs to record now
             log(f"{label}: stopped: {err}")
-            return _outcome(spec, "lost", str(err))
+            return _outcome(spec, RunOutcome.LOST, str(err))
         except Exception as err:  # noqa: BLE001 - any failure is recorded, the experiment goes on
             reason = _reason(err)
             store.mark_failed(spec.run_id, reason)
             log(f"{label}: FAILED: {reason}")
-            return _outcome(spec, "failed", reason)
+            return _outcome(spec, RunOutcome.FAILED, reason)
         store.mark_finished(spec.run_id, final)
         log(f"{label}: finished in {final['train_time_s']:.1f} s, {_top1(final)}")
-        return _outcome(spec, "finished", _top1(final))
+        return _outcome(spec, RunOutcome.FINISHED, _top1(final))
 
 
 @dataclass(frozen=True)
@@ -173,22 +174,22 @@ class Ask:
     workers: int = 1
 
 
-def _claim(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask) -> _Claim:
+def _try_lock(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask) -> _LockAttempt:
     record = _record(spec, store)
     early = _settled(spec, record, retry, ask)
     if early is not None:
-        return _Claim(early)
+        return _LockAttempt(early)
     lock = store.try_lock(spec.run_id)
     if lock is None:
         holder = store.lock_holder(spec.run_id)
         who = f"pid {holder.pid} on {holder.host}" if holder else "another process"
-        return _Claim(_outcome(spec, "busy", f"held by {who}"))
+        return _LockAttempt(_outcome(spec, RunOutcome.BUSY, f"held by {who}"))
     record = store.require(spec.run_id)  # re-read under the lock: it may have changed
     settled = _settled(spec, record, retry, ask)
     if settled is not None:
         lock.release()
-        return _Claim(settled)
-    return _Claim(lock=lock, record=record)
+        return _LockAttempt(settled)
+    return _LockAttempt(lock=lock, record=record)
 
 
 def _record(spec: RunSpec, store: RunStore) -> RunRecord:
@@ -213,9 +214,9 @@ def _settled(
         stale = other_code(record.provenance)
         if stale and ask.rerun_stale:
             return None
-        return _outcome(spec, "skipped", _finished_text(record, ask.since, stale))
+        return _outcome(spec, RunOutcome.SKIPPED, _finished_text(record, ask.since, stale))
     if record.state is RunState.FAILED and retry.get(spec.run_id) != record.attempts:
-        return _outcome(spec, "not retried", f"failed before: {record.reason}")
+        return _outcome(spec, RunOutcome.NOT_RETRIED, f"failed before: {record.reason}")
     return None
 
 
@@ -250,7 +251,7 @@ def _start_text(record: RunRecord, resume: Path | None) -> str:
     return f"resuming from {_rel(resume, record.path)}{note}"
 
 
-def _outcome(spec: RunSpec, result: str, detail: str = "") -> Outcome:
+def _outcome(spec: RunSpec, result: RunOutcome, detail: str = "") -> Outcome:
     return Outcome(spec.run_id, spec.variant, spec.seed, result, detail)
 
 
@@ -272,8 +273,6 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _reason(err: BaseException) -> str:
-    from dat_lab.train.callbacks import NonFiniteLossError
-
     if isinstance(err, NonFiniteLossError):
         return str(err)  # "non-finite loss at step N"
     tail = traceback.format_exception_only(type(err), err)[-1].strip()
@@ -313,15 +312,6 @@ def _train(
 
     ``lead``: this process holds the run (records provenance and cost); a DDP group's other
     ranks only train. The leader of a DDP run names it for the ranks Lightning starts."""
-    from pytorch_lightning.callbacks import Timer
-
-    from dat_lab.data.datamodule import build_datamodule
-    from dat_lab.experiments.weights import init_from_source
-    from dat_lab.models import build_model
-    from dat_lab.train.loggers import RunTags
-    from dat_lab.train.module import DatLitModule
-    from dat_lab.train.trainer import build_trainer, fit
-
     cfg = spec.config
     if lead:
         _record_start(spec, store, resume)
@@ -399,11 +389,11 @@ def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
     """A run's outcome as the store has it now (used after parallel workers)."""
     record = store.get(spec.run_id)
     if record is None:
-        return _outcome(spec, RunState.PENDING.value)
+        return _outcome(spec, RunOutcome.PENDING)
     state = store.state(spec.run_id)
     if state is RunState.FINISHED:
-        return _outcome(spec, "finished", _top1(record.final or {}))
-    return _outcome(spec, state.value, record.reason or "")
+        return _outcome(spec, RunOutcome.FINISHED, _top1(record.final or {}))
+    return _outcome(spec, RunOutcome.of(state), record.reason or "")
 
 
 __all__ = [

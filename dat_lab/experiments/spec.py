@@ -58,7 +58,7 @@ DATA_DERIVED = ("num_classes", "in_chans", "img_size")
 
 
 @dataclass(frozen=True)
-class Claim:
+class ReportClaim:
     """A claim about two variants that the report checks: ``better`` scores better than
     ``than`` on the report's metric."""
 
@@ -77,7 +77,7 @@ class ExperimentFile:
     description: str = ""
     store: Path | None = None
     baseline: str | None = None  # None: the report picks (the paper's default, else the first)
-    claims: tuple[Claim, ...] = ()
+    claims: tuple[ReportClaim, ...] = ()
     slurm: SlurmResources | None = None  # what `--launcher slurm` asks for (resources.py)
 
     def __post_init__(self) -> None:
@@ -112,7 +112,7 @@ class ExperimentFile:
             check(claim.better != claim.than, f"claims.{i}",
                   f"compares {claim.better!r} with itself")  # fmt: skip
 
-    def plan(self) -> dict[str, Any]:
+    def design(self) -> dict[str, Any]:
         """What the report needs from the file (stored beside the runs by ``dat-lab run``):
         the variants in order, the seeds, the baseline and the claims."""
         return {
@@ -335,7 +335,7 @@ def _norm(value: Any) -> Any:
 
 
 __all__ = [
-    "Claim",
+    "ReportClaim",
     "DataFacts",
     "ExperimentFile",
     "load_experiment",

@@ -18,13 +18,14 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          final.json cost.json provenance.json ...   written with write_json / mark_finished
          superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
                                      final.json, provenance.json of the earlier training
-    root/experiments/<name>.json     an experiment file's plan (baseline, claims), for reports
+    root/experiments/<name>.json     an experiment file's design (baseline, claims), for reports
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
 line is appended with one ``O_APPEND`` write plus ``fsync`` (see ``durable.py``): a worker
-killed at any instant leaves only complete files behind. This follows Optuna's journal
-storage: the events are an append-only log replayed into frozen records.
+killed at any instant leaves only complete files behind. A run's state is read from its
+``status.json`` (replaced whole on every change); ``events.jsonl`` is its history, appended
+beside it and never replayed (:meth:`RunStore.events` reads it back).
 
 Typical use by an engine::
 
@@ -311,19 +312,19 @@ class RunStore:
                 return RunState.INTERRUPTED
         return record.state
 
-    # -- experiment plans (what reports compare; written by ``dat-lab run``) -------------
+    # -- experiment designs (what reports compare; written by ``dat-lab run``) -------------
 
-    def write_plan(self, experiment: str, plan: Mapping[str, Any]) -> Path:
-        """Record an experiment file's plan (variants, seeds, baseline, claims) under
-        ``root/experiments/``, replacing the last one: reports read it with :meth:`plans`."""
+    def write_design(self, experiment: str, design: Mapping[str, Any]) -> Path:
+        """Record an experiment file's design (variants, seeds, baseline, claims) under
+        ``root/experiments/``, replacing the last one: reports read it with :meth:`designs`."""
         folder = self.root / "experiments"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{quote(experiment, safe='')}.json"
-        durable.write_json(target, {"experiment": experiment, **plan})
+        durable.write_json(target, {"experiment": experiment, **design})
         return target
 
-    def plans(self) -> dict[str, dict[str, Any]]:
-        """Every recorded experiment plan by experiment name ({} if none)."""
+    def designs(self) -> dict[str, dict[str, Any]]:
+        """Every recorded experiment design by experiment name ({} if none)."""
         folder = self.root / "experiments"
         out = {}
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

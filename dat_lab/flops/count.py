@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fvcore
 import torch
 from torch import nn
 
@@ -239,8 +240,6 @@ def cache_dir() -> Path:
 @cache
 def code_fingerprint() -> str:
     """Hash of the counting and model source, and the torch/fvcore versions."""
-    import fvcore
-
     return source_fingerprint(
         ("flops", "models"), salt=f"{torch.__version__} {fvcore.__version__}"
     )

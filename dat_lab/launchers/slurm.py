@@ -34,7 +34,9 @@ import submitit
 from dat_lab.experiments import ranks
 from dat_lab.experiments.records import RunIdentity, RunState
 from dat_lab.experiments.resources import SlurmResources
+from dat_lab.experiments.run_callbacks import SaveOnSignal
 from dat_lab.experiments.run_config import RunConfig, RunSpec
+from dat_lab.experiments.runner import follow, quiet_lightning, run_label, run_spec
 from dat_lab.experiments.store import RunStore
 from dat_lab.schema import ConfigError
 
@@ -185,9 +187,6 @@ class RunTask(submitit.helpers.Checkpointable):
         self._saver: Any = None
 
     def __call__(self, run_id: str) -> str:
-        from dat_lab.experiments.run_callbacks import SaveOnSignal
-        from dat_lab.experiments.runner import follow, quiet_lightning, run_label, run_spec
-
         quiet_lightning()
         store = RunStore(self.store_root, foreign_lock_timeout=self.lease_s)
         record = store.require(run_id)
@@ -201,7 +200,7 @@ class RunTask(submitit.helpers.Checkpointable):
                            extra_callbacks=[self._saver])  # fmt: skip
         # "busy": a live process elsewhere holds the run and will finish it.
         print(f"{run_label(spec)}: {outcome.result} {outcome.detail}", flush=True)
-        return outcome.result
+        return outcome.result.value
 
     def checkpoint(self, run_id: str) -> submitit.helpers.DelayedSubmission:
         """Time limit or preemption: write the run's checkpoint now, then requeue."""

@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from dat_lab.data.config import DataConfig
+from dat_lab.data.datamodule import build_datamodule
 from dat_lab.experiments.weights import model_for, read_weights, resolve_source
 from dat_lab.models import build_model
 from dat_lab.models.checkpoints import fit_weights
@@ -92,8 +94,6 @@ def pick_device(name: str) -> torch.device:
 @torch.no_grad()
 def measure(model: torch.nn.Module, loader, device: torch.device, progress: bool = True) -> dict:
     """Top-1, top-5 (k capped at the classes), mean cross-entropy and throughput."""
-    from tqdm import tqdm
-
     model.eval().to(device)
     correct1 = correct5 = 0
     loss_sum, count = 0.0, 0
@@ -132,8 +132,6 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate ``source`` (checkpoint file or run id); every input is checked before compute."""
-    from dat_lab.data.datamodule import build_datamodule
-
     preset, model_overrides, data_overrides = split_overrides(overrides)
     path = resolve_source(source, store_root, which, key="CHECKPOINT_OR_RUN_ID")
     weights = read_weights(path, key="CHECKPOINT_OR_RUN_ID")

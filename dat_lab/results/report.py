@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from dat_lab.experiments.records import RunState, attempt_metrics_csvs
@@ -39,8 +41,8 @@ from dat_lab.fingerprint import result_code_fingerprint
 from dat_lab.results import analyses, code_versions, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
+from dat_lab.results.designs import load_designs
 from dat_lab.results.load import load_runs, memberships
-from dat_lab.results.plans import load_plans
 from dat_lab.schema import ConfigError, load_config_file
 
 DEFAULT_OUT = Path("reports")
@@ -126,12 +128,12 @@ def build_groups(
     names: Sequence[str],
     found: dict,
     metric: str,
-    plans: dict[str, dict[str, Any]] | None = None,
+    designs: dict[str, dict[str, Any]] | None = None,
     effect: float | None = None,
     ci: str = "t",
 ) -> list[Group]:
     """One :class:`Group` per name: the runs whose identity names it, or for a study whose
-    trials' runs carry other identities, the runs its trials name. ``plans``: the experiment
+    trials' runs carry other identities, the runs its trials name. ``designs``: the experiment
     files' baselines and claims by name; ``effect``, ``ci``: see :class:`Group`."""
     groups = []
     for name in names:
@@ -140,8 +142,8 @@ def build_groups(
         if study is not None and runs.empty:
             ids = studies.trial_run_ids(study)
             runs = members[members["run_id"].isin(ids)].drop_duplicates("run_id")
-        plan = (plans or {}).get(name)
-        groups.append(Group(name, runs.reset_index(drop=True), metric, study, plan, effect, ci))
+        design = (designs or {}).get(name)
+        groups.append(Group(name, runs.reset_index(drop=True), metric, study, design, effect, ci))
     return groups
 
 
@@ -172,9 +174,6 @@ def write_outputs(
 ) -> tuple[list[Path], str, str]:
     """Write tables and figures of one group; returns the files, the group's Markdown and its
     HTML fragment (see :mod:`dat_lab.results.html`)."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     files, md, page = [], [], []
     for output in outputs:
@@ -259,8 +258,8 @@ def build_report(
         log("report: no Optuna storage found under the store (no --optuna-storage): "
             "no importance or history plots")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    plans = load_plans(root, names)
-    groups = build_groups(members, selected, found, metric, plans, effect, ci)
+    designs = load_designs(root, names)
+    groups = build_groups(members, selected, found, metric, designs, effect, ci)
     figures = FIGURE_FORMATS if write_html else tuple(f for f in FIGURE_FORMATS if f != "svg")
     rendered = render_groups(groups, out, formats, only, jobs, figures)
     report = Report()
@@ -323,7 +322,7 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
         for log in attempt_metrics_csvs(Path(path)):
             st = log.stat()
             digest.update(f"{log}:{st.st_size}:{st.st_mtime_ns}".encode())
-    options = (group.name, group.metric, tuple(formats), tuple(only or ()), group.plan,
+    options = (group.name, group.metric, tuple(formats), tuple(only or ()), group.design,
                group.effect, group.ci)  # fmt: skip
     digest.update(repr(options).encode())
     study = group.study

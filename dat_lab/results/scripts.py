@@ -1,6 +1,18 @@
 """``analysis/*.py``: one analysis of ``dat-lab report`` as a stand-alone script.
 
-python analysis/offset_range.py [EXPERIMENT ...] --store runs --out reports
+Each script runs on the stored runs only (never trains). The logic lives in
+``dat_lab.results.analyses.NAME`` (which ``dat-lab report`` runs too); use it on a DataFrame::
+
+    from dat_lab.results import load_runs, memberships
+    from dat_lab.results.analyses import offset_range
+    from dat_lab.results.analyses.base import Group
+
+    runs = memberships(load_runs("runs"))
+    group = Group("EXPERIMENT", runs[runs["experiment"] == "EXPERIMENT"])
+    output = offset_range.build(group)   # tables, figures (matplotlib), notes
+
+Usage: python analysis/NAME.py [EXPERIMENT ...] [--store runs] [--out reports]
+    [--format md,latex,csv] [--metric COLUMN]
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ from dat_lab.results.tables import is_accuracy
 def seeds_needed_lines(
     root: str | Path,
     experiment: str,
-    plan: dict[str, Any],
+    design: dict[str, Any],
     metric: str = DEFAULT_METRIC,
     effect: float | None = None,
 ) -> list[str]:
-    """Lines for the plan when the experiment has fewer seeds than its rows need ([] if it
-    has enough); one line saying the spread is unknown when too few runs have finished."""
-    have = len(plan.get("seeds") or ())
+    """Lines for the plan (``--dry-run``) when the experiment has fewer seeds than its rows
+    need ([] if it has enough); one line saying the spread is unknown when too few runs have
+    finished."""
+    have = len(design.get("seeds") or ())
     root = Path(root)
     runs = load_runs(root) if (root / "runs").is_dir() else None
     members = memberships(runs) if runs is not None and len(runs) else None
@@ -40,7 +41,7 @@ def seeds_needed_lines(
         experiment,
         members[members["experiment"] == experiment].reset_index(drop=True),
         metric,
-        plan=plan,
+        design=design,
         effect=effect,
     )
     table = next(a for a in analyses.TABLES if a.applies(group))

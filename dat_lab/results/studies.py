@@ -13,7 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from dat_lab.schema import ConfigError
+from dat_lab.sweeps.storage import StorageError, StorageLocation
 
 RUN_ID_ATTR = "run_id"
 MAX_DEPTH = 3
@@ -56,9 +59,6 @@ def load_studies(root: str | Path, storage_url: str | None = None) -> dict[str, 
     journals = find_journals(root)
     if not journals and storage_url is None:
         return {}
-    import optuna
-
-    from dat_lab.sweeps.storage import StorageError, StorageLocation
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Opened as `dat-lab sweep` opens them: the same driver, and errors without the password.

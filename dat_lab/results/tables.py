@@ -19,10 +19,11 @@ import pandas as pd
 
 from dat_lab.results import paper
 from dat_lab.results.knobs import KNOB_LABELS, knobs_of_row
+from dat_lab.results.power import seeds_needed_text
+from dat_lab.text import DASH, markdown_table, si
 
 FORMATS = ("md", "latex", "csv")
 SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv"}
-DASH = "—"
 
 PaperLookup = Callable[[dict[str, Any]], "paper.PaperRow | None"]
 
@@ -52,16 +53,6 @@ class Table:
 def is_accuracy(metric: str) -> bool:
     """Accuracy metrics are stored as fractions and shown in percent."""
     return "acc" in metric.rsplit("/", 1)[-1]
-
-
-def si(value: float | None) -> str:
-    """``6685376`` -> ``"6.69M"``, ``4.59e9`` -> ``"4.59G"``; NaN/None -> a dash."""
-    if value is None or not math.isfinite(value):
-        return DASH
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
 
 
 def knob_text(value: Any) -> str:
@@ -191,7 +182,6 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
     and adjusted p, and the seeds needed; none without a comparison."""
     if comparison is None or comparison.empty:
         return []
-    from dat_lab.results.power import seeds_needed_text
 
     scale = 100.0 if is_accuracy(metric) else 1.0
     base = str(comparison["baseline"].iloc[0])
@@ -239,10 +229,7 @@ def _power_fields(row: pd.Series) -> dict[str, Any]:
 def to_markdown(table: Table) -> str:
     out = io.StringIO()
     out.write(f"### {table.title}\n\n")
-    out.write("| " + " | ".join(table.header) + " |\n")
-    out.write("|" + "|".join("---" for _ in table.header) + "|\n")
-    for line in table.cells:
-        out.write("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |\n")
+    out.write(markdown_table(table.header, table.cells))
     out.write(f"\n{table.caption}\n")
     if table.notes:
         out.write("\n" + "".join(f"- {note}\n" for note in table.notes))

@@ -27,15 +27,22 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image, UnidentifiedImageError
 
+from dat_lab.data.config import DataConfig
+from dat_lab.data.datamodule import build_datamodule
+from dat_lab.data.transforms import NORMALIZATION, imagenet_eval, resize
 from dat_lab.experiments.run_config import RunConfig
 from dat_lab.experiments.store import RunStore
 from dat_lab.experiments.weights import checkpoint_path, find_run, model_for, read_weights
+from dat_lab.models import build_model
 from dat_lab.models.checkpoints import fit_weights
 from dat_lab.schema import ConfigError
 
@@ -67,8 +74,6 @@ def _check_has_deformable_blocks(record: Any) -> None:
 
 def load_model(record: Any, which: str = "last") -> tuple[DAT, Any]:
     """The run's network with its checkpoint's weights (strict), in eval mode, and its config."""
-    from dat_lab.models import build_model
-
     cfg = RunConfig.from_dict(record.config)
     model = build_model(cfg.model)
     path = checkpoint_path(record, which)
@@ -92,8 +97,6 @@ def _picture(x: torch.Tensor, mean_std) -> np.ndarray:
 
 def load_input(cfg: Any, image: str | Path | None = None, index: int | None = None) -> InputImage:
     """Image ``index`` of the run's validation set, or the file ``image`` prepared like it."""
-    from dat_lab.data.datamodule import build_datamodule
-
     datamodule = build_datamodule(cfg.data)
     if image is not None:
         x = _read_image(Path(image), cfg, datamodule)
@@ -113,10 +116,6 @@ def load_input(cfg: Any, image: str | Path | None = None, index: int | None = No
 
 
 def _read_image(path: Path, cfg: Any, datamodule: Any) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    from dat_lab.data.transforms import imagenet_eval, resize
-
     if not path.is_file():
         raise ConfigError(f"no such file {str(path)!r}", "--image")
     try:
@@ -231,11 +230,6 @@ def load_checkpoint_file(
 ) -> tuple[DAT, InputImage]:
     """A model from a checkpoint file and its input: the run's data if the file is in a run,
     otherwise ``image`` prepared by the paper's evaluation transform at the model's size."""
-    from types import SimpleNamespace
-
-    from dat_lab.data.config import DataConfig
-    from dat_lab.models import build_model
-
     weights = read_weights(path, key="RUN_ID")
     cfg = model_for(weights, preset, {})
     if not any("D" in stage.attn for stage in cfg.stages):
@@ -260,8 +254,6 @@ def load_checkpoint_file(
 def _input_for(cfg: Any, image: str | Path | None, index: int | None) -> InputImage:
     if image is not None and cfg.data.name == "imagefolder":  # no folder to check for a file
         x = _read_image(Path(image), cfg, None)
-        from dat_lab.data.transforms import NORMALIZATION
-
         return InputImage(x[None], _picture(x, NORMALIZATION["imagefolder"]), Path(image).name)
     return load_input(cfg, image, index)
 

@@ -28,6 +28,7 @@ from dat_lab.experiments.processes import die_with_parent
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import Liveness
 from dat_lab.sweeps.spec import Study
+from dat_lab.sweeps.status import load_stored_study, status_text
 from dat_lab.sweeps.storage import STORAGE_ENV, StorageLocation
 
 STOP_GRACE_S = 60.0
@@ -68,14 +69,14 @@ def override_arg(key: str, value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class WorkerPlan:
+class WorkerCommands:
     """The local workers of one launch: one command line for all, one environment each."""
 
     argv: list[str]
     envs: list[dict[str, str]]
 
 
-def plan_workers(
+def build_worker_commands(
     study_path: Path,
     options: Sequence[str],
     overrides: Sequence[str],
@@ -84,7 +85,7 @@ def plan_workers(
     n_workers: int,
     cpu_count: int | None = None,
     devices: int = 1,
-) -> WorkerPlan:
+) -> WorkerCommands:
     """``dat-lab sweep --study STUDY_PATH OPTIONS [--storage JOURNAL] OVERRIDES`` for each
     worker. ``options`` must not hold ``--workers``/``--gpus`` (a worker is one process), and
     ``overrides`` are all trial overrides, the ones ``--gpus`` adds included, each once."""
@@ -93,7 +94,7 @@ def plan_workers(
         argv += ["--storage", str(location.journal)]
     argv += overrides
     n = len(gpus) // devices if gpus else n_workers
-    return WorkerPlan(argv, worker_envs(n, gpus, location.url, cpu_count, devices))
+    return WorkerCommands(argv, worker_envs(n, gpus, location.url, cpu_count, devices))
 
 
 def worker_envs(
@@ -118,22 +119,22 @@ def worker_envs(
 
 
 def launch(
-    plan: WorkerPlan, study: Study, location: StorageLocation, liveness: Liveness, log=print
+    workers: WorkerCommands, study: Study, location: StorageLocation, liveness: Liveness, log=print
 ) -> int:
-    """Run the planned workers, then print the study's status, judging liveness as the
+    """Run the workers, then print the study's status, judging liveness as the
     workers do (``liveness`` from ``--heartbeat``); the worst exit status."""
-    from dat_lab.sweeps.status import load_stored_study, status_text
-
-    code = run_workers(plan, log)
+    code = run_workers(workers, log)
     log(status_text(study, load_stored_study(study, location), location, liveness))
     return code
 
 
-def run_workers(plan: WorkerPlan, log=print) -> int:
-    """Run one process per environment of ``plan``; the worst exit status."""
+def run_workers(workers: WorkerCommands, log=print) -> int:
+    """Run one process per environment of ``workers``; the worst exit status."""
     # Workers die with the launcher (a `kill -9` must not leave them running); a SIGTERM to
     # the launcher stops them as Ctrl-C does.
-    procs = [subprocess.Popen(plan.argv, env=env, preexec_fn=die_with_parent) for env in plan.envs]
+    procs = [
+        subprocess.Popen(workers.argv, env=env, preexec_fn=die_with_parent) for env in workers.envs
+    ]
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
     try:
@@ -164,12 +165,12 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 __all__ = [
     "GPU_OVERRIDES",
-    "WorkerPlan",
+    "WorkerCommands",
     "gpus_per_worker",
     "gpu_overrides",
     "launch",
     "override_arg",
-    "plan_workers",
+    "build_worker_commands",
     "run_workers",
     "worker_envs",
 ]

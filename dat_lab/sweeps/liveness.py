@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import enum
 import os
-import threading
 import time
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from dat_lab.experiments.periodic import Periodic
 from dat_lab.experiments.processes import host_name, pid_alive, process_start_ticks
 
 ATTR_HOST = "dat_lab:host"
@@ -79,34 +79,25 @@ def mark_alive(storage: BaseStorage, trial_id: int) -> None:
     storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
 
 
-class Heartbeat:
+class Heartbeat(Periodic):
     """A thread that refreshes a running trial's heartbeat until the ``with`` block ends."""
 
     def __init__(self, storage: BaseStorage, trial_id: int, interval_s: float):
+        super().__init__(interval_s, name=f"heartbeat-{trial_id}")
         self._storage = storage
         self._trial_id = trial_id
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"heartbeat-{trial_id}", daemon=True
-        )
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._storage.set_trial_system_attr(self._trial_id, ATTR_HEARTBEAT, time.time())
-            except optuna.exceptions.UpdateFinishedTrialError:
-                return  # told already (or failed by a worker that thought us dead)
-            except Exception:  # noqa: BLE001 - a storage hiccup: the next beat tries again
-                continue
+    def tick(self) -> bool:
+        try:
+            self._storage.set_trial_system_attr(self._trial_id, ATTR_HEARTBEAT, time.time())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False  # told already (or failed by a worker that thought us dead)
+        except Exception:  # noqa: BLE001 - a storage hiccup: the next beat tries again
+            pass
+        return True
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        return super().__enter__()
 
 
 def stale_reason(trial: FrozenTrial, liveness: Liveness, now: float | None = None) -> str | None:

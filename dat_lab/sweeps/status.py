@@ -34,15 +34,15 @@ def load_stored_study(study: Study, location: StorageLocation) -> optuna.Study |
 
 def status_text(
     study: Study,
-    ostudy: optuna.Study | None,
+    optuna_study: optuna.Study | None,
     location: StorageLocation,
     liveness: Liveness | None = None,
 ) -> str:
-    """The status report of ``study`` (``ostudy`` None: not started)."""
+    """The status report of ``study`` (``optuna_study`` None: not started)."""
     head = f"study {study.name!r} in {location.masked()}"
-    if ostudy is None:
+    if optuna_study is None:
         return f"{head}: not started (budget {study.n_trials} trials)"
-    trials = ostudy.get_trials(deepcopy=False)
+    trials = optuna_study.get_trials(deepcopy=False)
     liveness = liveness or Liveness()
     by_state = {s: sum(t.state is s for t in trials) for s in TrialState}
     summary = ", ".join(f"{n} {s.name.lower()}" for s, n in by_state.items() if n)
@@ -54,7 +54,7 @@ def status_text(
     rows = [["#", "state", *metrics, "params", "run id", "note"]]
     rows += [_row(t, liveness, len(metrics)) for t in trials]
     lines += _table(rows)
-    lines += _best(ostudy, study)
+    lines += _best(optuna_study, study)
     return "\n".join(lines)
 
 
@@ -98,18 +98,18 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def _best(ostudy: optuna.Study, study: Study) -> list[str]:
-    done = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def _best(optuna_study: optuna.Study, study: Study) -> list[str]:
+    done = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         return []
     metrics = ", ".join(f"{o.direction} {o.metric}" for o in study.file.objectives)
     if study.file.multi_objective:
-        front = sorted(ostudy.best_trials, key=lambda t: t.number)
+        front = sorted(optuna_study.best_trials, key=lambda t: t.number)
         return [
             f"Pareto front ({metrics}): trials "
             + ", ".join(f"#{t.number} ({', '.join(map(_fmt, t.values))})" for t in front)
         ]
-    best = ostudy.best_trial
+    best = optuna_study.best_trial
     return [
         f"best ({metrics}): trial #{best.number} = {_fmt(best.value)} with {label(best.params)} "
         f"(run {best.user_attrs.get(USER_RUN_ID, '-')})"

@@ -30,7 +30,10 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import optuna
+import sqlalchemy
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from dat_lab.experiments.locking import RunLocked, acquire
 from dat_lab.schema import ConfigError
@@ -139,15 +142,12 @@ class StorageLocation:
     def _lock_path(self, study_name: str) -> Path:
         if self.journal is not None:
             return self.journal.with_name(f"{self.journal.name}.{study_name}.lock")
-        from sqlalchemy.engine import make_url
 
         database = make_url(self.driver_url).database or "sqlite"
         return Path(database).with_name(f"{Path(database).name}.{study_name}.lock")
 
     @contextlib.contextmanager
     def _advisory_lock(self, study_name: str) -> Iterator[None]:
-        import sqlalchemy
-
         key = int.from_bytes(
             hashlib.sha256(f"dat_lab:{study_name}".encode()).digest()[:8], "big", signed=True
         )
@@ -173,9 +173,6 @@ _ENGINES: dict[str, object] = {}
 
 def _engine(url: str):
     """One small engine per URL and process, for the advisory locks."""
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
     if url not in _ENGINES:
         _ENGINES[url] = sqlalchemy.create_engine(url, poolclass=NullPool)
     return _ENGINES[url]

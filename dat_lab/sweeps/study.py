@@ -80,7 +80,7 @@ def open_study(
     study: Study, location: StorageLocation, storage: optuna.storages.BaseStorage
 ) -> optuna.Study:
     """Create the stored study, or load it if its fingerprint matches (call under the lock)."""
-    ostudy = optuna.create_study(
+    optuna_study = optuna.create_study(
         storage=storage,
         study_name=study.name,
         directions=study.file.directions,
@@ -88,14 +88,14 @@ def open_study(
         sampler=make_sampler(study.file.sampler, study.file.sampler.seed),
         pruner=make_pruner(study.file.pruner, study.base.train.epochs),
     )
-    stored = ostudy.user_attrs.get(ATTR_FINGERPRINT)
+    stored = optuna_study.user_attrs.get(ATTR_FINGERPRINT)
     if stored is None:
-        ostudy.set_user_attr(ATTR_FINGERPRINT, study.fingerprint())
-        ostudy.set_user_attr("study_file", str(study.path))
-        ostudy.set_user_attr("objectives", [o.metric for o in study.file.objectives])
+        optuna_study.set_user_attr(ATTR_FINGERPRINT, study.fingerprint())
+        optuna_study.set_user_attr("study_file", str(study.path))
+        optuna_study.set_user_attr("objectives", [o.metric for o in study.file.objectives])
     elif (
         stored != study.fingerprint()
-        or [d.name.lower() for d in ostudy.directions] != study.file.directions
+        or [d.name.lower() for d in optuna_study.directions] != study.file.directions
     ):
         raise ConfigError(
             f"study {study.name!r} in {location.masked()} was started from a different base run, "
@@ -104,7 +104,7 @@ def open_study(
             "--study",
             study.path,
         )
-    return ostudy
+    return optuna_study
 
 
 class Idle(enum.Enum):
@@ -115,7 +115,7 @@ class Idle(enum.Enum):
 
 
 @dataclass
-class Claim:
+class ClaimedTrial:
     """A trial this worker now runs: its parameters and run (``error`` if the sampled
     parameters make an impossible run: the trial is failed with it, the study goes on)."""
 
@@ -129,42 +129,46 @@ def budget_used(trials: list[FrozenTrial]) -> int:
     return sum(counts_toward_budget(t) for t in trials)
 
 
-def reap_dead_workers(ostudy: optuna.Study, study: Study, liveness: Liveness, log=print) -> int:
+def reap_dead_workers(
+    optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print
+) -> int:
     """Fail (and retry) every RUNNING trial whose worker is dead; how many were."""
     reaped = 0
-    for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = stale_reason(trial, liveness)
         if reason is not None:
-            outcome = fail_and_retry(ostudy, trial, reason, study.file.max_retries)
+            outcome = fail_and_retry(optuna_study, trial, reason, study.file.max_retries)
             if outcome is not Retry.SETTLED:  # else its worker told it meanwhile: not dead
                 log(f"trial {trial.number} failed: {reason}; {outcome.value}")
                 reaped += 1
     return reaped
 
 
-def enqueue_missing_grid_points(ostudy: optuna.Study, study: Study) -> int:
+def enqueue_missing_grid_points(optuna_study: optuna.Study, study: Study) -> int:
     """Enqueue the grid points (within the budget) that no trial covers; how many."""
     covering = [
         t
-        for t in ostudy.get_trials(deepcopy=False)
+        for t in optuna_study.get_trials(deepcopy=False)
         if t.state is TrialState.WAITING or counts_toward_budget(t)
     ]
     covered = {t.user_attrs.get(USER_RUN_ID) for t in covering}
     added = 0
     for point in study.grid[: study.n_trials]:
         if point.run_id not in covered:
-            ostudy.enqueue_trial(point.params, user_attrs={USER_RUN_ID: point.run_id})
+            optuna_study.enqueue_trial(point.params, user_attrs={USER_RUN_ID: point.run_id})
             covered.add(point.run_id)
             added += 1
     return added
 
 
-def claim_trial(ostudy: optuna.Study, study: Study, liveness: Liveness, log=print) -> Claim | Idle:
+def claim_trial(
+    optuna_study: optuna.Study, study: Study, liveness: Liveness, log=print
+) -> ClaimedTrial | Idle:
     """The next trial for this worker, or why there is none (call under the study lock)."""
-    reap_dead_workers(ostudy, study, liveness, log)
+    reap_dead_workers(optuna_study, study, liveness, log)
     if study.grid:
-        enqueue_missing_grid_points(ostudy, study)
-    trials = ostudy.get_trials(deepcopy=False)
+        enqueue_missing_grid_points(optuna_study, study)
+    trials = optuna_study.get_trials(deepcopy=False)
     running = any(t.state is TrialState.RUNNING for t in trials)
     if budget_used(trials) >= study.n_trials:
         return Idle.WAIT if running else Idle.DONE
@@ -173,20 +177,22 @@ def claim_trial(ostudy: optuna.Study, study: Study, liveness: Liveness, log=prin
     # A new sampler per claim, seeded by the trial count: one worker repeats its sequence,
     # and parallel workers do not draw the same "random" startup trials.
     seed = study.file.sampler.seed
-    ostudy.sampler = make_sampler(study.file.sampler, None if seed is None else seed + len(trials))
-    trial = ostudy.ask()
-    mark_alive(ostudy._storage, trial._trial_id)
+    optuna_study.sampler = make_sampler(
+        study.file.sampler, None if seed is None else seed + len(trials)
+    )
+    trial = optuna_study.ask()
+    mark_alive(optuna_study._storage, trial._trial_id)
     params = suggest(trial, study.file.space)
     try:
         config = study.run_config(params)
     except ConfigError as err:
-        return Claim(trial, params, None, f"impossible run: {describe_run_error(err)}")
+        return ClaimedTrial(trial, params, None, f"impossible run: {describe_run_error(err)}")
     trial.set_user_attr(USER_RUN_ID, config.run_id)
-    return Claim(trial, params, config)
+    return ClaimedTrial(trial, params, config)
 
 
 __all__ = [
-    "Claim",
+    "ClaimedTrial",
     "Idle",
     "budget_used",
     "claim_trial",

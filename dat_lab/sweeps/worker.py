@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dat_lab.experiments.processes import host_name
+from dat_lab.experiments.records import RunOutcome
 from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import RunStopped, failed_runs, quiet_lightning, run_spec
 from dat_lab.experiments.store import RunStore
@@ -42,7 +43,7 @@ from dat_lab.sweeps.schema import COST_METRICS
 from dat_lab.sweeps.space import label
 from dat_lab.sweeps.spec import Study
 from dat_lab.sweeps.storage import StorageLocation
-from dat_lab.sweeps.study import Claim, Idle, claim_trial, open_study
+from dat_lab.sweeps.study import ClaimedTrial, Idle, claim_trial, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,25 +81,25 @@ def work(
     quiet_lightning()
     storage = location.open()
     with location.lock(study.name):
-        ostudy = open_study(study, location, storage)
+        optuna_study = open_study(study, location, storage)
     store = RunStore(options.store)
     report = WorkerReport()
     while True:
         with location.lock(study.name):
-            claim = claim_trial(ostudy, study, options.liveness, log)
+            claim = claim_trial(optuna_study, study, options.liveness, log)
         if claim is Idle.DONE:
             return report
         if claim is Idle.WAIT:  # others still run the last trials; they may die: keep watching
             time.sleep(options.liveness.poll_s)
             continue
-        state = _run_claimed(ostudy, study, claim, store, options, location, log)
+        state = _run_claimed(optuna_study, study, claim, store, options, location, log)
         report.outcomes[state.name] += 1
 
 
 def _run_claimed(
-    ostudy: optuna.Study,
+    optuna_study: optuna.Study,
     study: Study,
-    claim: Claim,
+    claim: ClaimedTrial,
     store: RunStore,
     options: WorkerOptions,
     location: StorageLocation,
@@ -107,42 +108,54 @@ def _run_claimed(
     trial = claim.trial
     log(f"trial {trial.number}: {label(claim.params)}")
     try:
-        with Heartbeat(ostudy._storage, trial._trial_id, options.liveness.interval_s):
+        with Heartbeat(optuna_study._storage, trial._trial_id, options.liveness.interval_s):
             if claim.error is not None:
                 raise TrialFailed(claim.error)
-            values = _train_trial(ostudy, study, claim, store, options, log)
+            values = _train_trial(optuna_study, study, claim, store, options, log)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C in fit into SystemExit
-        requeue_interrupted(ostudy, study, trial._trial_id, location, log)
+        requeue_interrupted(optuna_study, study, trial._trial_id, location, log)
         raise KeyboardInterrupt from None
     except RunStopped as stop:
-        return _tell(ostudy, trial, TrialState.PRUNED, None, log, str(stop))
+        return _tell(optuna_study, trial, TrialState.PRUNED, None, log, str(stop))
     except TrialFailed as err:
-        return _tell(ostudy, trial, TrialState.FAIL, None, log, str(err), fail_reason=True)
+        return _tell(optuna_study, trial, TrialState.FAIL, None, log, str(err), fail_reason=True)
     except Exception as err:  # noqa: BLE001 - a bug or a storage error: fail this trial, go on
         reason = f"{type(err).__name__}: {err}"
-        return _tell(ostudy, trial, TrialState.FAIL, None, log, reason, fail_reason=True)
+        return _tell(optuna_study, trial, TrialState.FAIL, None, log, reason, fail_reason=True)
     return _tell(
-        ostudy, trial, TrialState.COMPLETE, values, log, ", ".join(f"{v:.4g}" for v in values)
+        optuna_study,
+        trial,
+        TrialState.COMPLETE,
+        values,
+        log,
+        ", ".join(f"{v:.4g}" for v in values),
     )
 
 
 def requeue_interrupted(
-    ostudy: optuna.Study, study: Study, trial_id: int, location: StorageLocation, log=print
+    optuna_study: optuna.Study, study: Study, trial_id: int, location: StorageLocation, log=print
 ) -> Retry:
     """Fail a trial stopped by Ctrl-C and enqueue it again, at most once: under the study lock,
     as the reaper does, so that a reaper that took this worker for dead (and failed and retried
     the trial already) and this worker never both enqueue it."""
     with location.lock(study.name):
-        trial = ostudy._storage.get_trial(trial_id)
+        trial = optuna_study._storage.get_trial(trial_id)
         reason = "interrupted (Ctrl-C or SIGTERM)"
-        outcome = fail_and_retry(ostudy, trial, reason, study.file.max_retries, force_retry=True)
+        outcome = fail_and_retry(
+            optuna_study, trial, reason, study.file.max_retries, force_retry=True
+        )
     note = " (its run resumes from its checkpoint)" if outcome is Retry.ENQUEUED else ""
     log(f"trial {trial.number}: interrupted; {outcome.value}{note}")
     return outcome
 
 
 def _train_trial(
-    ostudy: optuna.Study, study: Study, claim: Claim, store: RunStore, options: WorkerOptions, log
+    optuna_study: optuna.Study,
+    study: Study,
+    claim: ClaimedTrial,
+    store: RunStore,
+    options: WorkerOptions,
+    log,
 ) -> list[float]:
     """Train (or reuse) the trial's run; its objective values."""
     assert claim.config is not None
@@ -152,7 +165,7 @@ def _train_trial(
         callbacks.append(OptunaPruning(claim.trial, study.file.objectives[0].metric))
     retry = failed_runs([spec], store) if options.retry_failed else {}
     while True:
-        holder_store = _store_for_lock_of(spec.run_id, store, ostudy)
+        holder_store = _store_for_lock_of(spec.run_id, store, optuna_study)
         outcome = run_spec(
             spec,
             holder_store,
@@ -162,16 +175,18 @@ def _train_trial(
             quiet=options.quiet,
             extra_callbacks=callbacks,
         )
-        if outcome.result not in ("busy", "lost"):  # lost: another host took the run over
+        if outcome.result not in (RunOutcome.BUSY, RunOutcome.LOST):  # lost: another host took it
             break
         time.sleep(options.liveness.poll_s)  # another trial trains this run: reuse its result
-    if outcome.result in ("failed", "not retried"):
+    if outcome.result in (RunOutcome.FAILED, RunOutcome.NOT_RETRIED):
         raise TrialFailed(f"run {spec.run_id} {outcome.result}: {outcome.detail}")
-    claim.trial.set_user_attr("run", "reused" if outcome.result == "skipped" else "trained")
+    claim.trial.set_user_attr(
+        "run", "reused" if outcome.result is RunOutcome.SKIPPED else "trained"
+    )
     return objective_values(study, store, spec.run_id)
 
 
-def _store_for_lock_of(run_id: str, store: RunStore, ostudy: optuna.Study) -> RunStore:
+def _store_for_lock_of(run_id: str, store: RunStore, optuna_study: optuna.Study) -> RunStore:
     """``store``, or, when the run's lock is held from another host by a worker of this study
     that the heartbeats declared dead (its trial failed and retried), a view of the store that
     takes that lock over. The store alone cannot tell a dead holder on another host from a
@@ -179,7 +194,7 @@ def _store_for_lock_of(run_id: str, store: RunStore, ostudy: optuna.Study) -> Ru
     holder = store.lock_holder(run_id) if store.get(run_id) is not None else None
     if holder is None or holder.host == host_name():
         return store  # same host: the store checks the pid itself
-    for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+    for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         attrs = trial.system_attrs
         if (attrs.get(ATTR_HOST), attrs.get(ATTR_PID), attrs.get(ATTR_RETRIED)) == (
             holder.host,
@@ -211,7 +226,7 @@ def objective_values(study: Study, store: RunStore, run_id: str) -> list[float]:
 
 
 def _tell(
-    ostudy: optuna.Study,
+    optuna_study: optuna.Study,
     trial: optuna.Trial,
     state: TrialState,
     values: list[float] | None,
@@ -223,7 +238,7 @@ def _tell(
     try:
         if fail_reason:
             trial.set_user_attr(USER_FAIL_REASON, detail)
-        ostudy.tell(trial, values, state=state if values is None else None)
+        optuna_study.tell(trial, values, state=state if values is None else None)
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as err:
         # Another worker took us for dead and failed the trial; the run is kept in the store.
         log(f"trial {trial.number}: could not be told {state.name} ({err})")

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
 from dat_lab.train.log_dirs import PREFIX, next_version
 
 if TYPE_CHECKING:  # Lightning is imported when loggers are built, not by TrainConfig's checks
@@ -82,8 +84,6 @@ def build_loggers(
 
     ``tags`` default to the run directory's name as the run id (a store's run directory is
     named by it)."""
-    from pytorch_lightning.loggers import CSVLogger
-
     run_dir = Path(run_dir)
     version = next_version(run_dir / LOG_DIR)
     tags = tags or RunTags(run_id=run_dir.name)
@@ -95,8 +95,6 @@ def build_loggers(
 
 
 def _tensorboard(run_dir: Path, version: str, tags: RunTags) -> Logger:
-    from pytorch_lightning.loggers import TensorBoardLogger
-
     logger = TensorBoardLogger(save_dir=run_dir / LOG_DIR, name="tensorboard", version=version)
     logger.log_hyperparams(tags.as_dict(version, run_dir))
     return logger
@@ -108,8 +106,6 @@ def mlflow_tracking_uri(run_dir: Path) -> str:
 
 
 def _mlflow(run_dir: Path, version: str, tags: RunTags) -> Logger:
-    from pytorch_lightning.loggers import MLFlowLogger
-
     uri = mlflow_tracking_uri(run_dir.resolve())
     if uri.startswith("file:"):
         # MLflow 3 refuses its file store unless this is set; it is the local, offline store.
@@ -140,8 +136,6 @@ def wandb_mode() -> str:
 
 
 def _wandb(run_dir: Path, version: str, tags: RunTags) -> Logger:
-    from pytorch_lightning.loggers import WandbLogger
-
     class FinishingWandbLogger(WandbLogger):
         """Ends its W&B run when the fit ends: the next run of this process (an experiment
         trains many) must start a run of its own, not log into this one."""

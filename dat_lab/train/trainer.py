@@ -33,6 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import (
     Callback,
     LearningRateMonitor,
@@ -46,7 +47,8 @@ from dat_lab.train.config import TrainConfig
 from dat_lab.train.loggers import RunTags, build_loggers
 
 CHECKPOINT_DIR = "checkpoints"
-MONITOR = "val/acc1"
+VAL_TOP1 = "val/acc1"  # what DatLitModule logs, checkpoints monitor and reports read
+VAL_TOP1_BEST = "val/acc1_best"
 SRUN_UNUSED = r"The `srun` command is available"  # Lightning, wherever SLURM is installed
 
 
@@ -110,7 +112,7 @@ def _best_checkpoint(ckpt_dir: Path, val_every_n_epochs: int) -> ModelCheckpoint
         dirpath=ckpt_dir,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,  # the metric name holds a "/"
-        monitor=MONITOR,
+        monitor=VAL_TOP1,
         mode="max",
         save_top_k=1,
         every_n_epochs=val_every_n_epochs,
@@ -196,8 +198,6 @@ def _trainer(
 
 def _under_slurm() -> bool:
     """Whether this process is a task that SLURM started with srun (Lightning's test)."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=SRUN_UNUSED)
         return SLURMEnvironment.detect()
@@ -207,8 +207,6 @@ def _cluster_plugins(under_slurm: bool) -> list[Any]:
     """Under SLURM: Lightning's SLURM environment (ranks, nodes, master address from SLURM)
     without its auto-requeue; dat-lab's SLURM jobs requeue through submitit
     (``dat_lab.launchers.slurm``), and two handlers of one signal would fight."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
     return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 

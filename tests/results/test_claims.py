@@ -50,7 +50,7 @@ def claims_store(tmp_path_factory):
 
 def test_supported_contradicted_and_inconclusive_claims_on_a_store(claims_store):
     runs = memberships(load_runs(claims_store))
-    group = Group("offset_range", runs, plan={"baseline": "s2", "claims": CLAIMS})
+    group = Group("offset_range", runs, design={"baseline": "s2", "claims": CLAIMS})
     verdicts = {v.than: v for v in group.verdicts}
     assert verdicts["s0"].verdict == SUPPORTED
     assert verdicts["s14"].verdict == CONTRADICTED
@@ -65,8 +65,8 @@ def test_supported_contradicted_and_inconclusive_claims_on_a_store(claims_store)
 
 def test_claim_on_a_variant_without_runs_is_inconclusive_and_says_why(claims_store):
     runs = memberships(load_runs(claims_store))
-    plan = {"claims": [{"better": "s2", "than": "s5"}]}
-    (verdict,) = Group("offset_range", runs, plan=plan).verdicts
+    design = {"claims": [{"better": "s2", "than": "s5"}]}
+    (verdict,) = Group("offset_range", runs, design=design).verdicts
     assert verdict.verdict == INCONCLUSIVE and "has 4 and 0" in verdict.why
 
 
@@ -121,13 +121,13 @@ def test_bad_baseline_or_claims_name_the_file_key_and_allowed_variants(
 
 
 def test_bundled_experiments_state_the_papers_baseline_and_claims():
-    plans = {
-        n: load_experiment(EXPERIMENTS / f"{n}.yaml")[0].plan()
+    designs = {
+        n: load_experiment(EXPERIMENTS / f"{n}.yaml")[0].design()
         for n in ("offset_range", "stage_placement", "attention_ablation")
     }
-    assert plans["offset_range"]["baseline"] == "s2"
-    assert {"better": "s2", "than": "s0"} in plans["offset_range"]["claims"]
-    assert plans["stage_placement"]["baseline"] == "D_34"
-    assert {"better": "D_34", "than": "none"} in plans["stage_placement"]["claims"]
-    assert plans["attention_ablation"]["baseline"] == "DAT"
-    assert len(plans["attention_ablation"]["claims"]) == 4
+    assert designs["offset_range"]["baseline"] == "s2"
+    assert {"better": "s2", "than": "s0"} in designs["offset_range"]["claims"]
+    assert designs["stage_placement"]["baseline"] == "D_34"
+    assert {"better": "D_34", "than": "none"} in designs["stage_placement"]["claims"]
+    assert designs["attention_ablation"]["baseline"] == "DAT"
+    assert len(designs["attention_ablation"]["claims"]) == 4

@@ -94,7 +94,7 @@ def html_report(tmp_path_factory):
                     reason="NonFiniteLossError: nan",
                 )
     store.write_json("offset_range-s0-0", "provenance", PROVENANCE)
-    store.write_plan(
+    store.write_design(
         "stage_placement", {"baseline": "D_34", "claims": [{"better": "D_34", "than": "none"}]}
     )
     out = root / "out"

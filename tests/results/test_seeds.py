@@ -43,18 +43,18 @@ def _store(root):
 def test_seeds_needed_from_the_stored_spread_for_the_papers_difference(tmp_path):
     _store(tmp_path)
     exp, _ = load_experiment(_two_variant_file(tmp_path))
-    (line,) = seeds_needed_lines(tmp_path, exp.name, exp.plan())
+    (line,) = seeds_needed_lines(tmp_path, exp.name, exp.design())
     sd = 0.0025166114784235805  # sample std of the paired differences above
     needed = seeds_needed((81.70 - 82.04) / 100, sd, paired=True)
     assert needed is not None and needed > 2
     assert f"s0 {needed} (Δ -0.34 points)" in line and "has 2 seeds" in line
-    more = {**exp.plan(), "seeds": list(range(needed))}
+    more = {**exp.design(), "seeds": list(range(needed))}
     assert seeds_needed_lines(tmp_path, exp.name, more) == []  # enough seeds: nothing to say
 
 
 def test_seeds_needed_is_unknown_before_any_run_finished(tmp_path):
     exp, _ = load_experiment(_two_variant_file(tmp_path))
-    (line,) = seeds_needed_lines(tmp_path / "empty", exp.name, exp.plan())
+    (line,) = seeds_needed_lines(tmp_path / "empty", exp.name, exp.design())
     assert line.startswith("seeds needed: unknown")
 
 
@@ -64,11 +64,11 @@ def test_dry_run_prints_seeds_needed_and_records_no_plan(tmp_path, capsys):
     assert main(["run", str(path), "--dry-run", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "seeds needed (80% power at 0.05 vs s2, observed spread): s0 " in out
-    assert store.plans() == {}  # a dry run writes nothing
+    assert store.designs() == {}  # a dry run writes nothing
 
 
 def test_store_keeps_the_last_plan_of_each_experiment(tmp_path):
     store = RunStore(tmp_path)
-    store.write_plan("sweep/x", {"baseline": "a", "claims": []})
-    store.write_plan("sweep/x", {"baseline": "b", "claims": []})
-    assert store.plans() == {"sweep/x": {"experiment": "sweep/x", "baseline": "b", "claims": []}}
+    store.write_design("sweep/x", {"baseline": "a", "claims": []})
+    store.write_design("sweep/x", {"baseline": "b", "claims": []})
+    assert store.designs() == {"sweep/x": {"experiment": "sweep/x", "baseline": "b", "claims": []}}

@@ -231,7 +231,7 @@ def compared_store(tmp_path_factory):
             )
     add_run(store, "offset_range", "s0", 4, configs["s0"], state="failed")
     runs = memberships(load_runs(root))
-    return Group("offset_range", runs, plan={"baseline": "s2"}), accs
+    return Group("offset_range", runs, design={"baseline": "s2"}), accs
 
 
 def test_store_comparison_uses_paired_on_shared_seeds_and_welch_otherwise(compared_store):

@@ -123,17 +123,19 @@ def _looks_dead_from_afar(study: optuna.Study, trial_id: int) -> None:
 def test_ctrl_c_after_the_reaper_retried_the_trial_enqueues_nothing_more(tmp_path, study_file):
     study = load_study(study_file("twice", space=offset_grid([2.0, 4.0]), sampler="grid"))
     location = StorageLocation(journal=tmp_path / "twice.journal")
-    ostudy = open_study(study, location, location.open())
-    claim = claim_trial(ostudy, study, LIVENESS)  # trial 0: s=2.0; s=4.0 waits
+    optuna_study = open_study(study, location, location.open())
+    claim = claim_trial(optuna_study, study, LIVENESS)  # trial 0: s=2.0; s=4.0 waits
     # Another worker takes this one for dead: it fails trial 0 and enqueues its retry ...
-    _looks_dead_from_afar(ostudy, claim.trial._trial_id)
+    _looks_dead_from_afar(optuna_study, claim.trial._trial_id)
     with location.lock(study.name):
-        assert reap_dead_workers(ostudy, study, LIVENESS, log=lambda _: None) == 1
+        assert reap_dead_workers(optuna_study, study, LIVENESS, log=lambda _: None) == 1
     # ... then Ctrl-C reaches this worker, which is alive after all: nothing is enqueued twice.
     lines: list[str] = []
-    outcome = requeue_interrupted(ostudy, study, claim.trial._trial_id, location, lines.append)
+    outcome = requeue_interrupted(
+        optuna_study, study, claim.trial._trial_id, location, lines.append
+    )
     assert outcome is Retry.SETTLED and "left alone" in lines[-1]
-    trials = ostudy.get_trials()
+    trials = optuna_study.get_trials()
     waiting = [t.user_attrs["run_id"] for t in trials if t.state is TrialState.WAITING]
     assert sorted(waiting) == sorted(p.run_id for p in study.grid)  # each point once
     assert budget_used(trials) == 0

@@ -169,8 +169,8 @@ def test_a_conditional_parameter_exists_only_when_its_condition_holds(study_file
     study = load_study(study_file("cond", space=CONDITIONAL, sampler="grid"))
     points = [dict(p) for p in grid_points(study.file.space)]
     assert points == [{"offsets": True, "s": 1.0}, {"offsets": True, "s": 4.0}, {"offsets": False}]
-    ostudy = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    sampled = [suggest(ostudy.ask(), study.file.space) for _ in range(20)]
+    optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled = [suggest(optuna_study.ask(), study.file.space) for _ in range(20)]
     assert {tuple(sorted(p)) for p in sampled} == {("offsets", "s"), ("offsets",)}
     assert all(("s" in p) == p["offsets"] for p in sampled)
 

@@ -38,8 +38,8 @@ def lr_grid(*lrs: float) -> dict:
 def test_a_failing_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path, study_file):
     # lr 1e10 makes the loss non-finite within a step; the next trial still trains.
     path = study_file("fails", space=lr_grid(1e10, 2e-3), sampler="grid")
-    ostudy, log = sweep(path, tmp_path)
-    failed, good = ostudy.trials
+    optuna_study, log = sweep(path, tmp_path)
+    failed, good = optuna_study.trials
     assert failed.state is TrialState.FAIL
     assert "non-finite loss" in failed.user_attrs[USER_FAIL_REASON]
     assert (
@@ -63,8 +63,8 @@ def test_pruning_stops_a_bad_trial_early(tmp_path, study_file, experiment):
         sampler="grid",
         pruner={"type": "median", "startup_trials": 1},
     )
-    ostudy, log = sweep(path, tmp_path)
-    good, bad = ostudy.trials
+    optuna_study, log = sweep(path, tmp_path)
+    good, bad = optuna_study.trials
     assert good.state is TrialState.COMPLETE and len(good.intermediate_values) == 3
     assert bad.state is TrialState.PRUNED
     assert list(bad.intermediate_values) == [0]  # reported once, then stopped
@@ -88,8 +88,8 @@ def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, exp
     pruner = {"type": "hyperband", "min_epochs": 1, "reduction_factor": 4}
     space = lr_grid(3e-3, 1e-9)
     path = study_file("hyperband", exp=exp, space=space, sampler="grid", pruner=pruner)
-    ostudy, log = sweep(path, tmp_path)
-    good, bad = ostudy.trials
+    optuna_study, log = sweep(path, tmp_path)
+    good, bad = optuna_study.trials
     assert good.state is TrialState.COMPLETE and list(good.intermediate_values) == [0, 1, 2]
     assert bad.state is TrialState.PRUNED
     assert list(bad.intermediate_values) == [0, 1]  # 2 of its 3 epochs, then stopped
@@ -102,7 +102,7 @@ def test_hyperband_stops_a_bad_trial_at_its_first_rung(tmp_path, study_file, exp
     assert store.state(run.run_id) is RunState.INTERRUPTED  # not failed, not faked finished
     assert run.final is None and run.last_checkpoint is not None  # no result; resumable
     assert store.state(good.user_attrs["run_id"]) is RunState.FINISHED
-    text = status_text(load_study(path), ostudy, StorageLocation(journal=Path("x")))
+    text = status_text(load_study(path), optuna_study, StorageLocation(journal=Path("x")))
     assert "pruned after epoch 2" in text
 
 
@@ -118,15 +118,15 @@ def test_a_multi_objective_study_yields_a_pareto_front(tmp_path, study_file):
         {"metric": "flops", "direction": "minimize"},
     ]
     path = study_file("pareto", space=space, objectives=objectives, sampler="grid")
-    ostudy, _ = sweep(path, tmp_path)
-    trials = ostudy.trials
+    optuna_study, _ = sweep(path, tmp_path)
+    trials = optuna_study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     flops = {t.params["r"]: t.values[1] for t in trials}
     assert flops[2] < flops[1]
-    front = {t.number for t in ostudy.best_trials}
+    front = {t.number for t in optuna_study.best_trials}
     dominated = {a.number for a in trials for b in trials if _dominates(b.values, a.values)}
     assert front and front == {t.number for t in trials} - dominated
-    text = status_text(load_study(path), ostudy, StorageLocation(journal=Path("x")))
+    text = status_text(load_study(path), optuna_study, StorageLocation(journal=Path("x")))
     assert "Pareto front (maximize val/acc1, minimize flops)" in text
 
 
@@ -144,12 +144,12 @@ def test_nsga2_drives_a_multi_objective_study_to_its_budget_with_a_pareto_front(
     ]
     sampler = {"type": "nsga2", "seed": 0, "population_size": 2}
     path = study_file("nsga2", space=space, objectives=objectives, sampler=sampler, n_trials=3)
-    ostudy, _ = sweep(path, tmp_path)
-    trials = ostudy.trials
+    optuna_study, _ = sweep(path, tmp_path)
+    trials = optuna_study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     # NSGA-II, not the default TPE, chose them: it tags each trial with its generation.
     assert all(any("generation" in k for k in t.system_attrs) for t in trials)
-    front = {t.number for t in ostudy.best_trials}
+    front = {t.number for t in optuna_study.best_trials}
     dominated = {a.number for a in trials for b in trials if _dominates(b.values, a.values)}
     assert front and front == {t.number for t in trials} - dominated
 
@@ -164,14 +164,16 @@ def _dominates(a: list[float], b: list[float]) -> bool:
 def test_resuming_completes_the_budget_and_reuses_finished_runs(tmp_path, study_file):
     space = {"s": {"type": "float", "low": 0.0, "high": 8.0, "step": 4.0, "set": OFFSET_KEYS}}
     path = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=2)
-    ostudy, _ = sweep(path, tmp_path)
-    assert len(ostudy.trials) == 2
-    ostudy, log = sweep(path, tmp_path)  # the same command again: the budget is used, nothing runs
-    assert len(ostudy.trials) == 2 and not any("trial" in line for line in log)
+    optuna_study, _ = sweep(path, tmp_path)
+    assert len(optuna_study.trials) == 2
+    optuna_study, log = sweep(
+        path, tmp_path
+    )  # the same command again: the budget is used, nothing runs
+    assert len(optuna_study.trials) == 2 and not any("trial" in line for line in log)
 
     bigger = study_file("budget", space=space, sampler={"type": "random", "seed": 3}, n_trials=5)
-    ostudy, log = sweep(bigger, tmp_path)  # budget 5: three more, never 5 more
-    trials = ostudy.trials
+    optuna_study, log = sweep(bigger, tmp_path)  # budget 5: three more, never 5 more
+    trials = optuna_study.trials
     assert len(trials) == 5 and all(t.state is TrialState.COMPLETE for t in trials)
     # Three values of s, five trials: some configs repeat, and their runs are reused.
     runs = [t.user_attrs["run_id"] for t in trials]
@@ -185,7 +187,7 @@ def test_status_lists_state_params_values_and_run_id(tmp_path, study_file):
     study = load_study(path)
     location = StorageLocation(journal=tmp_path / "status.journal")
     assert "not started" in status_text(study, load_stored_study(study, location), location)
-    ostudy, _ = sweep(path, tmp_path)
+    optuna_study, _ = sweep(path, tmp_path)
     text = status_text(
         study,
         load_stored_study(study, StorageLocation(journal=tmp_path / "status.journal")),
@@ -194,7 +196,7 @@ def test_status_lists_state_params_values_and_run_id(tmp_path, study_file):
     lines = text.splitlines()
     assert "2/2 trials of the budget used (2 complete)" in lines[0]
     assert lines[1].split() == ["#", "state", "val/acc1", "params", "run", "id", "note"]
-    for trial, line in zip(ostudy.trials, lines[2:4], strict=True):
+    for trial, line in zip(optuna_study.trials, lines[2:4], strict=True):
         assert line.split()[:5] == [
             str(trial.number),
             "COMPLETE",
@@ -225,8 +227,8 @@ def test_tpe_samples_a_conditional_space_past_its_startup_trials(tmp_path, study
     path = study_file(
         "tpe", space=space, sampler={"type": "tpe", "seed": 0, "startup_trials": 2}, n_trials=4
     )
-    ostudy, _ = sweep(path, tmp_path)
-    trials = ostudy.trials
+    optuna_study, _ = sweep(path, tmp_path)
+    trials = optuna_study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert all(("s" in t.params) == t.params["offsets"] for t in trials)
 
@@ -245,7 +247,10 @@ def test_the_free_study_runs_ten_trials_and_the_model_refuses_none(tmp_path):
     tiny = {f"data.{k}": v for k, v in TINY_DATA.items() if k != "name"}
     tiny.update({"train.epochs": 2, "train.warmup_epochs": 0, "train.val_every_n_epochs": 1})
     tiny["train.threads"] = 1
-    ostudy, lines = sweep(path, tmp_path, tiny)
-    states = [t.state for t in ostudy.trials]
+    optuna_study, lines = sweep(path, tmp_path, tiny)
+    states = [t.state for t in optuna_study.trials]
     assert len(states) == 10 and TrialState.FAIL not in states, lines
-    assert {t.params["offsets"] for t in ostudy.trials} == {True, False}  # both branches drawn
+    assert {t.params["offsets"] for t in optuna_study.trials} == {
+        True,
+        False,
+    }  # both branches drawn

@@ -170,9 +170,14 @@ def _reap_as_if_silent(path: Path, journal: Path) -> None:
     """What a worker on another host does when the running trial's heartbeat looks old."""
     study = load_study(path)
     location = StorageLocation(journal=journal)
-    ostudy = optuna.load_study(study_name=study.name, storage=location.open())
-    (running,) = ostudy.get_trials(states=(TrialState.RUNNING,))
-    ostudy._storage.set_trial_system_attr(running._trial_id, ATTR_HOST, "elsewhere")
-    ostudy._storage.set_trial_system_attr(running._trial_id, ATTR_HEARTBEAT, time.time() - 60)
+    optuna_study = optuna.load_study(study_name=study.name, storage=location.open())
+    (running,) = optuna_study.get_trials(states=(TrialState.RUNNING,))
+    optuna_study._storage.set_trial_system_attr(running._trial_id, ATTR_HOST, "elsewhere")
+    optuna_study._storage.set_trial_system_attr(
+        running._trial_id, ATTR_HEARTBEAT, time.time() - 60
+    )
     with location.lock(study.name):
-        assert reap_dead_workers(ostudy, study, Liveness.from_heartbeat(1.0), lambda _: None) == 1
+        assert (
+            reap_dead_workers(optuna_study, study, Liveness.from_heartbeat(1.0), lambda _: None)
+            == 1
+        )

@@ -42,9 +42,3 @@ def build(group: Group) -> Output:
         title=f"{group.name}: attention, offsets, position encoding", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"attention_ablation": figure})
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

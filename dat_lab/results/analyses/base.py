@@ -37,7 +37,8 @@ class Group:
         runs: one row per (run, identity) of this group (see ``memberships``).
         metric: the column the tables and plots report (``final.val/acc1`` by default).
         study: an Optuna study whose trials are this group's runs, when one was found.
-        plan: the experiment file's plan (``ExperimentFile.plan``: baseline, claims), if known.
+        design: the experiment file's design (``ExperimentFile.design``: baseline, claims),
+            if known.
         effect: the difference that ``seeds needed`` is for (``--effect``; percentage points
             for accuracy metrics), None: the paper's own difference for each row.
         ci: how comparisons get their CI: ``t`` (the test's own) or ``bootstrap``.
@@ -47,7 +48,7 @@ class Group:
     runs: pd.DataFrame
     metric: str = DEFAULT_METRIC
     study: Any = None
-    plan: dict[str, Any] | None = None
+    design: dict[str, Any] | None = None
     effect: float | None = None
     ci: str = "t"
     _comparisons: dict[tuple, pd.DataFrame] = field(default_factory=dict, repr=False)
@@ -81,7 +82,7 @@ class Group:
         """The file's ``baseline``, else the variant in DAT's own setting (the paper's
         reference row), else the first variant."""
         order = list(self.summary["variant"]) if len(self.summary) else []
-        named = (self.plan or {}).get("baseline")
+        named = (self.design or {}).get("baseline")
         if named in order:
             return named
         default = [v for v in order if paper.is_dat_default(self.knobs_of(v))]
@@ -113,8 +114,8 @@ class Group:
 
     @cached_property
     def verdicts(self) -> list[Verdict]:
-        """The file's claims checked against the runs (none when no plan is known)."""
-        return evaluate((self.plan or {}).get("claims") or [], self.values, self.metric, self.ci)
+        """The file's claims checked against the runs (none when no design is known)."""
+        return evaluate((self.design or {}).get("claims") or [], self.values, self.metric, self.ci)
 
     def knobs_of(self, variant: str) -> dict[str, Any]:
         return self._knobs[variant]

@@ -32,9 +32,3 @@ def build(group: Group) -> Output:
         title=f"{group.name}: top-1 vs maximum offset s", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"offset_range": figure})
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import optuna
 from matplotlib.figure import Figure
+from optuna.visualization import matplotlib as optuna_plots
 
 from dat_lab.results.analyses.base import Group, Output
 
@@ -30,8 +32,6 @@ def _target(study):
 
 
 def build(group: Group) -> Output:
-    import optuna
-
     study = group.study
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < MIN_TRIALS:
@@ -53,8 +53,6 @@ def _root_figure(ax: Any) -> Figure:
 
 
 def _plot(study, target, target_name: str, out: Output) -> None:
-    from optuna.visualization import matplotlib as optuna_plots
-
     ax = optuna_plots.plot_optimization_history(study, target=target, target_name=target_name)
     _finish(ax, f"{study.study_name}: optimisation history ({target_name})")
     out.figures["optuna_history"] = _root_figure(ax)
@@ -73,9 +71,3 @@ def _finish(ax, title: str) -> None:
     ax.set_title(title)
     ax.figure.set_size_inches(8.0, 4.8)
     ax.figure.tight_layout()
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

@@ -42,9 +42,3 @@ def figure(group: Group):
         ax.set_title(f"{group.name}: top-1 vs s for each reduction r")
         fig.tight_layout()
     return fig
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

@@ -48,9 +48,3 @@ def build(group: Group) -> Output:
         title=f"{group.name}: deformable attention by stage", comparison=comparison,
     )  # fmt: skip
     return Output(tables=[table], figures={"stage_placement": figure})
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

@@ -26,9 +26,3 @@ def build(group: Group) -> Output:
     )  # fmt: skip
     note = "Pareto front: " + ", ".join(front["variant"].astype(str))
     return Output(figures={"pareto": figure}, notes=[note])
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

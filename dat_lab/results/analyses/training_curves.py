@@ -28,9 +28,3 @@ def build(group: Group) -> Output:
         title=f"{group.name}: training curves ({group.setting})",
     )
     return Output(figures={"curves": figure})
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)

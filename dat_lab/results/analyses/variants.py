@@ -23,9 +23,3 @@ def build(group: Group) -> Output:
         caption=caption(group, with_paper=False), knobs=knobs,
     )  # fmt: skip
     return Output(tables=[table])
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dat_lab.results.scripts import script_main
-
-    return script_main(NAME, argv)
