@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 from results_helpers import EXPERIMENTS, add_run, experiment_configs
@@ -10,7 +12,7 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.results import load_runs, memberships
 from dat_lab.results.analyses.base import Group
-from dat_lab.results.claims import Outcome, higher_is_better, paired_differences
+from dat_lab.results.claims import ClaimTerms, Outcome, higher_is_better, paired_differences
 from dat_lab.results.report import build_report
 from dat_lab.results.sequential import Verdict, decide, decide_family
 from dat_lab.schema import ConfigError
@@ -108,6 +110,17 @@ def test_four_seeds_decide_nothing_when_the_rule_cannot_yet(tmp_path):
         assert (v.ci_low, v.ci_high) == (-1.0, 1.0)  # unbounded: the whole range of a difference
         assert 4 < v.seeds_to_decision < 30 and v.effect_source == "observed"
         assert v.effect == pytest.approx(v.diff)
+
+
+def test_claim_terms_read_the_files_mapping_and_a_parsed_claim_object():
+    assert ClaimTerms.of({"same": "a", "as": "b", "within": 0.5}) == ClaimTerms(
+        "a", "b", same=True, within=0.5
+    )
+    assert ClaimTerms.of({"better": "a", "than": "b", "by": 1}) == ClaimTerms("a", "b", by=1.0)
+    parsed = SimpleNamespace(kind="same", a="a", b="b", by=None, within=0.5)
+    assert ClaimTerms.of(parsed) == ClaimTerms("a", "b", same=True, within=0.5)
+    old = SimpleNamespace(better="a", than="b")  # today's spec.Claim
+    assert ClaimTerms.of(old) == ClaimTerms("a", "b")
 
 
 def test_loss_claims_are_better_when_lower():
