@@ -9,6 +9,8 @@ dof, scaled to unit sd), and the rule looks after every seed from n = 2 to ``--m
   at looks 2..10 only), and the family-wise error of three null claims under Holm;
 - the simultaneous coverage: the share of studies whose confidence sequence holds the true
   mean at every look at once (the rule is shift-equivariant: the same at any mean);
+- three claims judged together (Holm) with true differences 0, +0.5 and -0.5 sd: the share
+  of studies with any wrong verdict;
 - at effects of 0.5, 1 and 2 sd: the rule's power (studies decided ``better`` by the last
   seed), its expected seeds (an undecided study counts ``--max-seeds``), and the seeds of a
   fixed-n paired t-test of equal power (the smallest n whose rejection rate in the same
@@ -27,11 +29,13 @@ import numpy as np
 from scipy import stats
 
 from dat_lab.results import sequential
-from dat_lab.results.sequential import Verdict, run_rule
+from dat_lab.results.sequential import Verdict, decide_family, run_rule
 
 ALPHA = sequential.ALPHA
 EFFECTS = (0.5, 1.0, 2.0)
 FIXED_MAX = 120  # seeds simulated for the fixed-n test of equal power
+FAMILY = (0.0, 0.5, -0.5)  # true differences (sd) of a family of claims judged together
+FAMILY_STUDIES = 2000  # at most (decide_family per study is a loop): a tenth of --studies
 
 
 def noise(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -60,6 +64,23 @@ def holm_family_error(x: np.ndarray, claims: int = 3) -> float:
     log_e = sequential._log_e(n, np.cumsum(y, axis=2), np.cumsum(y**2, axis=2))
     p = np.minimum(1.0, np.exp(-log_e[:, :, 1:].max(axis=2)))  # looks n >= 2
     return float((p.min(axis=1) <= ALPHA / claims).mean())  # Holm's first step
+
+
+def family_wrong_verdicts(z: np.ndarray, effects: tuple[float, ...], studies: int) -> float:
+    """Claims with true differences ``effects`` (sd units) judged together (``decide_family``,
+    Holm) on the noise ``z``: the share of studies with any wrong verdict by the last seed
+    (better when the truth is <= 0, worse when it is >= 0)."""
+    k, seeds = len(effects), z.shape[1]
+    rows = z[: studies * k].reshape(studies, k, seeds) + np.asarray(effects)[None, :, None]
+    wrong = 0
+    for study in rows:
+        family = decide_family({str(i): study[i] for i in range(k)})
+        wrong += any(
+            (d.verdict is Verdict.BETTER and effects[i] <= 0)
+            or (d.verdict is Verdict.WORSE and effects[i] >= 0)
+            for i, d in enumerate(family[str(j)] for j in range(k))
+        )
+    return wrong / studies
 
 
 def coverage(x: np.ndarray, mean: float) -> float:
@@ -126,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["noise", "effect (sd)", f"rule: power (better by {args.max_seeds})",
                  "rule: expected seeds", "fixed-n t: seeds of equal power",
                  "fixed-n t: seeds for 80% power"], effects))  # fmt: skip
+    studies = max(100, min(FAMILY_STUDIES, args.studies // 10))
+    z = noise("gaussian", np.random.default_rng(args.seed), (studies * 3, args.max_seeds))
+    wrong = family_wrong_verdicts(z, FAMILY, studies)
+    print(f"\nThree claims judged together (Holm at every look), true differences "
+          f"{', '.join(f'{e:+g}' for e in FAMILY)} sd, Gaussian, {studies} studies: "
+          f"any wrong verdict (better when <= 0, worse when >= 0) by seed {args.max_seeds} in "
+          f"{wrong:.4f} of them.")  # fmt: skip
     print(f"\n({time.perf_counter() - start:.1f} s)")
     return 0
 

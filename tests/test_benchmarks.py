@@ -93,3 +93,5 @@ def test_bench_sequential_table_keeps_the_error_bounds_and_beats_equal_power(mon
         assert fpr <= 0.05 < naive and family <= 0.05 and covered >= 0.95
         one = re.search(rf"\| {kind} \| 1 \| [0-9.]+ \| ([0-9.]+) \| ([0-9]+) \|", text)
         assert one and float(one.group(1)) < int(one.group(2)), text
+    wrong = re.search(r"any wrong verdict .* in ([0-9.]+) of them", text)
+    assert wrong and float(wrong.group(1)) <= 0.05, text
