@@ -75,3 +75,23 @@ def test_bench_backbone_compares_dat_pp_tiny_with_dat_tiny_in_one_run(bench, cap
         ratio = re.search(rf"dat_pp_tiny vs dat_tiny {re.escape(mode)}: ([0-9.]+)x the time", text)
         assert ratio and float(ratio.group(1)) > 0, text
     assert "swin_tiny" not in text and "D's parts" not in text  # only the pair asked for
+
+
+def test_bench_sequential_table_keeps_the_error_bounds_and_beats_equal_power(monkeypatch, capsys):
+    """2,000 studies: the rule's false-positive rate <= 5% while the naive repeated t-test's is
+    above it, coverage >= 95% at every look at once, and at 1 sd fewer expected seeds than a
+    fixed-n t-test of equal power."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("bench_sequential")
+    assert bench.main(["--studies", "2000", "--seed", "1"]) == 0
+    text = capsys.readouterr().out
+    for kind in ("gaussian", "t3"):
+        null = re.search(rf"\| {kind} \| ([0-9.]+) \| ([0-9.]+) \| [0-9.]+ \| ([0-9.]+) "
+                         rf"\| ([0-9.]+) \|", text)  # fmt: skip
+        assert null, text
+        fpr, naive, family, covered = map(float, null.groups())
+        assert fpr <= 0.05 < naive and family <= 0.05 and covered >= 0.95
+        one = re.search(rf"\| {kind} \| 1 \| [0-9.]+ \| ([0-9.]+) \| ([0-9]+) \|", text)
+        assert one and float(one.group(1)) < int(one.group(2)), text
+    wrong = re.search(r"any wrong verdict .* in ([0-9.]+) of them", text)
+    assert wrong and float(wrong.group(1)) <= 0.05, text

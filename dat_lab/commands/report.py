@@ -7,11 +7,12 @@ With no name (or ``--all``) every experiment and study in the store is reported.
 experiment's or study's ``name``, or the path of its YAML file (whose ``baseline`` and
 ``claims`` then apply; otherwise those recorded by ``dat-lab run``). Tables: one row per
 variant with FLOPs, #Param, top-1 mean +- std, 95% CI and n (finished seeds), the difference
-from the baseline with its CI and Holm-adjusted p, and the seeds needed to detect the paper's
-difference; failed, running and interrupted runs are marked and listed; the paper's ImageNet
-numbers (its Fig. 5, Tables 4 and 5) sit beside ours. The claims of the experiment file are
-checked. Figures (PNG, PDF, SVG) go beside the tables under ``--out``, and ``report.html``
-holds everything in one offline page.
+from the baseline with its CI and Holm-adjusted p, and the seeds the sequential rule expects
+to need for a decision (beside a fixed design's) at the observed difference; failed, running
+and interrupted runs are marked and listed; the paper's ImageNet numbers (its Fig. 5, Tables 4
+and 5) sit beside ours. The claims of the experiment file are judged by the sequential rule
+(docs/decisions.md). Figures (PNG, PDF, SVG) go beside the tables under ``--out``, and
+``report.html`` holds everything in one offline page.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--effect",
         type=float,
         default=None,
-        help="difference to detect when computing seeds needed, in the metric's display "
-        "units (points for accuracy); default: the paper's difference for each row",
+        help="difference the seed figures (seeds to a decision, fixed design) assume, in the "
+        "metric's display units (points for accuracy); default: each row's or claim's "
+        "observed difference",
     )
     p.add_argument(
         "--ci",

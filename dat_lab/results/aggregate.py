@@ -1,5 +1,8 @@
 """Seeds -> one row per variant: mean, sample std, Student-t 95% CI and n, with run states.
 
+The CI is clipped to the values the metric can take (``tables.value_range``: [0, 1] for an
+accuracy), since a t interval of spread-out seeds near 100% would run past it.
+
 Only finished runs with a finite value of the metric count towards the statistics (``n``);
 every other run is counted by state (``n_failed``, ``n_running``, ``n_interrupted``,
 ``n_pending``, and ``n_no_metric`` for finished runs without the metric), so a table can say
@@ -18,6 +21,7 @@ from scipy import stats
 
 from dat_lab.experiments.records import RunState
 from dat_lab.results.knobs import KNOBS
+from dat_lab.results.tables import value_range
 
 CONFIDENCE = 0.95
 COUNTED_STATES = (RunState.FAILED, RunState.RUNNING, RunState.INTERRUPTED, RunState.PENDING)
@@ -91,9 +95,13 @@ def summarize(runs: pd.DataFrame, metric: str = "final.val/acc1") -> pd.DataFram
     stats_ = stats_.reindex(out.index)
     out["n"] = stats_["count"].fillna(0).astype(int)
     out["mean"] = stats_["mean"]
-    out["std"], out["ci_low"], out["ci_high"] = _intervals(
+    out["std"], low, high = _intervals(
         out["n"].to_numpy(), out["mean"].to_numpy(), stats_["std"].to_numpy(), CONFIDENCE
     )
+    out["ci_low"], out["ci_high"] = (
+        np.clip(low, *value_range(metric)),
+        np.clip(high, *value_range(metric)),
+    )  # an accuracy's interval stays in [0, 1]
     seeds = (
         runs.loc[good]
         .groupby("variant", sort=False)["seed"]

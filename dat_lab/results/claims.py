@@ -1,13 +1,17 @@
-"""Claims of an experiment file checked against its runs: supported, contradicted, inconclusive.
+"""Claims of an experiment file judged by the sequential rule: supported, contradicted, undecided.
 
 A claim ``{better: s2, than: s0}`` says that variant ``s2`` scores better than ``s0`` on the
-report's metric (higher, or lower for a loss or error metric). It is tested like a table row
-(:func:`dat_lab.results.compare.difference`: paired t on shared seeds, else Welch), the
-p-values of one experiment's claims are Holm-adjusted together, and the verdict is:
+report's metric (higher, or lower for a loss or error metric); ``by: m`` asks for more than
+``m`` points; ``within: w`` on a better claim, or ``{same: A, as: B, within: w}``, makes
+"the two are within ``w`` points" a decision too (points of the metric: percent for an
+accuracy). Every claim is judged by :mod:`dat_lab.results.sequential` on the seeds both
+variants finished, in seed order, with Holm over the experiment's claims, however many seeds
+the experiment has and however often it was looked at (docs/decisions.md):
 
-- *supported*: adjusted p < ALPHA and the difference has the claimed sign;
-- *contradicted*: adjusted p < ALPHA and the opposite sign;
-- *inconclusive*: anything else, including too few seeds for a test (the reason is given).
+- *supported*: the rule's verdict is the claimed one (better; equivalent for a same claim);
+- *contradicted*: the opposite one (worse; better or worse for a same claim);
+- *equivalent*: a better claim with ``within`` whose two variants are within the margin;
+- *undecided*: no verdict yet (the reason is given), including too few seeds.
 """
 
 from __future__ import annotations
@@ -15,13 +19,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from dat_lab.results.compare import ALPHA, difference, holm
-from dat_lab.results.tables import DASH, Table, is_accuracy
+from dat_lab.results import sequential
+from dat_lab.results.power import fixed_and_sequential, seeds_to_decision_text
+from dat_lab.results.sequential import Decision, Verdict
+from dat_lab.results.tables import Table, difference_range, is_accuracy
+from dat_lab.text import DASH
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+
+class Outcome(StrEnum):
+    SUPPORTED = "supported"
+    CONTRADICTED = "contradicted"
+    EQUIVALENT = "equivalent"
+    UNDECIDED = "undecided"
 
 
 def higher_is_better(metric: str) -> bool:
@@ -31,126 +46,186 @@ def higher_is_better(metric: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One claim's verdict and the numbers behind it (``diff`` = better - than)."""
+class ClaimTerms:
+    """One claim in the report's terms: ``first`` against ``second``; ``same``: an
+    equivalence claim; ``by`` / ``within``: margins in points of the metric (0: none)."""
 
-    better: str
-    than: str
-    verdict: str
-    test: str
-    n_better: int
-    n_than: int
-    diff: float
+    first: str
+    second: str
+    same: bool = False
+    by: float = 0.0
+    within: float = 0.0
+
+    @classmethod
+    def of(cls, claim: Mapping[str, Any] | Any) -> ClaimTerms:
+        """From an experiment design's claim mapping (the file's own keys: ``better``,
+        ``than``, ``by``, ``within``; ``same``, ``as``, ``within``) or a parsed claim object
+        with those attributes (``a`` / ``b`` / ``kind`` also read)."""
+        get = claim.get if isinstance(claim, Mapping) else lambda k, d=None: getattr(claim, k, d)
+        same = get("same") is not None or str(get("kind", "")) == "same"
+        first = get("a") or (get("same") if same else get("better"))
+        second = get("b") or (get("as") if same else get("than"))
+        return cls(str(first), str(second), same, float(get("by") or 0.0),
+                   float(get("within") or 0.0))  # fmt: skip
+
+    def text(self) -> str:
+        if self.same:
+            return f"{self.first} same as {self.second} within {self.within:g}"
+        text = f"{self.first} better than {self.second}"
+        text += f" by {self.by:g}" if self.by else ""
+        return text + (f" (or within {self.within:g})" if self.within else "")
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One claim's outcome and the numbers behind it. ``decision`` is in metric units, signed
+    so that positive is better (``sign`` = -1 for a loss); ``diff``, ``ci_low``, ``ci_high``
+    are ``first - second`` in metric units, the interval clipped to the metric's range."""
+
+    claim: ClaimTerms
+    outcome: Outcome
+    decision: Decision
+    sign: float
+    n_first: int
+    n_second: int
+    sd: float
+    effect: float  # the difference the seed figures assume (signed, metric units)
+    effect_source: str  # "observed" or "--effect"
+    seeds_to_decision: float
+    decided_share: float
+    fixed_seeds: float
     ci_low: float
     ci_high: float
-    p: float
-    p_holm: float
-    why: str
+    why: str = ""
 
-    def text(self, scale: float = 1.0, unit: str = "") -> str:
-        """``"s2 better than s0: supported (+1.20 [0.40, 2.00] points, paired t, n 3/3,
-        Holm p 0.012)"``."""
-        head = f"{self.better} better than {self.than}: **{self.verdict}**"
-        if not math.isfinite(self.diff):
-            return f"{head} ({self.why})"
-        numbers = f"{self.diff * scale:+.2f}{unit}"
-        if math.isfinite(self.ci_low):
-            numbers += f" [{self.ci_low * scale:+.2f}, {self.ci_high * scale:+.2f}]"
-        numbers += f", n {self.n_better}/{self.n_than}"
-        if self.test:
-            numbers += f", {self.test}, p {self.p:.3g}, Holm p {self.p_holm:.3g}"
-        if self.why:
-            numbers += f"; {self.why}"
-        return f"{head} ({numbers})"
+    @property
+    def diff(self) -> float:
+        return self.sign * self.decision.mean
+
+
+def _outcome(claim: ClaimTerms, verdict: Verdict) -> Outcome:
+    if verdict is Verdict.UNDECIDED:
+        return Outcome.UNDECIDED
+    if claim.same:
+        return Outcome.SUPPORTED if verdict is Verdict.EQUIVALENT else Outcome.CONTRADICTED
+    return {Verdict.BETTER: Outcome.SUPPORTED, Verdict.WORSE: Outcome.CONTRADICTED,
+            Verdict.EQUIVALENT: Outcome.EQUIVALENT}[verdict]  # fmt: skip
+
+
+def paired_differences(first: pd.Series, second: pd.Series, sign: float = 1.0) -> np.ndarray:
+    """``sign * (first - second)`` on the seeds both have, in seed order (the rule's looks)."""
+    shared = sorted(set(first.index) & set(second.index))
+    return sign * (first.loc[shared].to_numpy(float) - second.loc[shared].to_numpy(float))
 
 
 def evaluate(
-    claims: Sequence[Mapping[str, str]],
+    claims: Sequence[Mapping[str, Any] | Any],
     values: Mapping[str, pd.Series],
     metric: str,
-    ci: str = "t",
-) -> list[Verdict]:
-    """The verdict of each claim, from seed-indexed values per variant (``seed_values``)."""
-    empty = pd.Series(dtype=float)
-    diffs = [
-        difference(values.get(c["better"], empty), values.get(c["than"], empty), ci)
-        for c in claims
-    ]
-    adjusted = holm([d.p for d in diffs])
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    out = []
-    for claim, d, p_holm in zip(claims, diffs, adjusted, strict=True):
-        if math.isfinite(p_holm) and p_holm < ALPHA:
-            verdict = SUPPORTED if sign * d.diff > 0 else CONTRADICTED
-            why = d.why
-        else:
-            verdict = INCONCLUSIVE
-            why = d.why or f"Holm-adjusted p >= {ALPHA}: the difference may be seed noise"
-        out.append(
-            Verdict(
-                claim["better"],
-                claim["than"],
-                verdict,
-                d.test,
-                d.n_a,
-                d.n_b,
-                d.diff,
-                d.ci_low,
-                d.ci_high,
-                d.p,
-                float(p_holm),
-                why,
-            )
-        )
-    return out
-
-
-def claims_table(verdicts: Sequence[Verdict], metric: str, group: str) -> Table:
-    """The claims of one experiment as a table: verdict and the numbers behind it."""
+    effect: float | None = None,
+) -> list[ClaimVerdict]:
+    """The verdict of each claim, from seed-indexed values per variant (``seed_values``);
+    ``effect``: the difference (points for an accuracy) the seed figures assume, None: the
+    observed one."""
+    parsed = [ClaimTerms.of(c) for c in claims]
+    if not parsed:
+        return []
     scale = 100.0 if is_accuracy(metric) else 1.0
-    header = ["Claim", "Verdict", "Δ [95% CI]", "n", "Test", "p", "p (Holm)", "Why"]
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    empty = pd.Series(dtype=float)
+    diffs = {
+        str(i): paired_differences(values.get(c.first, empty), values.get(c.second, empty), sign)
+        for i, c in enumerate(parsed)
+    }
+    family = sequential.decide_family(
+        diffs,
+        deltas={str(i): c.within / scale for i, c in enumerate(parsed)},
+        margins={str(i): c.by / scale for i, c in enumerate(parsed)},
+    )
+    return [
+        _verdict(c, family[str(i)], diffs[str(i)], values, metric, sign, effect)
+        for i, c in enumerate(parsed)
+    ]
+
+
+def _verdict(
+    claim: ClaimTerms,
+    d: Decision,
+    x: np.ndarray,
+    values: Mapping[str, pd.Series],
+    metric: str,
+    sign: float,
+    effect: float | None,
+) -> ClaimVerdict:
+    scale = 100.0 if is_accuracy(metric) else 1.0
+    n_first, n_second = (len(values.get(v, ())) for v in (claim.first, claim.second))
+    sd = float(np.std(x, ddof=1)) if len(x) >= 2 else math.nan
+    assumed, source = (effect / scale, "--effect") if effect is not None else (d.mean, "observed")
+    fixed, rule, share = fixed_and_sequential(assumed, sd, True, d.level, d.margin, d.delta)
+    lo, hi = sorted((sign * d.low, sign * d.high))
+    bounds = difference_range(metric)
+    lo, hi = (float(np.clip(v, *bounds)) for v in (lo, hi))  # unbounded: the whole range
+    why = ""
+    if len(x) < sequential.FIRST_LOOK:
+        why = (f"needs >= 2 seeds finished by both variants (has {len(x)}; {n_first} and "
+               f"{n_second} finished)")  # fmt: skip
+    elif not d.decided:
+        why = f"not decided at Holm level {d.level:.3g}: more seeds needed"
+    return ClaimVerdict(claim, _outcome(claim, d.verdict), d, sign, n_first, n_second, sd,
+                        sign * assumed, source, rule, share, fixed, lo, hi, why)  # fmt: skip
+
+
+def _interval(v: ClaimVerdict, scale: float) -> str:
+    if not math.isfinite(v.decision.mean):
+        return DASH
+    text = f"{v.diff * scale:+.2f}"
+    low = f"{v.ci_low * scale:+.2f}" if math.isfinite(v.ci_low) else "-inf"
+    high = f"{v.ci_high * scale:+.2f}" if math.isfinite(v.ci_high) else "+inf"
+    return f"{text} [{low}, {high}]"
+
+
+def claims_table(verdicts: Sequence[ClaimVerdict], metric: str, group: str) -> Table:
+    """The claims of one experiment as a table: outcome, the rule's verdict and its numbers."""
+    scale = 100.0 if is_accuracy(metric) else 1.0
+    unit = " points" if scale == 100.0 else ""
+    header = ["Claim", "Outcome", "Rule", "Δ [confidence sequence]", "Seeds", "Looks",
+              "p (anytime)", "p (Holm)", "Seeds to a decision", "Fixed design", "Why"]  # fmt: skip
     cells, records = [], []
     for v in verdicts:
-        delta = f"{v.diff * scale:+.2f}" if math.isfinite(v.diff) else DASH
-        if math.isfinite(v.ci_low):
-            delta += f" [{v.ci_low * scale:+.2f}, {v.ci_high * scale:+.2f}]"
-        p_text = f"{v.p:.3g}" if math.isfinite(v.p) else DASH
-        holm_text = f"{v.p_holm:.3g}" if math.isfinite(v.p_holm) else DASH
-        cells.append(
-            [
-                f"{v.better} better than {v.than}",
-                v.verdict,
-                delta,
-                f"{v.n_better}/{v.n_than}",
-                v.test or DASH,
-                p_text,
-                holm_text,
-                v.why or DASH,
-            ]
-        )
-        records.append(
-            {
-                "better": v.better,
-                "than": v.than,
-                "verdict": v.verdict,
-                "metric": metric,
-                "diff": v.diff,
-                "ci95_low": v.ci_low,
-                "ci95_high": v.ci_high,
-                "n_better": v.n_better,
-                "n_than": v.n_than,
-                "test": v.test,
-                "p": v.p,
-                "p_holm": v.p_holm,
-                "why": v.why,
-            }
-        )
+        d = v.decision
+        effect = (f" at Δ {v.effect * scale:+.2f}{unit} ({v.effect_source})"
+                  if math.isfinite(v.effect) else "")  # fmt: skip
+        rule = seeds_to_decision_text({"seeds_to_decision": v.seeds_to_decision,
+                                       "decided_share": v.decided_share})  # fmt: skip
+        fixed = str(int(v.fixed_seeds)) if math.isfinite(v.fixed_seeds) else DASH
+        cells.append([v.claim.text(), v.outcome.value, d.verdict.value, _interval(v, scale),
+                      f"{d.n} ({v.n_first}/{v.n_second})", str(d.looks), f"{d.p_value:.3g}",
+                      f"{d.p_adjusted:.3g}", rule + (effect if rule != DASH else ""), fixed,
+                      v.why or DASH])  # fmt: skip
+        records.append({
+            "claim": v.claim.text(), "first": v.claim.first, "second": v.claim.second,
+            "same": v.claim.same, "by": v.claim.by, "within": v.claim.within,
+            "outcome": v.outcome.value, "verdict": d.verdict.value, "metric": metric,
+            "diff": v.diff, "cs_low": v.ci_low, "cs_high": v.ci_high, "level": d.level,
+            "seeds": d.n, "looks": d.looks, "n_first": v.n_first, "n_second": v.n_second,
+            "p": d.p_value, "p_holm": d.p_adjusted, "sd": v.sd, "effect": v.effect,
+            "effect_source": v.effect_source, "seeds_to_decision": v.seeds_to_decision,
+            "decided_share": v.decided_share, "fixed_design_seeds": v.fixed_seeds,
+            "why": v.why,
+        })  # fmt: skip
     direction = "higher" if higher_is_better(metric) else "lower"
     caption = (
-        f"Each claim of the experiment file tested on {metric.removeprefix('final.')} "
-        f"({direction} is better): Δ = better - than with its 95% CI, paired t on shared "
-        f"seeds else Welch t, p Holm-adjusted over the claims; supported / contradicted when "
-        f"the adjusted p < {ALPHA} with the claimed / the opposite sign, else inconclusive."
+        f"Each claim of the experiment file judged on {metric.removeprefix('final.')} "
+        f"({direction} is better) by the sequential rule (docs/decisions.md): Δ = first - "
+        f"second on the seeds both finished, with its anytime-valid confidence sequence at the "
+        f"claim's Holm level (95% overall; clipped to the metric's range); Rule: better / "
+        f"worse / equivalent / undecided, the same however often the seeds were looked at; "
+        f"Seeds: paired seeds (finished by each); Looks: seeds after the first, each a point "
+        f"the rule could have decided at; p: anytime p-value of the verdict, Holm-adjusted over "
+        f"the claims. Seeds to a decision: the rule's expected seeds (seeded simulation, up to "
+        f"30) at the observed spread and at the difference shown (the observed one, or "
+        f"--effect); Fixed design: seeds of a fixed-n paired t-test (two one-sided tests for "
+        f"an equivalence) with 80% power at the same difference and level."
     )
     return Table(
         "claims", f"{group}: claims", caption, header, cells, pd.DataFrame.from_records(records)

@@ -38,7 +38,8 @@ tr:target{background:#ffa}caption{caption-side:bottom;text-align:left;color:#555
 white-space:normal;padding-top:.4em;font-size:12px}
 .scroll{overflow-x:auto}.sig{font-weight:bold;color:#063}
 .supported{color:#063;font-weight:bold}.contradicted{color:#a00;font-weight:bold}
-.inconclusive{color:#886}.failed{color:#a00}figure{margin:1em 0}
+.undecided{color:#886}.equivalent{color:#036;font-weight:bold}.failed{color:#a00}
+figure{margin:1em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 ul.notes{color:#444;font-size:12.5px}nav ul{columns:2}
 """
@@ -66,7 +67,7 @@ def _cell(text: str) -> str:
     escaped = html.escape(text)
     if text.endswith(" *"):
         return f'<span class="sig">{escaped}</span>'
-    if text in ("supported", "contradicted", "inconclusive"):
+    if text in ("supported", "contradicted", "equivalent", "undecided"):
         return f'<span class="{text}">{escaped}</span>'
     return escaped
 

@@ -246,8 +246,8 @@ def build_report(
 
     ``only``: analysis names to run (default: the table that applies plus every figure).
     ``jobs``: processes that render groups (default: one per CPU; 1 = this process only).
-    ``effect``: the difference (points for accuracy) that seeds needed are computed for
-    (default: the paper's difference for each row); ``ci``: ``t`` or ``bootstrap``;
+    ``effect``: the difference (points for accuracy) that the seed figures assume
+    (default: the observed difference of each row or claim); ``ci``: ``t`` or ``bootstrap``;
     ``write_html``: also write ``report.html``.
     """
     root, out = Path(root), Path(out)

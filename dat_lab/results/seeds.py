@@ -1,8 +1,9 @@
 """How many seeds an experiment needs, from the runs already stored (``dat-lab run --dry-run``).
 
-The same computation as the report's "Seeds needed" column (:meth:`Group.comparison`): for
-each variant against the baseline, the seeds per variant that detect the paper's difference
-for that row (or ``effect``) with 80% power at 0.05, at the spread its finished seeds show.
+The same computation as the report's "Seeds to a decision" and "Fixed design" columns
+(:meth:`Group.comparison`): for each variant against the baseline, the seeds the sequential
+rule expects to need for a verdict, and the seeds per variant of a fixed-n t-test with 80%
+power at 0.05, both at the difference (or ``effect``) and spread its finished seeds show.
 """
 
 from __future__ import annotations
@@ -56,13 +57,19 @@ def seeds_needed_lines(
     scale, unit = (100.0, " points") if is_accuracy(metric) else (1.0, "")
     short = []
     for row in rows.itertuples(index=False):
-        needed = row.seeds_needed if math.isfinite(row.seeds_needed) else math.inf
-        if needed > have:
-            count = str(int(needed)) if math.isfinite(needed) else f"> {MAX_SEEDS}"
-            short.append(f"{row.variant} {count} (Δ {row.effect * scale:+.2f}{unit})")
+        rule = row.seeds_to_decision
+        if math.isfinite(rule) and rule > have:
+            fixed = (
+                str(int(row.seeds_needed)) if math.isfinite(row.seeds_needed) else f"> {MAX_SEEDS}"
+            )
+            short.append(
+                f"{row.variant} {rule:.1f} (Δ {row.effect * scale:+.2f}{unit}; "
+                f"fixed design {fixed})"
+            )
     if not short:
         return []
+    source = "--effect" if effect is not None else "observed difference"
     return [
-        f"seeds needed (80% power at 0.05 vs {group.baseline}, observed spread): "
+        f"seeds to a decision (sequential rule vs {group.baseline}, {source} and spread): "
         f"{', '.join(short)}; the experiment has {have} seeds"
     ]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dat_lab.results import paper
 from dat_lab.results.knobs import KNOB_LABELS, knobs_of_row
-from dat_lab.results.power import seeds_needed_text
+from dat_lab.results.power import seeds_needed_text, seeds_to_decision_text
 from dat_lab.text import DASH, markdown_table, si
 
 FORMATS = ("md", "latex", "csv")
@@ -53,6 +53,18 @@ class Table:
 def is_accuracy(metric: str) -> bool:
     """Accuracy metrics are stored as fractions and shown in percent."""
     return "acc" in metric.rsplit("/", 1)[-1]
+
+
+def value_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: [0, 1] for an accuracy (a fraction), else unbounded.
+    Intervals are clipped to it (a t interval of seeds near 100% would run past it)."""
+    return (0.0, 1.0) if is_accuracy(metric) else (-math.inf, math.inf)
+
+
+def difference_range(metric: str) -> tuple[float, float]:
+    """The values a difference of two of the metric's values can take."""
+    low, high = value_range(metric)
+    return low - high, high - low
 
 
 def knob_text(value: Any) -> str:
@@ -105,7 +117,8 @@ def variant_table(
         paper_lookup: maps a variant's knobs to the paper's row (None: no paper column).
         paper_cost: also show the paper's FLOPs and #Param (the paper's Table 4 has them).
         comparison: rows of ``Group.comparison`` (difference from the baseline, CI, Holm p,
-            seeds needed), shown after n; the table's rows follow ``summary``'s order.
+            seeds to a decision, fixed design), shown after n; the table's rows follow
+            ``summary``'s order.
     """
     extra = comparison_columns(comparison, metric)
     if comparison is not None:
@@ -179,7 +192,8 @@ def _record(
 
 def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Column]:
     """Difference from the baseline with its CI (``*``: significant after Holm), the test
-    and adjusted p, and the seeds needed; none without a comparison."""
+    and adjusted p, the seeds to a decision under the sequential rule and the fixed design's
+    seeds; none without a comparison."""
     if comparison is None or comparison.empty:
         return []
 
@@ -205,22 +219,27 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
 
     def record(row: pd.Series) -> dict[str, Any]:
         keys = ("baseline", "test", "n", "n_baseline", "diff", "ci_low", "ci_high", "p",
-                "p_holm", "significant", "effect", "effect_source", "seeds_needed")  # fmt: skip
+                "p_holm", "significant", "effect", "effect_source", "sd", "seeds_to_decision",
+                "decided_share", "seeds_needed")  # fmt: skip
         return {f"vs_baseline_{k}": row[f"cmp.{k}"] for k in keys}
 
     return [
         Column(f"Δ vs {base} [95% CI]", delta, record),
         Column("Holm p (test, n / n baseline)", p_cell, lambda row: {}),
         Column(
-            "Seeds needed", lambda row: seeds_needed_text(_power_fields(row)), lambda row: {}
+            "Seeds to a decision",
+            lambda row: seeds_to_decision_text(_power_fields(row)),
+            lambda row: {},
         ),  # fmt: skip
+        Column("Fixed design", lambda row: seeds_needed_text(_power_fields(row)), lambda row: {}),
     ]
 
 
 def _power_fields(row: pd.Series) -> dict[str, Any]:
-    """The fields seeds_needed_text reads, without ``cmp.`` (a dict: renaming the whole row's
+    """The fields the seed cells read, without ``cmp.`` (a dict: renaming the whole row's
     Series per cell cost more than the rest of the table)."""
-    return {k: row.get(f"cmp.{k}") for k in ("seeds_needed", "sd", "effect")}
+    keys = ("seeds_needed", "sd", "effect", "seeds_to_decision", "decided_share")
+    return {k: row.get(f"cmp.{k}") for k in keys}
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_html_is_one_offline_file_with_every_part(html_report):
         "runs and provenance",
         "Runs that did not finish",
         "NonFiniteLossError: nan",
-        "Seeds needed",
+        "Seeds to a decision",
     ):
         assert part in text, part
     assert 'href="#runs-offset_range-s0"' in text and 'id="runs-offset_range-s0"' in text

@@ -9,6 +9,7 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.results.power import seeds_needed
 from dat_lab.results.seeds import seeds_needed_lines
+from dat_lab.results.sequential import expected_seeds
 
 S2 = [0.80, 0.82, 0.79]
 S0 = [0.795, 0.818, 0.783]  # paired differences 0.005, 0.002, 0.007
@@ -40,15 +41,18 @@ def _store(root):
     return store
 
 
-def test_seeds_needed_from_the_stored_spread_for_the_papers_difference(tmp_path):
+def test_seeds_to_a_decision_from_the_stored_spread_and_difference(tmp_path):
     _store(tmp_path)
     exp, _ = load_experiment(_two_variant_file(tmp_path))
     (line,) = seeds_needed_lines(tmp_path, exp.name, exp.design())
-    sd = 0.0025166114784235805  # sample std of the paired differences above
-    needed = seeds_needed((81.70 - 82.04) / 100, sd, paired=True)
-    assert needed is not None and needed > 2
-    assert f"s0 {needed} (Δ -0.34 points)" in line and "has 2 seeds" in line
-    more = {**exp.design(), "seeds": list(range(needed))}
+    diffs = [0.005, 0.002, 0.007]  # s2 - s0 by seed; s0 - s2 is what the s0 row shows
+    sd = 0.0025166114784235805  # their sample std
+    rule = expected_seeds(-sum(diffs) / 3, sd)
+    fixed = seeds_needed(-sum(diffs) / 3, sd, paired=True)
+    assert fixed is not None and rule > 2
+    assert f"s0 {rule:.1f} (Δ -0.47 points; fixed design {fixed})" in line
+    assert "observed difference" in line and "has 2 seeds" in line
+    more = {**exp.design(), "seeds": list(range(int(rule) + 1))}
     assert seeds_needed_lines(tmp_path, exp.name, more) == []  # enough seeds: nothing to say
 
 
@@ -63,7 +67,9 @@ def test_dry_run_prints_seeds_needed_and_records_no_plan(tmp_path, capsys):
     path = _two_variant_file(tmp_path)
     assert main(["run", str(path), "--dry-run", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert "seeds needed (80% power at 0.05 vs s2, observed spread): s0 " in out
+    assert (
+        "seeds to a decision (sequential rule vs s2, observed difference and spread): s0 " in out
+    )
     assert store.designs() == {}  # a dry run writes nothing
 
 

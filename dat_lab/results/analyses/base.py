@@ -18,10 +18,16 @@ from matplotlib.figure import Figure
 
 from dat_lab.results import paper, power
 from dat_lab.results.aggregate import summarize
-from dat_lab.results.claims import Verdict, evaluate
+from dat_lab.results.claims import ClaimVerdict, evaluate
 from dat_lab.results.compare import compare_to_baseline, seed_values
 from dat_lab.results.knobs import KNOBS, knobs_of_row
-from dat_lab.results.tables import PaperLookup, Table, is_accuracy, variant_table
+from dat_lab.results.tables import (
+    PaperLookup,
+    Table,
+    difference_range,
+    is_accuracy,
+    variant_table,
+)
 
 DEFAULT_METRIC = "final.val/acc1"
 # Config keys that differ between the seeds of one variant, not between variants.
@@ -39,8 +45,8 @@ class Group:
         study: an Optuna study whose trials are this group's runs, when one was found.
         design: the experiment file's design (``ExperimentFile.design``: baseline, claims),
             if known.
-        effect: the difference that ``seeds needed`` is for (``--effect``; percentage points
-            for accuracy metrics), None: the paper's own difference for each row.
+        effect: the difference that the seed figures assume (``--effect``; percentage points
+            for accuracy metrics), None: the observed difference of each row or claim.
         ci: how comparisons get their CI: ``t`` (the test's own) or ``bootstrap``.
     """
 
@@ -89,33 +95,34 @@ class Group:
         return (default or order or [None])[0]
 
     def comparison(self, order: list[str], lookup: PaperLookup | None = None) -> pd.DataFrame:
-        """Each variant of ``order`` against the baseline (``compare_to_baseline``) with the
-        seeds needed to detect the paper's difference for its row (``lookup``) or ``effect``."""
+        """Each variant of ``order`` against the baseline (``compare_to_baseline``, the CI
+        clipped to the metric's range) with the seeds to a decision and the fixed design's
+        seeds at the observed difference of its row, or ``effect``. ``lookup`` (the paper's
+        rows) keys the cache only: the tables that have one share it with their figures."""
         key = (tuple(order), lookup)
         if key not in self._comparisons:  # a table and its figure share one computation
             comp = compare_to_baseline(self.values, order, str(self.baseline), self.ci)
-            comp = power.add_seeds_needed(comp, self.values, self._effects(order, lookup))
+            low, high = difference_range(self.metric)
+            comp["ci_low"], comp["ci_high"] = (
+                comp["ci_low"].clip(low),
+                comp["ci_high"].clip(upper=high),
+            )
+            comp = power.add_seeds_needed(comp, self.values, self._effects(order))
             self._comparisons[key] = comp
         return self._comparisons[key]
 
-    def _effects(self, order: list[str], lookup: PaperLookup | None) -> dict[str, tuple]:
+    def _effects(self, order: list[str]) -> dict[str, tuple]:
+        """``--effect`` for every row (metric units); none: each row's observed difference."""
+        if self.effect is None:
+            return {}
         scale = 100.0 if is_accuracy(self.metric) else 1.0
-        if self.effect is not None:
-            return {v: (self.effect / scale, "--effect") for v in order}
-        if lookup is None or scale != 100.0 or self.baseline is None:
-            return {}  # the paper reports top-1 only
-        base = lookup(self.knobs_of(self.baseline))
-        out = {}
-        for v in order:
-            row = lookup(self.knobs_of(v))
-            if base is not None and row is not None and row.top1 != base.top1:
-                out[v] = ((row.top1 - base.top1) / 100.0, "paper")
-        return out
+        return {v: (self.effect / scale, "--effect") for v in order}
 
     @cached_property
-    def verdicts(self) -> list[Verdict]:
-        """The file's claims checked against the runs (none when no design is known)."""
-        return evaluate((self.design or {}).get("claims") or [], self.values, self.metric, self.ci)
+    def verdicts(self) -> list[ClaimVerdict]:
+        """The file's claims judged on the runs (none when no design is known)."""
+        claims = (self.design or {}).get("claims") or []
+        return evaluate(claims, self.values, self.metric, self.effect)
 
     def knobs_of(self, variant: str) -> dict[str, Any]:
         return self._knobs[variant]
@@ -180,9 +187,11 @@ def caption(group: Group, with_paper: bool) -> str:
     text += (
         " Δ: difference from the baseline (variant - baseline) with its 95% CI, paired t by "
         "seed when both have the same finished seeds, else Welch t; p adjusted across the "
-        "table (Holm); * marks a difference significant after adjustment (p < 0.05). Seeds "
-        "needed: seeds per variant for 80% power at 0.05 to detect the paper's difference for "
-        "that row (or --effect), at the observed seed-to-seed spread."
+        "table (Holm); * marks a difference significant after adjustment (p < 0.05). Seeds to "
+        "a decision: the expected seeds until the sequential rule decides (docs/decisions.md; "
+        "seeded simulation, up to 30 seeds), at the observed spread and the observed difference "
+        "of that row (or --effect); Fixed design: seeds per variant of a fixed-n t-test with "
+        "80% power at 0.05 at that same difference and spread."
     )
     if with_paper:
         text += (f" Paper columns: {paper.SETTING}, {paper.SOURCE}; not comparable in absolute "
@@ -221,21 +230,20 @@ def compared_table(
 
 
 def seeds_notes(group: Group, comp: pd.DataFrame) -> list[str]:
-    """One line per row whose difference needs more seeds than it has."""
+    """One line per row that the rule expects to need more seeds than it has."""
     scale, unit = (100.0, " points") if is_accuracy(group.metric) else (1.0, "")
     notes = []
     for row in comp.itertuples(index=False):
         have = min(row.n, row.n_baseline)
-        needed = row.seeds_needed
-        if row.variant == row.baseline or not np.isfinite(row.effect) or not np.isfinite(row.sd):
+        rule = row.seeds_to_decision
+        if row.variant == row.baseline or not np.isfinite(rule) or rule <= have:
             continue
-        if np.isfinite(needed) and needed <= have:
-            continue
-        count = f"{int(needed)} seeds" if np.isfinite(needed) else f"more than {power.MAX_SEEDS}"
-        source = "the paper's difference" if row.effect_source == "paper" else "a difference"
+        fixed = (f"{int(row.seeds_needed)}" if np.isfinite(row.seeds_needed)
+                 else f"more than {power.MAX_SEEDS}")  # fmt: skip
+        source = "--effect" if row.effect_source == "--effect" else "the observed difference"
         notes.append(
-            f"Seeds needed: {row.variant} vs {row.baseline}: {count} per variant to detect "
-            f"{source} of {row.effect * scale:+.2f}{unit} with 80% power at 0.05 (observed "
-            f"spread {row.sd * scale:.2f}{unit}); it has {have}."
+            f"Seeds: {row.variant} vs {row.baseline}: the rule expects {rule:.1f} seeds to a "
+            f"decision at {source} of {row.effect * scale:+.2f}{unit} (spread "
+            f"{row.sd * scale:.2f}{unit}; a fixed design: {fixed} per variant); it has {have}."
         )
     return notes
