@@ -30,6 +30,42 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
+# The errors of a write that the store's files cannot survive: a full disk or quota, a failed
+# device, a filesystem that became read-only. Not a bug and not the run's fault.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def write_errno(err: BaseException) -> OSError | None:
+    """The OSError of WRITE_ERRNOS in ``err``'s chain, or None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
+def is_write_failure(err: BaseException) -> bool:
+    return write_errno(err) is not None
+
+
+class StoreWriteError(Exception):
+    """A write to the run store failed (full disk, quota, I/O error, read-only filesystem).
+
+    The message is one line naming the store, the errno and what was left: the run stays
+    interrupted (resumable from its last good checkpoint) once space is freed.
+    """
+
+    def __init__(self, root: Path, err: OSError, run_id: str | None = None):
+        self.root, self.errno, self.run_id = Path(root), err.errno, run_id
+        name = errno.errorcode.get(err.errno or 0, str(err.errno))
+        where = f" ({err.filename})" if err.filename else ""
+        run = f"; run {run_id} is left interrupted" if run_id else ""
+        super().__init__(
+            f"cannot write to the run store {self.root}: {err.strerror or err} [{name}]{where}"
+            f"{run}; free space (or make it writable) and rerun the same command to resume"
+        )
 
 
 def _dumps(data: Any, allow_nan: bool) -> bytes:
@@ -109,7 +145,8 @@ def publish_json(path: Path, data: Any, allow_nan: bool = True) -> bool:
 
 
 def read_json(path: Path) -> Any | None:
-    """The JSON document at ``path``, or None if there is none."""
+    """The JSON document at ``path``, or None if there is none (store documents are read
+    through ``documents.read_document``, which names the damage of an unreadable one)."""
     try:
         return json.loads(path.read_bytes())
     except FileNotFoundError:

@@ -1,0 +1,161 @@
+"""A run store that survives damage to its own files (issue: corrupt or truncated documents,
+a full disk, a report that never dies on one bad run).
+
+One tiny experiment (two runs of dat_nano on shapes, real Lightning training) is trained once
+per module; each test damages a copy of its store in one way, runs the command in-process and
+checks the exit code, the one-line message, and that every finished result it did not damage
+is unchanged (val/acc1 equal to the undisturbed run's, final.json untouched).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from experiment_helpers import write_experiment
+
+from dat_lab.cli import EXIT_STORE_WRITE, main
+from dat_lab.experiments.check import ProblemKind, check_store
+from dat_lab.experiments.documents import DamageKind, DamagedDocument, read_document
+from dat_lab.experiments.records import read_record
+from dat_lab.experiments.resume import checkpoint_problem, model_shapes
+from dat_lab.experiments.spec import load_experiment
+from dat_lab.experiments.store import RunState, RunStore
+from dat_lab.models import resolve_model_config
+
+pytestmark = pytest.mark.usefixtures("cache", "torch_threads")
+
+VAL = "val/acc1"
+VARIANTS = {"a": {}, "b": {"model.stages.3.offset_range": 4}}
+TRAIN = {"epochs": 2}
+DOCS = ("status", "config", "final", "cost", "provenance", "run")
+FAULTS = {
+    "garbage": b"\xff\xfe\x00garbage\x9c",
+    "empty": b"",
+    "truncated": None,  # the file's first half
+}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The undisturbed store: its experiment file, root, and each variant's run id and
+    val/acc1."""
+
+    exp: Path
+    root: Path
+    run_ids: dict[str, str]
+    acc: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Finished:
+    base = tmp_path_factory.mktemp("finished")
+    with pytest.MonkeyPatch.context() as mp:
+        cache = tmp_path_factory.getbasetemp() / "experiment_cache"
+        mp.setenv("XDG_CACHE_HOME", str(cache))
+        mp.setenv("DAT_LAB_CACHE", str(cache / "dat_lab"))
+        threads = torch.get_num_threads()
+        exp = write_experiment(base / "exp.yaml", VARIANTS, train=TRAIN)
+        root = base / "store"
+        assert main(["run", str(exp), "--store", str(root), "--workers", "1"]) == 0
+        torch.set_num_threads(threads)
+    _, specs = load_experiment(exp)
+    store = RunStore(root)
+    run_ids = {s.variant: s.run_id for s in specs}
+    acc = {v: store.require(r).final[VAL] for v, r in run_ids.items()}
+    return Finished(exp, root, run_ids, acc)
+
+
+def copy_store(finished: Finished, tmp_path: Path) -> RunStore:
+    root = tmp_path / "store"
+    shutil.copytree(finished.root, root)
+    return RunStore(root)
+
+
+def damage(path: Path, fault: str) -> None:
+    raw = FAULTS[fault]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if raw is None else raw)
+
+
+def final_of(store: RunStore, run_id: str) -> bytes:
+    return (store.run_dir(run_id) / "final.json").read_bytes()
+
+
+def assert_undamaged_unchanged(finished: Finished, store: RunStore, variants=("a", "b")) -> None:
+    """Every run of ``variants`` is finished with the undisturbed val/acc1."""
+    for variant in variants:
+        record = store.require(finished.run_ids[variant])
+        assert record.state is RunState.FINISHED
+        assert record.final[VAL] == finished.acc[variant], variant
+
+
+# -- the reader ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [("garbage", DamageKind.NOT_UTF8), ("empty", DamageKind.EMPTY),
+     ("truncated", DamageKind.NOT_JSON)],
+)  # fmt: skip
+def test_reader_names_the_run_the_file_and_how_it_is_damaged(finished, tmp_path, doc, fault, kind):
+    store = copy_store(finished, tmp_path)
+    run_id = finished.run_ids["a"]
+    path = store.run_dir(run_id) / f"{doc}.json"
+    damage(path, fault)
+
+    with pytest.raises(DamagedDocument) as caught:
+        read_record(store.run_dir(run_id), run_id)
+
+    err = caught.value
+    assert (err.kind, err.path, err.run_id) == (kind, path, run_id)
+    assert str(err).startswith(f"run {run_id}: {doc}.json is {kind.value} (")
+    assert "\n" not in str(err)
+    assert store.require(finished.run_ids["b"]).final[VAL] == finished.acc["b"]
+
+
+def test_reader_tells_a_document_that_is_json_but_not_its_schema(tmp_path):
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps({"state": "exploded", "attempts": 1}))
+    with pytest.raises(DamagedDocument) as caught:
+        read_document(path, "r1")
+    assert caught.value.kind is DamageKind.NOT_SCHEMA
+    assert "state: expected one of pending, running, finished, failed" in str(caught.value)
+    path.write_text(json.dumps({"val/acc1": "high"}))
+    with pytest.raises(DamagedDocument, match="val/acc1: expected a number"):
+        read_document(path, "r1", schema="final")
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def another_models_checkpoint(path: Path) -> None:
+    """A Lightning-layout checkpoint of dat_nano for 7 classes (the runs here have 4)."""
+    from dat_lab.models import build_model
+
+    model = build_model(resolve_model_config("dat_nano", {"num_classes": 7}))
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 0, "global_step": 2}, path)
+
+
+def test_a_checkpoint_that_is_cut_short_or_another_models_is_named_so(finished, tmp_path):
+    store = RunStore(finished.root)
+    record = store.require(finished.run_ids["a"])
+    model_cfg = load_experiment(finished.exp)[1][0].config.model
+    shapes = model_shapes(model_cfg)
+    assert checkpoint_problem(record.last_checkpoint, shapes) is None
+
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(record.last_checkpoint.read_bytes()[:5000])
+    assert checkpoint_problem(cut, shapes).startswith("does not load (")
+    other = tmp_path / "other.ckpt"
+    another_models_checkpoint(other)
+    assert checkpoint_problem(other, shapes).startswith("is another model's (model.head")
