@@ -14,11 +14,11 @@ import importlib
 import sys
 from pathlib import Path
 
-from dat_lab.experiments.durable import StoreWriteError, write_errno
+from dat_lab.experiments.durable import STORE_WRITE_EXIT, StoreWriteError, write_errno
 from dat_lab.schema import ConfigError
 
 EXIT_BAD_INPUT = 2
-EXIT_STORE_WRITE = 3
+EXIT_STORE_WRITE = STORE_WRITE_EXIT
 EXIT_INTERRUPTED = 130
 
 # Subcommand modules under dat_lab.commands, in the order `dat-lab --help` lists them.

@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ def is_write_failure(err: BaseException) -> bool:
     return write_errno(err) is not None
 
 
+STORE_WRITE_EXIT = 3  # the exit code of a command stopped by a failed store write
+
+
 class StoreWriteError(Exception):
     """A write to the run store failed (full disk, quota, I/O error, read-only filesystem).
 
@@ -66,6 +71,21 @@ class StoreWriteError(Exception):
             f"cannot write to the run store {self.root}: {err.strerror or err} [{name}]{where}"
             f"{run}; free space (or make it writable) and rerun the same command to resume"
         )
+
+
+@contextmanager
+def store_writes(root: Path, run_id: str | None = None) -> Iterator[None]:
+    """Turn a failed write (WRITE_ERRNOS) anywhere in the block into :class:`StoreWriteError`
+    naming the store at ``root`` and the run; other errors pass unchanged."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except Exception as err:
+        failed = write_errno(err)
+        if failed is None:
+            raise
+        raise StoreWriteError(root, failed, run_id) from err
 
 
 def _dumps(data: Any, allow_nan: bool) -> bytes:

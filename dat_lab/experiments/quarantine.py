@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from dat_lab.experiments import durable
+from dat_lab.experiments.documents import DamagedDocument
 from dat_lab.experiments.locking import RunLock, now_iso, try_acquire
+from dat_lab.experiments.records import RunRecord
 from dat_lab.experiments.store import LOCK_NAME, RunStore
+
+T = TypeVar("T")
 
 QUARANTINE = "quarantine"
 NOTE = "quarantined.json"
 
-__all__ = ["NOTE", "QUARANTINE", "quarantine_run", "set_aside"]
+__all__ = ["NOTE", "QUARANTINE", "journal_note", "quarantine_run", "readable", "set_aside"]
 
 
 def _stamp() -> str:
@@ -86,3 +92,28 @@ def set_aside(root: Path, path: Path, base: Path, owner: str, reason: str) -> Pa
     durable.fsync_dir(path.parent)
     durable.write_json(folder / NOTE, {"file": str(path), "moved": now_iso(), "reason": reason})
     return dest
+
+
+def readable(store: RunStore, run_id: str, read: Callable[[], T], say: Callable[[str], None]) -> T | None:
+    """``read()`` (a read of run ``run_id``); if one of the run's documents is damaged, the run
+    is quarantined (said in one line) and ``read()`` runs again on the fresh run id. None when
+    the damaged run is held by a live process (it cannot move now)."""
+    try:
+        return read()
+    except DamagedDocument as err:
+        moved = quarantine_run(store, run_id, str(err))
+        if moved is None:
+            return None
+        where = moved.relative_to(store.root) if moved.is_relative_to(store.root) else moved
+        say(f"damaged, not trusted: {err.line}; moved to {where}; training it again")
+    return read()
+
+
+def journal_note(record: RunRecord) -> str:
+    """One line on a run whose events journal has unreadable lines (skipped when read)."""
+    first = record.journal_damage[0]
+    more = f" and {len(record.journal_damage) - 1} more" if len(record.journal_damage) > 1 else ""
+    return (
+        f"note: {first.line}{more}: skipped (the run's documents are intact); "
+        "`dat-lab store check --repair` rewrites the journal"
+    )

@@ -30,6 +30,7 @@ __all__ = [
     "RunRecord",
     "RunState",
     "StoreError",
+    "StoreScan",
     "attempt_metrics_csvs",
     "read_record",
 ]
@@ -183,6 +184,17 @@ class RunRecord:
     @property
     def events_path(self) -> Path:
         return self.path / "events.jsonl"
+
+
+@dataclass(frozen=True)
+class StoreScan:
+    """Every run directory of a store, read (:meth:`RunStore.scan`): the complete runs
+    (oldest first), how many are incomplete, and the first damaged document of each damaged
+    run."""
+
+    records: list[RunRecord]
+    incomplete: int
+    damaged: list[DamagedDocument]
 
 
 def read_record(path: Path, run_id: str) -> RunRecord | None:

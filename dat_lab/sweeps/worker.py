@@ -191,7 +191,7 @@ def _store_for_lock_of(run_id: str, store: RunStore, optuna_study: optuna.Study)
     that the heartbeats declared dead (its trial failed and retried), a view of the store that
     takes that lock over. The store alone cannot tell a dead holder on another host from a
     live one; the study's heartbeats can. Holders that are no worker of ours are waited for."""
-    holder = store.lock_holder(run_id) if store.get(run_id) is not None else None
+    holder = store.lock_holder(run_id) if store.get(run_id, lenient=True) is not None else None
     if holder is None or holder.host == host_name():
         return store  # same host: the store checks the pid itself
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):

@@ -159,3 +159,56 @@ def test_a_checkpoint_that_is_cut_short_or_another_models_is_named_so(finished, 
     other = tmp_path / "other.ckpt"
     another_models_checkpoint(other)
     assert checkpoint_problem(other, shapes).startswith("is another model's (model.head")
+
+
+# -- run: a damaged run is quarantined and trained again ---------------------------------
+
+RUN_FAULTS = list(zip(DOCS, ("garbage", "empty", "truncated", "garbage", "truncated", "empty")))
+
+
+def run_cli(finished: Finished, store: RunStore, *extra: str) -> int:
+    return main(["run", str(finished.exp), "--store", str(store.root), "--workers", "1", *extra])
+
+
+@pytest.mark.parametrize(("doc", "fault"), RUN_FAULTS)
+def test_run_quarantines_a_run_with_a_damaged_document_and_trains_it_again(
+    finished, tmp_path, capsys, doc, fault
+):
+    store = copy_store(finished, tmp_path)
+    a, b = finished.run_ids["a"], finished.run_ids["b"]
+    damage(store.run_dir(a) / f"{doc}.json", fault)
+    damaged = (store.run_dir(a) / f"{doc}.json").read_bytes()
+    b_final = final_of(store, b)
+
+    assert run_cli(finished, store, "--dry-run") == 0
+    plan = capsys.readouterr().out
+    assert f"| a | 0 | {a} | damaged ({doc}.json: " in plan and "| quarantine, then train |" in plan
+
+    assert run_cli(finished, store) == 0
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if "damaged, not trusted" in line]
+    assert len(said) == 1 and f"({a}): damaged, not trusted: {doc}.json: " in said[0]
+    moved = list((store.root / "quarantine").glob(f"{a}.*"))
+    assert len(moved) == 1 and f"moved to quarantine/{moved[0].name}; training it again" in said[0]
+    assert (moved[0] / f"{doc}.json").read_bytes() == damaged  # kept as found: nothing deleted
+    assert_undamaged_unchanged(finished, store)  # a retrained, equal; b untouched
+    assert final_of(store, b) == b_final
+
+
+def test_report_skips_a_damaged_run_and_lists_it_with_its_file_and_error(
+    finished, tmp_path, capsys
+):
+    store = copy_store(finished, tmp_path)
+    a, b = finished.run_ids["a"], finished.run_ids["b"]
+    damage(store.run_dir(a) / "final.json", "truncated")
+
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store.root), "--out", str(out), "--jobs", "1"]) == 0
+
+    printed = capsys.readouterr().out
+    assert "## damaged runs" in printed
+    row = next(line for line in printed.splitlines() if line.startswith(f"| {a} |"))
+    assert row.startswith(f"| {a} | final.json | final.json: not JSON (")
+    runs = (out / "runs.csv").read_text()
+    assert b in runs and a not in runs
+    assert "damaged runs" in (out / "report.html").read_text()
