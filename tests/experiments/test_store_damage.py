@@ -19,17 +19,22 @@ from pathlib import Path
 
 import optuna
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from experiment_helpers import write_experiment
 
 from dat_lab.cli import EXIT_STORE_WRITE, main
 from dat_lab.experiments.check import ProblemKind, check_store
 from dat_lab.experiments.documents import DamageKind, DamagedDocument, read_document
+from dat_lab.experiments.durable import StoreWriteError
 from dat_lab.experiments.records import read_record
 from dat_lab.experiments.resume import checkpoint_problem, model_shapes
+from dat_lab.experiments.runner import run_spec
 from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunState, RunStore
 from dat_lab.models import resolve_model_config
+from dat_lab.train.checkpoint_io import AtomicCheckpointIO
 
 pytestmark = pytest.mark.usefixtures("cache", "torch_threads")
 
@@ -212,3 +217,151 @@ def test_report_skips_a_damaged_run_and_lists_it_with_its_file_and_error(
     runs = (out / "runs.csv").read_text()
     assert b in runs and a not in runs
     assert "damaged runs" in (out / "report.html").read_text()
+
+
+# -- a full disk, a read-only store ---------------------------------------------------------
+
+CKPT_MB = 5  # one dat_nano checkpoint here is ~4.9 MB (weights and AdamW state)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A real small filesystem: ``mount(size_mb)`` mounts a tmpfs (root only) and returns it."""
+    mounted: list[Path] = []
+
+    def mount(size_mb: int, name: str = "disk") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def remount(point: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(point)], check=True)
+
+
+def one_run_experiment(finished: Finished, tmp_path: Path) -> Path:
+    """Variant a alone: the same run id as the finished store's a."""
+    return write_experiment(tmp_path / "one.yaml", {"a": VARIANTS["a"]}, train=TRAIN)
+
+
+def test_a_full_disk_while_a_checkpoint_is_saved_exits_3_and_keeps_the_last_good_one(
+    finished, tmp_path, tmpfs, capsys
+):
+    disk = tmpfs(2 * CKPT_MB + 2)  # epoch 0's two checkpoints fit; epoch 1's next one does not
+    exp, root = one_run_experiment(finished, tmp_path), disk / "store"
+    a = finished.run_ids["a"]
+    argv = ["run", str(exp), "--store", str(root), "--workers", "1"]
+
+    assert main(argv) == EXIT_STORE_WRITE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"error: cannot write to the run store {root}: No space left on")
+    assert "[ENOSPC]" in err[0] and f"run {a} is left interrupted" in err[0]
+    store = RunStore(root)
+    assert store.state(a) is RunState.INTERRUPTED
+    last = store.run_dir(a) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # whole, and the last good one
+    assert not list(root.rglob("*.tmp"))  # the cut temporary file is gone
+
+    remount(disk, "size=64m")  # space freed
+    assert main(argv) == 0
+    assert f"({a}): resuming from checkpoints/last.ckpt" in capsys.readouterr().out
+    assert store.require(a).final[VAL] == finished.acc["a"]
+
+
+class FillDisk(pl.Callback):
+    """Fills the filesystem of ``path`` at the end of training: the metrics are written next."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        fill(self.path)
+
+
+def test_a_full_disk_while_metrics_are_written_leaves_the_run_interrupted_not_failed(
+    finished, tmp_path, tmpfs, capsys
+):
+    disk = tmpfs(4 * CKPT_MB)
+    exp, root = one_run_experiment(finished, tmp_path), disk / "store"
+    (spec,) = load_experiment(exp)[1]
+    store = RunStore(root)
+    filler = disk / "filler"
+
+    with pytest.raises(StoreWriteError) as caught:
+        run_spec(spec, store, log=print, extra_callbacks=[FillDisk(filler)])
+
+    message = str(caught.value)
+    assert "\n" not in message and f"run store {root}: No space left on device [ENOSPC]" in message
+    assert store.state(spec.run_id) is RunState.INTERRUPTED  # not failed, not finished
+    assert store.require(spec.run_id).final is None
+    last = store.run_dir(spec.run_id) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+    filler.unlink()  # space freed
+    assert main(["run", str(exp), "--store", str(root), "--workers", "1"]) == 0
+    assert store.require(spec.run_id).final[VAL] == finished.acc["a"]
+
+
+def test_run_on_a_read_only_store_exits_3_naming_the_store(finished, tmp_path, tmpfs, capsys):
+    disk = tmpfs(64)
+    root = disk / "store"
+    shutil.copytree(finished.root, root)
+    remount(disk, "ro")
+
+    assert main(["run", str(finished.exp), "--store", str(root), "--workers", "1"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write to the run store {root}: ")
+    assert "Read-only file system [EROFS]" in err[0]
+    assert_undamaged_unchanged(finished, RunStore(root))
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its filesystem is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+def test_lightnings_checkpoint_io_cuts_the_last_checkpoint_on_a_full_disk_ours_keeps_it(tmpfs):
+    """Why AtomicCheckpointIO: Lightning 2.6 writes through a temp file in the system temp
+    folder and then copies it over the target, which a full disk cuts short."""
+    disk = tmpfs(8)
+    old, new = {"w": torch.ones(400_000)}, {"w": torch.full((600_000,), 2.0)}
+    for io in (TorchCheckpointIO(), AtomicCheckpointIO()):
+        path = disk / f"{type(io).__name__}.ckpt"
+        io.save_checkpoint(old, path)
+        fill(disk / "filler")
+        with pytest.raises(OSError):
+            io.save_checkpoint(new, path)
+        (disk / "filler").unlink()
+        survived = checkpoint_loads(path) and torch.equal(torch.load(path)["w"], old["w"])
+        assert survived is isinstance(io, AtomicCheckpointIO), type(io).__name__
+        path.unlink()
+
+
+def checkpoint_loads(path: Path) -> bool:
+    try:
+        torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - a cut file fails in several ways
+        return False
+    return True
