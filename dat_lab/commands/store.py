@@ -36,25 +36,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from dat_lab.experiments.check import Problem, ProblemKind, check_store, repair
-    from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
+def find_problems(store: Any) -> list:
+    """Everything ``store check`` lists: the store's own problems (``experiments.check``),
+    then the runs that a sweep's journal names but the store lacks."""
+    from dat_lab.experiments.check import Problem, ProblemKind, check_store
     from dat_lab.results.studies import load_studies, missing_trial_runs
+
+    problems = check_store(store)
+    for study, number, run_id in missing_trial_runs(store.root, load_studies(store.root)):
+        detail = f"named by trial {number} of study {study!r}, but not in the store"
+        problems.append(Problem(ProblemKind.MISSING_RUN, store.run_dir(run_id), detail, run_id))
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    from dat_lab.experiments.check import repair
+    from dat_lab.experiments.store import DEFAULT_ROOT, RunStore
     from dat_lab.schema import ConfigError
 
     store = RunStore(args.store or DEFAULT_ROOT)
     if not (store.root / "runs").is_dir():
         raise ConfigError(f"no run store at {store.root} (no runs/ folder)", "--store")
-    problems = check_store(store)
-    for study, number, run_id in missing_trial_runs(store.root, load_studies(store.root)):
-        problems.append(
-            Problem(
-                ProblemKind.MISSING_RUN,
-                store.run_dir(run_id),
-                f"named by trial {number} of study {study!r}, but not in the store",
-                run_id,
-            )
-        )
+    problems = find_problems(store)
     for problem in problems:
         print(problem.line(store.root), flush=True)
     print(f"store check {store.root}: {_summary(problems)}", flush=True)

@@ -67,8 +67,12 @@ class Problem:
 
 
 def _journal_problems(path: Path, run_id: str | None, live: bool) -> list[Problem]:
+    """A journal's unreadable lines; its torn last line or its emptiness when no live
+    process writes it (an append never leaves a journal empty)."""
     read: JournalRead = read_journal(path, run_id)
     found = [_damage(err) for err in read.damaged]
+    if not live and path.is_file() and path.stat().st_size == 0:
+        found.append(Problem(ProblemKind.DAMAGED_DOCUMENT, path, "empty (0 bytes)", run_id))
     if read.torn and not live:
         found.append(
             Problem(ProblemKind.DAMAGED_DOCUMENT, path, "last line cut short (torn)", run_id)

@@ -39,7 +39,8 @@ from dat_lab.train.checkpoint_io import AtomicCheckpointIO
 pytestmark = pytest.mark.usefixtures("cache", "torch_threads")
 
 VAL = "val/acc1"
-VARIANTS = {"a": {}, "b": {"model.stages.3.offset_range": 4}}
+LOSSES = ("val/loss", "train/loss_epoch")
+VARIANTS = {"a": {}, "b": {"train.lr": 2.0e-3}}
 TRAIN = {"epochs": 2}
 DOCS = ("status", "config", "final", "cost", "provenance", "run")
 FAULTS = {
@@ -58,6 +59,7 @@ class Finished:
     root: Path
     run_ids: dict[str, str]
     acc: dict[str, float]
+    metrics: dict[str, dict[str, float]]  # val/acc1 and the losses
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,9 @@ def finished(tmp_path_factory) -> Finished:
     _, specs = load_experiment(exp)
     store = RunStore(root)
     run_ids = {s.variant: s.run_id for s in specs}
-    acc = {v: store.require(r).final[VAL] for v, r in run_ids.items()}
-    return Finished(exp, root, run_ids, acc)
+    finals = {v: store.require(r).final for v, r in run_ids.items()}
+    metrics = {v: {k: f[k] for k in (VAL, *LOSSES)} for v, f in finals.items()}
+    return Finished(exp, root, run_ids, {v: f[VAL] for v, f in finals.items()}, metrics)
 
 
 def copy_store(finished: Finished, tmp_path: Path) -> RunStore:
@@ -95,11 +98,13 @@ def final_of(store: RunStore, run_id: str) -> bytes:
 
 
 def assert_undamaged_unchanged(finished: Finished, store: RunStore, variants=("a", "b")) -> None:
-    """Every run of ``variants`` is finished with the undisturbed val/acc1."""
+    """Every run of ``variants`` is finished with the undisturbed val/acc1 and losses (the
+    losses tell apart runs whose accuracy is the same at this tiny scale)."""
     for variant in variants:
         record = store.require(finished.run_ids[variant])
         assert record.state is RunState.FINISHED
-        assert record.final[VAL] == finished.acc[variant], variant
+        got = {k: record.final[k] for k in (VAL, *LOSSES)}
+        assert got == finished.metrics[variant], variant
 
 
 # -- the reader ----------------------------------------------------------------------------
@@ -281,7 +286,7 @@ def test_a_full_disk_while_a_checkpoint_is_saved_exits_3_and_keeps_the_last_good
     remount(disk, "size=64m")  # space freed
     assert main(argv) == 0
     assert f"({a}): resuming from checkpoints/last.ckpt" in capsys.readouterr().out
-    assert store.require(a).final[VAL] == finished.acc["a"]
+    assert_undamaged_unchanged(finished, store, ("a",))
 
 
 class FillDisk(pl.Callback):
@@ -315,7 +320,7 @@ def test_a_full_disk_while_metrics_are_written_leaves_the_run_interrupted_not_fa
 
     filler.unlink()  # space freed
     assert main(["run", str(exp), "--store", str(root), "--workers", "1"]) == 0
-    assert store.require(spec.run_id).final[VAL] == finished.acc["a"]
+    assert_undamaged_unchanged(finished, store, ("a",))
 
 
 def test_run_on_a_read_only_store_exits_3_naming_the_store(finished, tmp_path, tmpfs, capsys):
@@ -365,3 +370,136 @@ def checkpoint_loads(path: Path) -> bool:
     except Exception:  # noqa: BLE001 - a cut file fails in several ways
         return False
     return True
+
+
+# -- journals, locks, sweeps -------------------------------------------------------------
+
+JOURNAL_FAULTS = {
+    "garbage": lambda raw: raw + b"\xff\xfe garbage\n",  # a line no writer wrote
+    "empty": lambda raw: b"",
+    "truncated": lambda raw: raw[: len(raw) - 7],  # the last line cut short
+}
+
+
+@pytest.mark.parametrize("fault", JOURNAL_FAULTS)
+def test_a_damaged_events_journal_is_read_around_and_listed_by_store_check(
+    finished, tmp_path, capsys, fault
+):
+    store = copy_store(finished, tmp_path)
+    a = finished.run_ids["a"]
+    journal = store.run_dir(a) / "events.jsonl"
+    journal.write_bytes(JOURNAL_FAULTS[fault](journal.read_bytes()))
+
+    assert run_cli(finished, store) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "note: events.jsonl" in line]
+    assert len(notes) == (1 if fault == "garbage" else 0), notes
+    assert f"({a}): skipped: finished before" in out
+    assert_undamaged_unchanged(finished, store)
+
+    problems = [p for p in check_store(store) if p.path == journal]
+    assert len(problems) == 1 and problems[0].kind is ProblemKind.DAMAGED_DOCUMENT
+
+
+def test_a_lock_file_holding_garbage_is_a_stale_lock(finished, tmp_path, capsys):
+    store = copy_store(finished, tmp_path)
+    a = finished.run_ids["a"]
+    lock = store.lock_path(a)
+    lock.write_bytes(b"\x00\x13garbage")
+    os.utime(lock, (1, 1))  # older than the grace period of a lock being written
+
+    assert store.state(a) is RunState.FINISHED
+    assert run_cli(finished, store) == 0
+    assert f"({a}): skipped: finished before" in capsys.readouterr().out
+    assert_undamaged_unchanged(finished, store)
+    (problem,) = check_store(store)
+    assert (problem.kind, problem.path) == (ProblemKind.STALE_LOCK, lock)
+    assert problem.detail == "holds no lock record"
+
+
+def sweep_journal_naming(root: Path, run_ids: list[str]) -> Path:
+    """An Optuna journal under the store whose finished trials name ``run_ids``."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = root / "sweeps" / "s.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name="s", storage=JournalStorage(JournalFileBackend(str(path)))
+    )
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for i, run_id in enumerate(run_ids):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": i / 10}, distributions={"x": dist}, value=0.5,
+                user_attrs={"run_id": run_id},
+            )  # fmt: skip
+        )
+    return path
+
+
+def test_report_lists_a_run_that_a_sweeps_journal_names_but_the_store_lacks(
+    finished, tmp_path, capsys
+):
+    store = copy_store(finished, tmp_path)
+    sweep_journal_naming(store.root, ["gone0123456789ab"])
+
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store.root), "--out", str(out), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| gone0123456789ab | runs/gone0123456789ab | missing: trial 0 of study 's' |" in printed
+    assert_undamaged_unchanged(finished, store)
+    missing = [p for p in _check(store) if p.kind is ProblemKind.MISSING_RUN]
+    assert [p.run_id for p in missing] == ["gone0123456789ab"]
+
+
+def _check(store: RunStore) -> list:
+    """What `dat-lab store check` lists: the store's problems and the sweeps' missing runs."""
+    from dat_lab.commands.store import find_problems
+
+    return find_problems(store)
+
+
+# -- checkpoints at the resume path ----------------------------------------------------------
+
+
+def interrupt(store: RunStore, run_id: str) -> None:
+    """Make a finished run look as a worker killed in its last epoch leaves it."""
+    path = store.run_dir(run_id)
+    status = json.loads((path / "status.json").read_text())
+    (path / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    (path / "final.json").unlink()
+
+
+def test_another_models_checkpoint_at_the_resume_path_is_set_aside_and_the_run_resumes(
+    finished, tmp_path, capsys
+):
+    store = copy_store(finished, tmp_path)
+    a = finished.run_ids["a"]
+    interrupt(store, a)
+    another_models_checkpoint(store.run_dir(a) / "checkpoints" / "last.ckpt")
+
+    assert run_cli(finished, store) == 0
+    out = capsys.readouterr().out
+    said = next(line for line in out.splitlines() if "checkpoints/last.ckpt is" in line)
+    assert "checkpoints/last.ckpt is another model's (model." in said and "set aside to" in said
+    assert f"({a}): resuming from checkpoints/best-epoch000.ckpt" in out
+    assert len(list((store.root / "quarantine").rglob("last.ckpt"))) == 1
+    assert_undamaged_unchanged(finished, store)
+
+
+def test_a_run_with_no_checkpoint_that_loads_trains_again_from_scratch(
+    finished, tmp_path, capsys
+):
+    store = copy_store(finished, tmp_path)
+    a = finished.run_ids["a"]
+    interrupt(store, a)
+    ckpts = store.run_dir(a) / "checkpoints"
+    damage(ckpts / "last.ckpt", "truncated")
+    damage(ckpts / "best-epoch000.ckpt", "garbage")
+
+    assert run_cli(finished, store) == 0
+    out = capsys.readouterr().out
+    assert out.count("does not load") == 2
+    assert f"({a}): training from scratch (no checkpoint loads)" in out
+    assert_undamaged_unchanged(finished, store)
