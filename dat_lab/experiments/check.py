@@ -124,8 +124,9 @@ def check_run(store: RunStore, run_dir: Path, shapes: _Shapes) -> list[Problem]:
             Problem(ProblemKind.STALE_LOCK, p, "lock-recovery marker of a dead process", run_id)
             for p in sorted(run_dir.glob(f"{LOCK_NAME}.break.*"))
         ]
-    if isinstance(docs.get("config"), dict):
-        found += _checkpoint_problems(run_dir, run_id, docs["config"], shapes)
+    config = docs.get("config")
+    if isinstance(config, dict):
+        found += _checkpoint_problems(run_dir, run_id, config, shapes)
     return found
 
 
@@ -198,7 +199,7 @@ def _repair_one(store: RunStore, problem: Problem, moved: dict[str, Path | None]
     if run_id is not None and run_id in moved:
         return Repair(problem, moved[run_id], "moved with its run")
     if problem.kind is ProblemKind.MISSING_RUN:
-        return Repair(problem, None, "nothing to move: rerun the sweep or experiment to retrain it")
+        return Repair(problem, None, "nothing to move: rerun the sweep or experiment")
     key = str(problem.path)
     if key in moved:  # a second damaged line of the same journal
         return Repair(problem, moved[key], "with the journal's other damage")

@@ -128,8 +128,13 @@ def _metrics(doc: Any) -> str | None:
 SCHEMAS: dict[str, Check] = {
     "config": _object,
     "run": _fields(
-        {"run_id": _NONEMPTY, "created": _STR, "experiment": _NONEMPTY, "variant": _NONEMPTY,
-         "seed": _INT},
+        {
+            "run_id": _NONEMPTY,
+            "created": _STR,
+            "experiment": _NONEMPTY,
+            "variant": _NONEMPTY,
+            "seed": _INT,
+        },
         {"format": _INT},
     ),  # fmt: skip
     "status": _fields(
@@ -138,7 +143,8 @@ SCHEMAS: dict[str, Check] = {
     ),
     "final": _metrics,
     "cost": _fields(
-        {}, {"params": _NUMBER, "flops": _NUMBER, "flops_formula": _NUMBER, "train_time_s": _NUMBER}
+        {},
+        {"params": _NUMBER, "flops": _NUMBER, "flops_formula": _NUMBER, "train_time_s": _NUMBER},
     ),
     "provenance": _object,
 }

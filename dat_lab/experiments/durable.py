@@ -62,7 +62,7 @@ class StoreWriteError(Exception):
     interrupted (resumable from its last good checkpoint) once space is freed.
     """
 
-    def __init__(self, root: Path, err: OSError, run_id: str | None = None):
+    def __init__(self, root: Path | str, err: OSError, run_id: str | None = None):
         self.root, self.errno, self.run_id = Path(root), err.errno, run_id
         name = errno.errorcode.get(err.errno or 0, str(err.errno))
         where = f" ({err.filename})" if err.filename else ""

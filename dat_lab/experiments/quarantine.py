@@ -14,8 +14,8 @@ With the default store ``./runs`` the folder is ``runs/quarantine/``. It is not 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -94,7 +94,9 @@ def set_aside(root: Path, path: Path, base: Path, owner: str, reason: str) -> Pa
     return dest
 
 
-def readable(store: RunStore, run_id: str, read: Callable[[], T], say: Callable[[str], None]) -> T | None:
+def readable(
+    store: RunStore, run_id: str, read: Callable[[], T], say: Callable[[str], None]
+) -> T | None:
     """``read()`` (a read of run ``run_id``); if one of the run's documents is damaged, the run
     is quarantined (said in one line) and ``read()`` runs again on the fresh run id. None when
     the damaged run is held by a live process (it cannot move now)."""

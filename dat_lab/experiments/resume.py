@@ -42,7 +42,8 @@ def checkpoint_problem(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> str
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, EOFError, pickle errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        text = str(err).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else ""  # torch adds advice
         return f"does not load ({type(err).__name__}: {first[:200]})"
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
@@ -86,7 +87,7 @@ def choose_resume(
     if not found:
         return ResumeChoice(None)  # nothing to resume: nothing to check
     shapes = model_shapes(model_cfg)
-    lines = []
+    lines: list[str] = []
     for path in found:
         problem = checkpoint_problem(path, shapes)
         if problem is None:

@@ -42,8 +42,8 @@ from pytorch_lightning.callbacks import (
 )
 
 from dat_lab.schema import ConfigError
-from dat_lab.train.checkpoint_io import AtomicCheckpointIO
 from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossStop, RngStateCheckpoint
+from dat_lab.train.checkpoint_io import AtomicCheckpointIO
 from dat_lab.train.config import TrainConfig
 from dat_lab.train.loggers import RunTags, build_loggers
 

@@ -21,12 +21,12 @@ import optuna
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 from experiment_helpers import write_experiment
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from dat_lab.cli import EXIT_STORE_WRITE, main
 from dat_lab.experiments.check import ProblemKind, check_store
-from dat_lab.experiments.documents import DamageKind, DamagedDocument, read_document
+from dat_lab.experiments.documents import DamagedDocument, DamageKind, read_document
 from dat_lab.experiments.durable import StoreWriteError
 from dat_lab.experiments.records import read_record
 from dat_lab.experiments.resume import checkpoint_problem, model_shapes
@@ -148,7 +148,7 @@ def test_reader_tells_a_document_that_is_json_but_not_its_schema(tmp_path):
 
 
 def another_models_checkpoint(path: Path) -> None:
-    """A Lightning-layout checkpoint of dat_nano for 7 classes (the runs here have 4)."""
+    """A Lightning-layout checkpoint of dat_nano for 7 classes (the runs here have 2)."""
     from dat_lab.models import build_model
 
     model = build_model(resolve_model_config("dat_nano", {"num_classes": 7}))
@@ -173,7 +173,9 @@ def test_a_checkpoint_that_is_cut_short_or_another_models_is_named_so(finished, 
 
 # -- run: a damaged run is quarantined and trained again ---------------------------------
 
-RUN_FAULTS = list(zip(DOCS, ("garbage", "empty", "truncated", "garbage", "truncated", "empty")))
+RUN_FAULTS = list(
+    zip(DOCS, ("garbage", "empty", "truncated", "garbage", "truncated", "empty"), strict=True)
+)
 
 
 def run_cli(finished: Finished, store: RunStore, *extra: str) -> int:
@@ -192,7 +194,8 @@ def test_run_quarantines_a_run_with_a_damaged_document_and_trains_it_again(
 
     assert run_cli(finished, store, "--dry-run") == 0
     plan = capsys.readouterr().out
-    assert f"| a | 0 | {a} | damaged ({doc}.json: " in plan and "| quarantine, then train |" in plan
+    assert f"| a | 0 | {a} | damaged ({doc}.json: " in plan
+    assert "| quarantine, then train |" in plan
 
     assert run_cli(finished, store) == 0
     out = capsys.readouterr().out
@@ -431,7 +434,9 @@ def sweep_journal_naming(root: Path, run_ids: list[str]) -> Path:
     for i, run_id in enumerate(run_ids):
         study.add_trial(
             optuna.trial.create_trial(
-                params={"x": i / 10}, distributions={"x": dist}, value=0.5,
+                params={"x": i / 10},
+                distributions={"x": dist},
+                value=0.5,
                 user_attrs={"run_id": run_id},
             )  # fmt: skip
         )
@@ -447,7 +452,8 @@ def test_report_lists_a_run_that_a_sweeps_journal_names_but_the_store_lacks(
     out = tmp_path / "report"
     assert main(["report", "--store", str(store.root), "--out", str(out), "--jobs", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "| gone0123456789ab | runs/gone0123456789ab | missing: trial 0 of study 's' |" in printed
+    row = "| gone0123456789ab | runs/gone0123456789ab | missing: trial 0 of study 's' |"
+    assert row in printed
     assert_undamaged_unchanged(finished, store)
     missing = [p for p in _check(store) if p.kind is ProblemKind.MISSING_RUN]
     assert [p.run_id for p in missing] == ["gone0123456789ab"]
@@ -488,9 +494,7 @@ def test_another_models_checkpoint_at_the_resume_path_is_set_aside_and_the_run_r
     assert_undamaged_unchanged(finished, store)
 
 
-def test_a_run_with_no_checkpoint_that_loads_trains_again_from_scratch(
-    finished, tmp_path, capsys
-):
+def test_a_run_with_no_checkpoint_that_loads_trains_again_from_scratch(finished, tmp_path, capsys):
     store = copy_store(finished, tmp_path)
     a = finished.run_ids["a"]
     interrupt(store, a)
@@ -503,3 +507,73 @@ def test_a_run_with_no_checkpoint_that_loads_trains_again_from_scratch(
     assert out.count("does not load") == 2
     assert f"({a}): training from scratch (no checkpoint loads)" in out
     assert_undamaged_unchanged(finished, store)
+
+
+# -- dat-lab store check ---------------------------------------------------------------------
+
+
+def clone_run(store: RunStore, run_id: str, new_id: str) -> Path:
+    """A copy of a finished run under another id (each clone holds one fault)."""
+    dest = store.run_dir(new_id)
+    shutil.copytree(store.run_dir(run_id), dest)
+    return dest
+
+
+def store_with_every_fault(finished: Finished, tmp_path: Path) -> tuple[RunStore, set]:
+    """A copy of the finished store plus one clone of run a per fault; the expected
+    ``(kind, path relative to the store)`` of each fault."""
+    store = copy_store(finished, tmp_path)
+    a, kind = finished.run_ids["a"], ProblemKind
+    expected = set()
+
+    def expect(k: ProblemKind, path: Path) -> None:
+        expected.add((k, str(path.relative_to(store.root))))
+
+    for doc, fault in RUN_FAULTS:  # status, config, final, cost, provenance, run.json
+        path = clone_run(store, a, f"doc-{doc}") / f"{doc}.json"
+        damage(path, fault)
+        expect(kind.DAMAGED_DOCUMENT, path)
+    for fault, change in JOURNAL_FAULTS.items():
+        path = clone_run(store, a, f"journal-{fault}") / "events.jsonl"
+        path.write_bytes(change(path.read_bytes()))
+        expect(kind.DAMAGED_DOCUMENT, path)
+    lock = clone_run(store, a, "lock-garbage") / "run.lock"
+    lock.write_bytes(b"\x00garbage")
+    os.utime(lock, (1, 1))
+    expect(kind.STALE_LOCK, lock)
+    orphan = clone_run(store, a, "orphan") / ".final.json.0123abcd.tmp"
+    orphan.write_text("{")
+    expect(kind.ORPHANED_TEMP, orphan)
+    cut = clone_run(store, a, "ckpt-cut") / "checkpoints" / "last.ckpt"
+    damage(cut, "truncated")
+    expect(kind.BAD_CHECKPOINT, cut)
+    other = clone_run(store, a, "ckpt-other") / "checkpoints" / "best-epoch000.ckpt"
+    another_models_checkpoint(other)
+    expect(kind.BAD_CHECKPOINT, other)
+    sweep_journal_naming(store.root, ["gone0123456789ab"])
+    expect(kind.MISSING_RUN, store.run_dir("gone0123456789ab"))
+    return store, expected
+
+
+def test_store_check_lists_every_fault_exactly_once_and_repair_sets_them_aside(
+    finished, tmp_path, capsys
+):
+    store, expected = store_with_every_fault(finished, tmp_path)
+    argv = ["store", "check", "--store", str(store.root)]
+
+    assert main(argv) == 1
+    out = capsys.readouterr().out.splitlines()
+    listed = [line for line in out if line.split(":")[0] in {k.value for k in ProblemKind}]
+    found = [(ProblemKind(line.split(":")[0]), line.split(": ")[1]) for line in listed]
+    assert sorted(found) == sorted(expected)  # each fault once, nothing else
+
+    assert main([*argv, "--repair"]) == 1  # the missing run cannot be moved: rerun the sweep
+    repaired = capsys.readouterr().out
+    assert f"repaired {len(expected) - 1} of {len(expected)}" in repaired
+    assert main(argv) == 1
+    left = capsys.readouterr().out
+    assert "store check" in left and "1 missing run" in left  # everything else is set aside
+    moved = store.root / "quarantine"
+    assert (moved.glob("doc-status.*").__next__() / "status.json").is_file()  # nothing deleted
+    assert_undamaged_unchanged(finished, store)
+    assert run_cli(finished, store) == 0
