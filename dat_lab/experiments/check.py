@@ -36,7 +36,7 @@ from dat_lab.experiments.documents import (
 from dat_lab.experiments.locking import read_holder
 from dat_lab.experiments.quarantine import QUARANTINE, quarantine_run, set_aside
 from dat_lab.experiments.resume import candidates, checkpoint_problem, model_shapes
-from dat_lab.experiments.spec import RunConfig
+from dat_lab.experiments.run_config import RunConfig
 from dat_lab.experiments.store import LOCK_NAME, RunStore
 
 ORPHAN_AGE_S = 600.0  # a store-level temporary file older than this has no live writer
