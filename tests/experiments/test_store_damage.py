@@ -21,7 +21,7 @@ import optuna
 import pytest
 import pytorch_lightning as pl
 import torch
-from experiment_helpers import write_experiment
+from experiment_helpers import cli_env, dat_lab_cmd, write_experiment
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from dat_lab.cli import EXIT_STORE_WRITE, main
@@ -581,3 +581,27 @@ def test_store_check_lists_every_fault_exactly_once_and_repair_sets_them_aside(
     assert (moved.glob("doc-status.*").__next__() / "status.json").is_file()  # nothing deleted
     assert_undamaged_unchanged(finished, store)
     assert run_cli(finished, store) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_dat_lab_run_on_a_full_disk_ends_in_one_line_without_a_traceback(
+    finished, tmp_path, tmpfs, cache, workers
+):
+    """As a user sees it: a `dat-lab run` subprocess, one worker or a pool of two."""
+    disk = tmpfs(2 * CKPT_MB + 2)  # not even both runs' first checkpoints fit
+    root = disk / "store"
+    argv = ["run", finished.exp, "--store", root, "--workers", workers]
+
+    done = subprocess.run(
+        dat_lab_cmd(*argv), cwd=tmp_path, env=cli_env(cache), capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == EXIT_STORE_WRITE, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    errors = [line for line in (done.stderr + done.stdout).splitlines() if "error:" in line]
+    assert errors and all("No space left on device [ENOSPC]" in line for line in errors)
+    assert all(f"cannot write to the run store {root}" in line for line in errors)
+    store = RunStore(root)
+    assert all(r.state is not RunState.FAILED for r in store.runs())  # interrupted, not failed
