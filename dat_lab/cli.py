@@ -1,7 +1,10 @@
 """``dat-lab``: the command line. One module per subcommand in :mod:`dat_lab.commands`.
 
 Bad input (a missing file, an unknown key, an impossible knob, a missing data path) prints
-one message naming the file and the key and exits with code 2 before any work starts.
+one message naming the file and the key and exits with code 2 before any work starts. A write
+to the run store that fails (a full disk or quota, an I/O error, a read-only filesystem)
+prints one message naming the store and the errno and exits with code 3; the run it was
+training is left interrupted, to resume once the store is writable again.
 """
 
 from __future__ import annotations
@@ -9,14 +12,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
+from dat_lab.experiments.durable import STORE_WRITE_EXIT, StoreWriteError, write_errno
 from dat_lab.schema import ConfigError
 
 EXIT_BAD_INPUT = 2
+EXIT_STORE_WRITE = STORE_WRITE_EXIT
 EXIT_INTERRUPTED = 130
 
 # Subcommand modules under dat_lab.commands, in the order `dat-lab --help` lists them.
-COMMANDS = ("run", "sweep", "flops", "report", "visualize", "evaluate")
+COMMANDS = ("run", "sweep", "flops", "report", "visualize", "evaluate", "store")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,12 +73,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StoreWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STORE_WRITE
+    except OSError as err:
+        failed = write_errno(err)
+        if failed is None:
+            raise
+        print(f"error: {StoreWriteError(_store_of(args, failed), failed)}", file=sys.stderr)
+        return EXIT_STORE_WRITE
     except KeyboardInterrupt:
         print(
             "interrupted: finished work is recorded; rerun the same command to resume",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def _store_of(args: argparse.Namespace, err: OSError) -> str:
+    """The store a command wrote to: ``--store``, else the folder of the file it could not
+    write (a failed write outside a run names no store of its own)."""
+    store = getattr(args, "store", None)
+    if store is not None:
+        return str(store)
+    return str(Path(str(err.filename)).parent) if err.filename else "(unknown)"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from the baseline with its CI and Holm-adjusted p, and the seeds the sequential 
 to need for a decision (beside a fixed design's) at the observed difference; failed, running
 and interrupted runs are marked and listed; the paper's ImageNet numbers (its Fig. 5, Tables 4
 and 5) sit beside ours. The claims of the experiment file are judged by the sequential rule
-(docs/decisions.md). Figures (PNG, PDF, SVG) go beside the tables under ``--out``, and
+(docs/decisions.md). A run with an unreadable document (or a sweep trial whose run is missing)
+is left out and listed, with the file and the error, under "damaged runs"; the report still
+exits 0. Figures (PNG, PDF, SVG) go beside the tables under ``--out``, and
 ``report.html`` holds everything in one offline page.
 """
 

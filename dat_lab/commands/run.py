@@ -8,7 +8,9 @@ Finished runs are skipped, an interrupted run resumes from its last checkpoint, 
 are retrained only with ``--retry-failed``. A skipped or resumed run that other model,
 training or data code made is named so; ``--rerun-stale`` trains those again from scratch.
 Exit status: 0 when every run has finished, 1 when some failed (now or before), 2 on bad
-input (nothing trains), 130 on Ctrl-C (rerun to resume).
+input (nothing trains), 3 when a write to the store failed (full disk, quota, I/O error,
+read-only; rerun to resume), 130 on Ctrl-C (rerun to resume). A run with an unreadable
+document is moved to the store's quarantine and trained again (see docs/store.md).
 With ``--launcher slurm`` the runs are submitted as a SLURM job array and the command returns
 (0) at once, or with ``--wait`` once the jobs have ended (then as above); ``--status`` shows
 each run's state and job.
@@ -89,6 +91,7 @@ def _workers(text: str) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dat-lab --help` and bad-input errors stay fast.
+    from dat_lab.experiments.durable import store_writes
     from dat_lab.experiments.plan import print_plan, print_results
     from dat_lab.experiments.pool import check_workers, default_workers, run_experiment
     from dat_lab.experiments.spec import load_experiment
@@ -125,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot create the run store {store.root}: {err.strerror}", *where
         ) from None
-    store.write_design(exp.name, exp.design())  # the report's baseline and claims
+    with store_writes(store.root):  # a full or read-only store: one line, exit 3
+        store.write_design(exp.name, exp.design())  # the report's baseline and claims
     if resources is not None:
         return _submit(args, specs, store, resources)
     started = time.monotonic()

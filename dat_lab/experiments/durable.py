@@ -1,6 +1,6 @@
 """Crash-safe files: atomic JSON documents and append-only JSON-lines journals.
 
-Two primitives, modelled on Optuna's journal file storage (``storages/journal/_file.py``):
+Two write primitives, modelled on Optuna's journal file storage (``storages/journal/_file.py``):
 
 - a JSON *document* is replaced atomically: write a temporary file in the same directory,
   ``fsync`` it, ``os.replace`` it over the target, ``fsync`` the directory. A reader sees the
@@ -10,9 +10,11 @@ Two primitives, modelled on Optuna's journal file storage (``storages/journal/_f
   ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``. On local POSIX filesystems a single
   ``O_APPEND`` write is placed at the end as a whole, so concurrent writers do not interleave
   (NFS gives no such promise across clients; that is why nothing in dat-lab treats a journal
-  it did not lock as the only copy of a fact). Replay ignores a torn last line (a write cut
-  short by power loss, or one still being written while we read) and skips, with a warning,
-  any other line that does not parse.
+  it did not lock as the only copy of a fact). Replay (``documents.read_journal``) ignores a
+  torn last line (a write cut short by power loss, or one still being written while we read)
+  and skips, and names, any other line that does not parse.
+
+Everything is read back through ``documents.py``, the one reader of store files.
 
 Leftover temporary files of killed writers are hidden (``.NAME.HEX.tmp``) and harmless.
 """
@@ -21,15 +23,68 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 TMP_SUFFIX = ".tmp"
+# The errors of a write that the store's files cannot survive: a full disk or quota, a failed
+# device, a filesystem that became read-only. Not a bug and not the run's fault.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def write_errno(err: BaseException) -> OSError | None:
+    """The OSError of WRITE_ERRNOS in ``err``'s chain, or None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
+def is_write_failure(err: BaseException) -> bool:
+    return write_errno(err) is not None
+
+
+STORE_WRITE_EXIT = 3  # the exit code of a command stopped by a failed store write
+
+
+class StoreWriteError(Exception):
+    """A write to the run store failed (full disk, quota, I/O error, read-only filesystem).
+
+    The message is one line naming the store, the errno and what was left: the run stays
+    interrupted (resumable from its last good checkpoint) once space is freed.
+    """
+
+    def __init__(self, root: Path | str, err: OSError, run_id: str | None = None):
+        self.root, self.errno, self.run_id = Path(root), err.errno, run_id
+        name = errno.errorcode.get(err.errno or 0, str(err.errno))
+        where = f" ({err.filename})" if err.filename else ""
+        run = f"; run {run_id} is left interrupted" if run_id else ""
+        super().__init__(
+            f"cannot write to the run store {self.root}: {err.strerror or err} [{name}]{where}"
+            f"{run}; free space (or make it writable) and rerun the same command to resume"
+        )
+
+
+@contextmanager
+def store_writes(root: Path, run_id: str | None = None) -> Iterator[None]:
+    """Turn a failed write (WRITE_ERRNOS) anywhere in the block into :class:`StoreWriteError`
+    naming the store at ``root`` and the run; other errors pass unchanged."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except Exception as err:
+        failed = write_errno(err)
+        if failed is None:
+            raise
+        raise StoreWriteError(root, failed, run_id) from err
 
 
 def _dumps(data: Any, allow_nan: bool) -> bytes:
@@ -108,14 +163,6 @@ def publish_json(path: Path, data: Any, allow_nan: bool = True) -> bool:
     return won
 
 
-def read_json(path: Path) -> Any | None:
-    """The JSON document at ``path``, or None if there is none."""
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-
-
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line of the journal at ``path`` (created if missing).
 
@@ -141,30 +188,3 @@ def _last_byte(path: Path, size: int) -> bytes:
     with open(path, "rb") as f:  # an O_APPEND descriptor is write-only: read through another
         f.seek(size - 1)
         return f.read(1)
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Replay the journal at ``path``: its complete records in order ([] if there is none).
-
-    A last line without its newline is torn (cut by a crash, or still being written) and is
-    ignored; any other line that is not a JSON object is skipped with a warning.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    lines = data.split(b"\n")
-    lines.pop()  # after the final b"\n" this is b""; otherwise it is a torn tail: drop it
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            log.warning("%s: line %d is not a JSON object; skipped", path, number)
-    return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from dat_lab.experiments.records import RunState
+from dat_lab.experiments.records import DamagedDocument, RunState
 from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.runner import run_cost
 from dat_lab.experiments.stale import other_code
@@ -19,6 +19,7 @@ from dat_lab.train.trainer import VAL_TOP1, VAL_TOP1_BEST
 
 Log = Callable[[str], None]
 
+DAMAGED = "damaged"
 # What `dat-lab run` does with a run in each live state.
 ACTIONS = {
     "new": "train",
@@ -27,13 +28,18 @@ ACTIONS = {
     RunState.RUNNING.value: "wait (another process is training it)",
     RunState.FINISHED.value: "skip",
     RunState.FAILED.value: "skip (--retry-failed retrains it)",
+    DAMAGED: "quarantine, then train",  # a document is unreadable: the run is not trusted
 }
 
 
 def live_state(spec: RunSpec, store: RunStore) -> str:
-    """``new`` if the store has no such run, else its live state (``interrupted`` for a
-    run whose worker died)."""
-    return store.state(spec.run_id).value if store.get(spec.run_id) is not None else "new"
+    """``new`` if the store has no such run, ``damaged`` if a document of it is unreadable,
+    else its live state (``interrupted`` for a run whose worker died)."""
+    try:
+        record = store.get(spec.run_id)
+    except DamagedDocument:
+        return DAMAGED
+    return store.live_state(record).value if record is not None else "new"
 
 
 def action(state: str, retry_failed: bool) -> str:
@@ -44,7 +50,7 @@ def action(state: str, retry_failed: bool) -> str:
 
 def _stale_action(spec: RunSpec, store: RunStore, state: str, rerun_stale: bool) -> str | None:
     """For a finished or resumable run that other code made: what happens to it, else None."""
-    record = store.get(spec.run_id)
+    record = store.get(spec.run_id, lenient=True)
     resumable = state == RunState.INTERRUPTED.value and record and record.last_checkpoint
     if record is None or not (state == RunState.FINISHED.value or resumable):
         return None
@@ -91,8 +97,9 @@ def print_plan(
         state = live_state(spec, store)
         todo = _stale_action(spec, store, state, rerun_stale) or action(state, retry_failed)
         counts[todo.split(" ")[0]] += 1
-        record = store.get(spec.run_id) if state == RunState.FAILED.value else None
-        why = record.reason if record is not None else None
+        record = store.get(spec.run_id, lenient=True)
+        why = record.reason if record is not None and state == RunState.FAILED.value else None
+        why = why or (_damage(spec, store) if state == DAMAGED else None)
         log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state}"
             f"{f' ({why})' if why else ''} | {todo} |")  # fmt: skip
     log("plan: " + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())))
@@ -103,7 +110,7 @@ def print_results(specs: list[RunSpec], store: RunStore, log: Log = print_line) 
     log("| variant | seed | run id | state | val top-1 | best val top-1 | train time (s) |")
     log("|---|---:|---|---|---:|---:|---:|")
     for spec in specs:
-        record = store.get(spec.run_id)
+        record = store.get(spec.run_id, lenient=True)
         final: Mapping[str, float] = (record.final if record else None) or {}
         state = live_state(spec, store)
         if record is not None and record.reason and state == RunState.FAILED.value:
@@ -111,6 +118,14 @@ def print_results(specs: list[RunSpec], store: RunStore, log: Log = print_line) 
         log(f"| {spec.variant} | {spec.seed} | {spec.run_id} | {state} | "
             f"{_num(final.get(VAL_TOP1))} | {_num(final.get(VAL_TOP1_BEST))} | "
             f"{_num(final.get('train_time_s'), 1)} |")  # fmt: skip
+
+
+def _damage(spec: RunSpec, store: RunStore) -> str | None:
+    try:
+        store.get(spec.run_id)
+    except DamagedDocument as err:
+        return err.line
+    return None
 
 
 def _si(n: float | None) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from dat_lab.experiments.durable import STORE_WRITE_EXIT, StoreWriteError
 from dat_lab.experiments.locking import now_iso
 from dat_lab.experiments.processes import die_with_parent, host_name, parent_pid, usable_cpus
 from dat_lab.experiments.progress import Progress
@@ -142,6 +143,8 @@ def run_experiment(
     except KeyboardInterrupt:
         _stop(procs)
         raise
+    if any(proc.exitcode == STORE_WRITE_EXIT for proc in procs):  # the worker said why
+        raise SystemExit(STORE_WRITE_EXIT)
     for k, proc in enumerate(procs, start=1):
         if proc.exitcode != 0:  # its runs stay running/interrupted in the store: say why
             log(f"worker {k} died (exit code {proc.exitcode}); rerun to resume its runs")
@@ -213,6 +216,9 @@ def _worker_main(
         )
     except KeyboardInterrupt:
         pass  # the parent stops everyone; the run stays resumable
+    except StoreWriteError as err:  # one line, and the parent exits with the same code
+        log(f"error: {err}")
+        raise SystemExit(STORE_WRITE_EXIT) from None
 
 
 __all__ = [

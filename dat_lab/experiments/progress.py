@@ -37,7 +37,7 @@ class Progress:
         self.stored: list[float] = []  # training seconds of runs finished before the walk
         self.done_before: set[str] = set()
         for spec in specs:
-            record = store.get(spec.run_id)
+            record = store.get(spec.run_id, lenient=True)
             if record is not None and record.state is RunState.FINISHED:
                 self.done_before.add(spec.run_id)
                 seconds = (record.final or {}).get("train_time_s")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dat_lab.experiments import durable
+from dat_lab.experiments.documents import DamagedDocument, read_document, read_journal
 from dat_lab.experiments.locking import now_iso
 from dat_lab.experiments.processes import host_name
 from dat_lab.schema import ConfigError, from_mapping
@@ -22,6 +22,7 @@ from dat_lab.train.log_dirs import attempt_dirs
 
 __all__ = [
     "ConfigMismatch",
+    "DamagedDocument",
     "IndexEntry",
     "RunIdentity",
     "RunNotFound",
@@ -29,6 +30,7 @@ __all__ = [
     "RunRecord",
     "RunState",
     "StoreError",
+    "StoreScan",
     "attempt_metrics_csvs",
     "read_record",
 ]
@@ -157,6 +159,7 @@ class RunRecord:
     final: dict[str, float] | None
     cost: dict[str, Any] | None
     provenance: dict[str, Any] | None
+    journal_damage: tuple[DamagedDocument, ...] = ()  # lines of events.jsonl skipped
 
     @property
     def logs_dir(self) -> Path:
@@ -183,23 +186,43 @@ class RunRecord:
         return self.path / "events.jsonl"
 
 
+@dataclass(frozen=True)
+class StoreScan:
+    """Every run directory of a store, read (:meth:`RunStore.scan`): the complete runs
+    (oldest first), how many are incomplete, and the first damaged document of each damaged
+    run."""
+
+    records: list[RunRecord]
+    incomplete: int
+    damaged: list[DamagedDocument]
+
+
 def read_record(path: Path, run_id: str) -> RunRecord | None:
-    """The run in directory ``path`` as stored now, or None if it is incomplete or missing."""
+    """The run in directory ``path`` as stored now, or None if it is incomplete or missing.
+
+    Raises :class:`DamagedDocument` (naming the run and the file) when one of its documents
+    is unreadable: such a run is not trusted, whatever its status says. Unreadable lines of
+    its events journal are skipped and listed in ``journal_damage``.
+    """
     try:
-        config = durable.read_json(path / "config.json")
-        run_doc = durable.read_json(path / "run.json")
+        config = read_document(path / "config.json", run_id)
+        run_doc = read_document(path / "run.json", run_id)
     except NotADirectoryError:
         return None
     if config is None or run_doc is None:
         return None  # a create() that crashed half-way; the next create() completes it
-    status = durable.read_json(path / "status.json") or status_doc(RunState.PENDING, 0)
+    status = read_document(path / "status.json", run_id) or status_doc(RunState.PENDING, 0)
+    final = read_document(path / "final.json", run_id)
+    cost = read_document(path / "cost.json", run_id)
+    prov = read_document(path / "provenance.json", run_id)
     identity = RunIdentity.coerce({k: run_doc[k] for k in ("experiment", "variant", "seed")})
+    journal = read_journal(path / "events.jsonl", run_id)
     return RunRecord(
         run_id=run_id,
         path=path,
         config=config,
         identity=identity,
-        identities=_identities(path, identity),
+        identities=_identities(journal.records, identity),
         created=run_doc["created"],
         state=RunState(status["state"]),
         reason=status.get("reason"),
@@ -207,20 +230,21 @@ def read_record(path: Path, run_id: str) -> RunRecord | None:
         updated=status.get("updated", run_doc["created"]),
         pid=status.get("pid"),
         host=status.get("host"),
-        final=durable.read_json(path / "final.json"),
-        cost=durable.read_json(path / "cost.json"),
-        provenance=durable.read_json(path / "provenance.json"),
+        final=final,
+        cost=cost,
+        provenance=prov,
+        journal_damage=journal.damaged,
     )
 
 
-def _identities(path: Path, first: RunIdentity | None = None) -> tuple[RunIdentity, ...]:
-    """Every identity recorded for the run, ``first`` first, without repeats."""
-    found: list[RunIdentity] = [first] if first else []
-    for rec in durable.read_records(path / "events.jsonl"):
+def _identities(events: list[dict[str, Any]], first: RunIdentity) -> tuple[RunIdentity, ...]:
+    """Every identity recorded in the run's ``events``, ``first`` first, without repeats."""
+    found: list[RunIdentity] = [first]
+    for rec in events:
         if rec.get("event") in ("created", "attached"):
             try:
                 identity = RunIdentity.coerce(rec["identity"])
-            except (ConfigError, KeyError, TypeError):
+            except (ConfigError, KeyError, TypeError, AttributeError):
                 continue
             if identity not in found:
                 found.append(identity)

@@ -27,9 +27,18 @@ from pytorch_lightning.callbacks import Timer
 
 from dat_lab.data.datamodule import build_datamodule
 from dat_lab.experiments import provenance, ranks
+from dat_lab.experiments.durable import is_write_failure, store_writes
 from dat_lab.experiments.locking import LeaseKeeper, LockLost
 from dat_lab.experiments.processes import die_with_parent
-from dat_lab.experiments.records import RunIdentity, RunOutcome, RunRecord, RunState
+from dat_lab.experiments.quarantine import journal_note, readable
+from dat_lab.experiments.records import (
+    DamagedDocument,
+    RunIdentity,
+    RunOutcome,
+    RunRecord,
+    RunState,
+)
+from dat_lab.experiments.resume import choose_resume
 from dat_lab.experiments.run_callbacks import LeaseCheck, MetricsSnapshot
 from dat_lab.experiments.run_config import RunConfig, RunSpec
 from dat_lab.experiments.stale import other_code
@@ -84,7 +93,7 @@ def failed_runs(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
     """
     out = {}
     for spec in specs:
-        record = store.get(spec.run_id)
+        record = store.get(spec.run_id, lenient=True)  # a damaged run is retrained anyway
         if record is not None and record.state is RunState.FAILED:
             out[spec.run_id] = record.attempts
     return out
@@ -130,15 +139,31 @@ def run_spec(
     """
     label = label or run_label(spec)
     ask = ask or Ask()
-    attempt = _try_lock(spec, store, retry or {}, ask)
-    if attempt.outcome is not None:
-        return attempt.outcome
+    with store_writes(store.root, spec.run_id):  # a full disk: StoreWriteError, one line
+        attempt = _try_lock(spec, store, retry or {}, ask, lambda m: log(f"{label}: {m}"))
+        if attempt.outcome is not None:
+            return attempt.outcome
+        return _train_locked(spec, store, attempt, label, log, quiet, extra_callbacks, ask)
+
+
+def _train_locked(
+    spec: RunSpec,
+    store: RunStore,
+    attempt: _LockAttempt,
+    label: str,
+    log: Log,
+    quiet: bool,
+    extra_callbacks: Sequence[pl.Callback],
+    ask: Ask,
+) -> Outcome:
+    """:func:`run_spec` once the run's lock is held."""
     assert attempt.record is not None  # an attempt without an outcome holds the lock and record
     with attempt.lock, LeaseKeeper(attempt.lock, store.foreign_lock_timeout) as lease:
         record = _restart_if_stale(spec, store, attempt.record, ask.rerun_stale, label, log)
-        resume = record.last_checkpoint
+        choice = choose_resume(store, record, spec.config.model, lambda m: log(f"{label}: {m}"))
+        resume = choice.checkpoint
         store.mark_running(spec.run_id)
-        log(f"{label}: {_start_text(record, resume)}")
+        log(f"{label}: {_start_text(record, resume, bool(choice.set_aside))}")
         callbacks = [LeaseCheck(lease), *extra_callbacks]
         try:
             final = _train(spec, store, record.path, resume, quiet, callbacks)
@@ -148,6 +173,8 @@ def run_spec(
             log(f"{label}: stopped: {err}")
             return _outcome(spec, RunOutcome.LOST, str(err))
         except Exception as err:  # noqa: BLE001 - any failure is recorded, the experiment goes on
+            if is_write_failure(err):
+                raise  # not the run's fault: it stays interrupted (store_writes says so)
             reason = _reason(err)
             store.mark_failed(spec.run_id, reason)
             log(f"{label}: FAILED: {reason}")
@@ -174,8 +201,14 @@ class Ask:
     workers: int = 1
 
 
-def _try_lock(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask) -> _LockAttempt:
-    record = _record(spec, store)
+def _try_lock(
+    spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask, say: Log
+) -> _LockAttempt:
+    record = readable(store, spec.run_id, lambda: _record(spec, store), say)
+    if record is None:
+        return _LockAttempt(_outcome(spec, RunOutcome.BUSY, "damaged, and held by a live process"))
+    if record.journal_damage:
+        say(journal_note(record))
     early = _settled(spec, record, retry, ask)
     if early is not None:
         return _LockAttempt(early)
@@ -184,7 +217,11 @@ def _try_lock(spec: RunSpec, store: RunStore, retry: Mapping[str, int], ask: Ask
         holder = store.lock_holder(spec.run_id)
         who = f"pid {holder.pid} on {holder.host}" if holder else "another process"
         return _LockAttempt(_outcome(spec, RunOutcome.BUSY, f"held by {who}"))
-    record = store.require(spec.run_id)  # re-read under the lock: it may have changed
+    try:
+        record = store.require(spec.run_id)  # re-read under the lock: it may have changed
+    except DamagedDocument:  # damaged meanwhile: set aside (needs the lock) and start again
+        lock.release()
+        return _try_lock(spec, store, retry, ask, say)
     settled = _settled(spec, record, retry, ask)
     if settled is not None:
         lock.release()
@@ -243,9 +280,9 @@ def _restart_if_stale(
     return store.restart(spec.run_id, f"--rerun-stale: {stale}")
 
 
-def _start_text(record: RunRecord, resume: Path | None) -> str:
+def _start_text(record: RunRecord, resume: Path | None, set_aside: bool = False) -> str:
     if resume is None:
-        return "training"
+        return "training from scratch (no checkpoint loads)" if set_aside else "training"
     stale = other_code(record.provenance)
     note = f" (checkpoint {stale}; --rerun-stale restarts it from scratch)" if stale else ""
     return f"resuming from {_rel(resume, record.path)}{note}"
@@ -387,10 +424,10 @@ def quiet_lightning() -> None:
 
 def stored_outcome(spec: RunSpec, store: RunStore) -> Outcome:
     """A run's outcome as the store has it now (used after parallel workers)."""
-    record = store.get(spec.run_id)
+    record = store.get(spec.run_id, lenient=True)
     if record is None:
         return _outcome(spec, RunOutcome.PENDING)
-    state = store.state(spec.run_id)
+    state = store.live_state(record)
     if state is RunState.FINISHED:
         return _outcome(spec, RunOutcome.FINISHED, _top1(record.final or {}))
     return _outcome(spec, RunOutcome.of(state), record.reason or "")

@@ -19,6 +19,7 @@ Layout under ``root`` (the CLI's default is ``./runs``, :data:`DEFAULT_ROOT`)::
          superseded/K/               what a restart (``restart``) moved aside: checkpoints, logs,
                                      final.json, provenance.json of the earlier training
     root/experiments/<name>.json     an experiment file's design (baseline, claims), for reports
+    root/quarantine/<id>.<time>/     damaged runs and files, set aside whole (see quarantine.py)
 
 The directories are the truth; ``index.jsonl`` is a cheap summary for readers and may be
 missing or torn without harm. Every JSON document is replaced atomically and every journal
@@ -26,6 +27,10 @@ line is appended with one ``O_APPEND`` write plus ``fsync`` (see ``durable.py``)
 killed at any instant leaves only complete files behind. A run's state is read from its
 ``status.json`` (replaced whole on every change); ``events.jsonl`` is its history, appended
 beside it and never replayed (:meth:`RunStore.events` reads it back).
+
+Every document is read through ``documents.py``: a file damaged after it was written (by a
+disk, an NFS client, a sync tool or a person) raises :class:`DamagedDocument` naming the run
+and the file, so no command trusts a run it cannot read or dies on it with a traceback.
 
 Typical use by an engine::
 
@@ -54,6 +59,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dat_lab.experiments import durable
+from dat_lab.experiments.documents import DamagedDocument, read_document, read_journal
 from dat_lab.experiments.locking import (
     LockInfo,
     RunLock,
@@ -73,6 +79,7 @@ from dat_lab.experiments.records import (
     RunRecord,
     RunState,
     StoreError,
+    StoreScan,
     attempt_metrics_csvs,
     first_difference,
     flat_floats,
@@ -86,6 +93,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "STORE_FORMAT",
     "ConfigMismatch",
+    "DamagedDocument",
     "IndexEntry",
     "RunIdentity",
     "RunLocked",
@@ -94,6 +102,7 @@ __all__ = [
     "RunState",
     "RunStore",
     "StoreError",
+    "StoreScan",
     "attempt_metrics_csvs",
 ]
 
@@ -175,7 +184,7 @@ class RunStore:
 
         config_path = path / "config.json"
         durable.publish_json(config_path, plain, allow_nan=False)
-        stored = durable.read_json(config_path)
+        stored = read_document(config_path, run_id)
         if stored != plain:
             where = first_difference(stored, plain) or "(top level)"
             raise ConfigMismatch(
@@ -197,8 +206,19 @@ class RunStore:
             self._log_event(run_id, identity, "attached")
         return self.require(run_id)
 
-    def get(self, run_id: str) -> RunRecord | None:
-        return read_record(self.run_dir(run_id), run_id)
+    def get(self, run_id: str, lenient: bool = False) -> RunRecord | None:
+        """The run as stored now; None if there is none (or its ``create`` was cut short).
+
+        Raises :class:`DamagedDocument` (naming the run and the file) when one of its
+        documents is unreadable: the run is not trusted (see ``quarantine.py``). With
+        ``lenient`` a damaged run reads as None, for readers that only look (progress lines,
+        the plan's counts)."""
+        try:
+            return read_record(self.run_dir(run_id), run_id)
+        except DamagedDocument:
+            if lenient:
+                return None
+            raise
 
     def require(self, run_id: str) -> RunRecord:
         """Like :meth:`get`, but :class:`RunNotFound` instead of None."""
@@ -232,25 +252,37 @@ class RunStore:
 
     def survey(self) -> tuple[list[RunRecord], int]:
         """Every complete run, oldest first, and the number of incomplete run directories
-        (a ``create`` cut short: no ``config.json`` or ``run.json`` yet)."""
+        (a ``create`` cut short: no ``config.json`` or ``run.json`` yet). Damaged runs are
+        left out (see :meth:`scan`)."""
+        scan = self.scan()
+        return scan.records, scan.incomplete
+
+    def scan(self) -> StoreScan:
+        """Every run directory, read: the complete runs (oldest first), the number of
+        incomplete ones, and the first damaged document of each damaged run."""
         base = self.root / "runs"
         if not base.is_dir():
-            return [], 0
-        records, incomplete = [], 0
+            return StoreScan([], 0, [])
+        records, incomplete, damaged = [], 0, []
         with os.scandir(base) as entries:
             for entry in entries:
                 if entry.is_dir() and _RUN_ID.fullmatch(entry.name):
-                    record = self.get(entry.name)
+                    try:
+                        record = self.get(entry.name)
+                    except DamagedDocument as err:
+                        damaged.append(err)
+                        continue
                     if record is None:
                         incomplete += 1
                     else:
                         records.append(record)
-        return sorted(records, key=lambda r: (r.created, r.run_id)), incomplete
+        records.sort(key=lambda r: (r.created, r.run_id))
+        return StoreScan(records, incomplete, sorted(damaged, key=lambda e: str(e.path)))
 
     def index(self) -> list[IndexEntry]:
         """The lines of ``index.jsonl`` (a fast summary; [] if it is missing; may lag the runs)."""
         entries = []
-        for rec in durable.read_records(self.index_path):
+        for rec in read_journal(self.index_path).records:
             try:
                 entries.append(IndexEntry(**rec))
             except TypeError:
@@ -259,11 +291,13 @@ class RunStore:
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """This run's journal of state changes, oldest first."""
-        return durable.read_records(self.run_dir(run_id) / "events.jsonl")
+        return read_journal(self.run_dir(run_id) / "events.jsonl", run_id).records
 
     def read_json(self, run_id: str, name: str) -> Any | None:
-        """The run's ``NAME.json`` (e.g. ``"cost"``), or None if it has not been written."""
-        return durable.read_json(self.run_dir(run_id) / f"{_check_doc_name(name)}.json")
+        """The run's ``NAME.json`` (e.g. ``"cost"``), or None if it has not been written;
+        :class:`DamagedDocument` if it cannot be read."""
+        path = self.run_dir(run_id) / f"{_check_doc_name(name)}.json"
+        return read_document(path, run_id)
 
     def write_json(self, run_id: str, name: str, data: Any) -> Path:
         """Atomically write the run's ``NAME.json`` (e.g. ``"cost"``, ``"provenance"``).
@@ -328,7 +362,10 @@ class RunStore:
         folder = self.root / "experiments"
         out = {}
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            doc = durable.read_json(path)
+            try:
+                doc = read_document(path)
+            except DamagedDocument:
+                continue  # `dat-lab store check` lists it; the next `dat-lab run` rewrites it
             if isinstance(doc, dict) and isinstance(doc.get("experiment"), str):
                 out[doc["experiment"]] = doc
         return out
@@ -396,7 +433,7 @@ class RunStore:
                 f"run {run_id} is {record.state.value}; it can become {new.value} only from: "
                 f"{allowed}"
             )
-        status = durable.read_json(record.path / "status.json") or {}
+        status = read_document(record.path / "status.json", run_id) or {}
         status.update(status_doc(new, record.attempts))
         status.pop("reason", None)
         return status

@@ -223,7 +223,8 @@ def status_lines(specs: Sequence[RunSpec], store: RunStore) -> list[str]:
         "|---|---:|---|---|---|---|",
     ]
     for spec in specs:
-        run_state = store.state(spec.run_id).value if store.get(spec.run_id) else "pending"
+        record = store.get(spec.run_id, lenient=True)
+        run_state = store.live_state(record).value if record else "pending"
         job = jobs[spec.run_id]
         job_id = job["job_id"] if job else "-"
         job_state = states.get(job_id, "ENDED (no longer listed)") if job else "-"

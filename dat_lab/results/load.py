@@ -4,7 +4,8 @@ The rows come from the store's own reader (:meth:`RunStore.survey` and
 :meth:`RunStore.live_state`, see :mod:`dat_lab.experiments.store`): this module never parses
 a run's status, events or lock itself. Runs whose ``create`` was cut short (no
 ``config.json`` or ``run.json``) are not runs yet and are counted in
-``frame.attrs["incomplete"]``.
+``frame.attrs["incomplete"]``; runs with an unreadable document are not trusted and are listed
+in ``frame.attrs["damaged"]`` (:class:`DamagedRun`), not loaded.
 
 Columns of :func:`load_runs`:
 
@@ -22,6 +23,7 @@ Columns of :func:`load_runs`:
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +91,22 @@ def load_runs(root: str | Path, foreign_lock_timeout: float | None = None) -> pd
             f"no run store at {root} (no {base} directory); pass --store DIR", "store"
         )
     store = RunStore(root, foreign_lock_timeout)
-    records, incomplete = store.survey()
-    rows = [run_row(r, store.live_state(r)) for r in records]
+    scan = store.scan()
+    rows = [run_row(r, store.live_state(r)) for r in scan.records]
     frame = pd.DataFrame.from_records(rows) if rows else _empty_frame()
     frame.attrs["root"] = str(root)
-    frame.attrs["incomplete"] = incomplete
+    frame.attrs["incomplete"] = scan.incomplete
+    frame.attrs["damaged"] = [DamagedRun(e.run_id or "", e.file, e.line) for e in scan.damaged]
     return frame
+
+
+@dataclass(frozen=True)
+class DamagedRun:
+    """A run left out of the report: which run, the file that cannot be read, and why."""
+
+    run_id: str
+    file: str
+    error: str
 
 
 def _empty_frame() -> pd.DataFrame:

@@ -38,7 +38,7 @@ import pandas as pd
 from dat_lab.experiments.records import RunState, attempt_metrics_csvs
 from dat_lab.experiments.store import DEFAULT_ROOT
 from dat_lab.fingerprint import result_code_fingerprint
-from dat_lab.results import analyses, code_versions, html, studies, tables
+from dat_lab.results import analyses, code_versions, damaged, html, studies, tables
 from dat_lab.results.analyses.base import DEFAULT_METRIC, Group, Output
 from dat_lab.results.claims import claims_table
 from dat_lab.results.designs import load_designs
@@ -267,11 +267,17 @@ def build_report(
         report.files += files
         report.notes += notes
     report.markdown = "\n".join(r[1] for r in rendered)
+    bad = damaged.damaged_runs(runs, root, found)
+    if bad:
+        report.markdown += "\n" + damaged.markdown(bad)
+        report.notes.append(f"{len(bad)} damaged run(s) left out: see '{damaged.TITLE}'")
     (out / "report.md").write_text(f"# dat-lab report ({root})\n\n{report.markdown}")
     runs.to_csv(out / "runs.csv", index=False)
     report.files += [out / "report.md", out / "runs.csv"]
     if write_html:
         sections = [(g.name, r[3]) for g, r in zip(groups, rendered, strict=True)]
+        if bad:
+            sections.append((damaged.TITLE, damaged.html_fragment(bad)))
         text = html.page(f"dat-lab report ({root})", sections, {g.name: g.runs for g in groups})
         (out / "report.html").write_text(text)
         report.files.append(out / "report.html")

@@ -86,3 +86,18 @@ def trial_run_ids(study: Any) -> dict[str, int]:
         if isinstance(run_id, str):
             out[run_id] = trial.number
     return out
+
+
+def missing_trial_runs(root: str | Path, found: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """``(study, trial number, run id)`` of every finished trial of ``found`` (studies by name)
+    whose run directory is not in the store at ``root``: its result cannot be reported."""
+    from optuna.trial import TrialState
+
+    runs = Path(root) / "runs"
+    out = []
+    for name, study in sorted(found.items()):
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            run_id = trial.user_attrs.get(RUN_ID_ATTR)
+            if isinstance(run_id, str) and not (runs / run_id / "run.json").is_file():
+                out.append((name, trial.number, run_id))
+    return out

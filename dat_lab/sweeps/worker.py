@@ -15,6 +15,7 @@ is found by the others (``liveness``) and its trial retried.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from dat_lab.experiments.durable import StoreWriteError
 from dat_lab.experiments.processes import host_name
 from dat_lab.experiments.records import RunOutcome
 from dat_lab.experiments.run_config import RunSpec
@@ -115,6 +117,10 @@ def _run_claimed(
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C in fit into SystemExit
         requeue_interrupted(optuna_study, study, trial._trial_id, location, log)
         raise KeyboardInterrupt from None
+    except StoreWriteError:  # a full disk: not the trial's fault; it runs again once freed
+        with contextlib.suppress(OSError):  # the study's journal may sit on the same disk
+            requeue_interrupted(optuna_study, study, trial._trial_id, location, log)
+        raise
     except RunStopped as stop:
         return _tell(optuna_study, trial, TrialState.PRUNED, None, log, str(stop))
     except TrialFailed as err:
@@ -191,7 +197,7 @@ def _store_for_lock_of(run_id: str, store: RunStore, optuna_study: optuna.Study)
     that the heartbeats declared dead (its trial failed and retried), a view of the store that
     takes that lock over. The store alone cannot tell a dead holder on another host from a
     live one; the study's heartbeats can. Holders that are no worker of ours are waited for."""
-    holder = store.lock_holder(run_id) if store.get(run_id) is not None else None
+    holder = store.lock_holder(run_id) if store.get(run_id, lenient=True) is not None else None
     if holder is None or holder.host == host_name():
         return store  # same host: the store checks the pid itself
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):

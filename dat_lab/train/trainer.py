@@ -43,6 +43,7 @@ from pytorch_lightning.callbacks import (
 
 from dat_lab.schema import ConfigError
 from dat_lab.train.callbacks import LineProgressBar, NonFiniteLossStop, RngStateCheckpoint
+from dat_lab.train.checkpoint_io import AtomicCheckpointIO
 from dat_lab.train.config import TrainConfig
 from dat_lab.train.loggers import RunTags, build_loggers
 
@@ -191,7 +192,7 @@ def _trainer(
         # inference_mode become inference tensors that a later fit cannot update in place.
         inference_mode=False,
         logger=build_loggers(train_cfg.loggers, run_dir, tags),
-        plugins=_cluster_plugins(under_slurm),
+        plugins=[AtomicCheckpointIO(), *_cluster_plugins(under_slurm)],  # see checkpoint_io.py
         callbacks=[*build_callbacks(train_cfg, run_dir), *extra_callbacks],
     )
 

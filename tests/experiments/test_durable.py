@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 from dat_lab.experiments import durable
+from dat_lab.experiments.documents import DamageKind, read_document, read_journal
+
+
+def read_records(path: Path) -> list:
+    return read_journal(path).records
 
 
 def test_torn_last_journal_line_is_ignored(tmp_path: Path):
@@ -18,7 +23,7 @@ def test_torn_last_journal_line_is_ignored(tmp_path: Path):
         durable.append_record(journal, {"i": i})
     with open(journal, "ab") as f:
         f.write(b'{"i": 3, "trunc')  # a write cut short by a crash
-    assert durable.read_records(journal) == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert read_records(journal) == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
 def test_append_after_a_torn_line_is_not_swallowed_by_it(tmp_path: Path):
@@ -27,18 +32,22 @@ def test_append_after_a_torn_line_is_not_swallowed_by_it(tmp_path: Path):
     with open(journal, "ab") as f:
         f.write(b'{"i": 1, "trunc')
     durable.append_record(journal, {"i": 2})
-    assert durable.read_records(journal) == [{"i": 0}, {"i": 2}]
+    assert read_records(journal) == [{"i": 0}, {"i": 2}]
 
 
-def test_garbage_line_inside_a_journal_is_skipped(tmp_path: Path, caplog):
+def test_garbage_line_inside_a_journal_is_skipped_and_named(tmp_path: Path):
     journal = tmp_path / "events.jsonl"
     journal.write_bytes(b'{"i": 0}\nnot json\n[1, 2]\n\n{"i": 1}\n')
-    assert durable.read_records(journal) == [{"i": 0}, {"i": 1}]
-    assert "line 2" in caplog.text and "line 3" in caplog.text
+    read = read_journal(journal, "r1")
+    assert read.records == [{"i": 0}, {"i": 1}]
+    assert [(d.kind, d.detail.split(":")[0]) for d in read.damaged] == [
+        (DamageKind.NOT_JSON, "line 2"),
+        (DamageKind.NOT_SCHEMA, "line 3"),
+    ]
 
 
 def test_missing_journal_reads_as_empty(tmp_path: Path):
-    assert durable.read_records(tmp_path / "absent.jsonl") == []
+    assert read_records(tmp_path / "absent.jsonl") == []
 
 
 @pytest.mark.slow
@@ -52,7 +61,7 @@ def test_concurrent_appends_from_two_processes_never_interleave(tmp_path: Path):
     )
     procs = [subprocess.Popen([sys.executable, "-c", script, str(journal), w]) for w in "ab"]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    records = durable.read_records(journal)
+    records = read_records(journal)
     assert len(records) == 600
     for writer in "ab":
         assert [r["i"] for r in records if r["w"] == writer] == list(range(300))
@@ -70,14 +79,14 @@ def test_publish_json_first_writer_wins(tmp_path: Path):
     target = tmp_path / "config.json"
     assert durable.publish_json(target, {"lr": 0.1}) is True
     assert durable.publish_json(target, {"lr": 0.2}) is False
-    assert durable.read_json(target) == {"lr": 0.1}
+    assert read_document(target) == {"lr": 0.1}
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
 def test_nan_metrics_round_trip(tmp_path: Path):
     target = tmp_path / "final.json"
     durable.write_json(target, {"loss": float("nan")})
-    assert durable.read_json(target)["loss"] != durable.read_json(target)["loss"]
+    assert read_document(target)["loss"] != read_document(target)["loss"]
 
 
 @pytest.mark.slow
@@ -94,4 +103,4 @@ def test_reader_never_sees_a_half_written_document(tmp_path: Path):
     while writer.poll() is None:
         seen.add(json.loads(target.read_bytes())["i"])  # raises on a torn document
     assert writer.returncode == 0
-    assert len(seen) > 10 and durable.read_json(target)["i"] == 149
+    assert len(seen) > 10 and read_document(target)["i"] == 149
