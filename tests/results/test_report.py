@@ -353,3 +353,19 @@ def test_an_unreachable_optuna_storage_is_bad_input_without_its_password(tmp_pat
     with pytest.raises(ConfigError) as err:
         load_studies(tmp_path, "postgresql://dat:s3cr3t@127.0.0.1:1/nowhere")
     assert err.value.key == "--optuna-storage" and "s3cr3t" not in str(err.value)
+
+
+def test_offset_range_rows_sort_when_one_variant_sets_s_in_one_stage_only(tmp_path):
+    """A variant that moves s in stage 4 only reads "2/4" beside the plain 2.0 of the default:
+    the rows still come out ordered by s, with no str-vs-float error."""
+    store = RunStore(tmp_path)
+    base = dict(experiment_configs("offset_range"))["s2"]
+    stages = [dict(stage) for stage in base["model"]["stages"]]
+    stages[3]["offset_range"] = 4.0
+    mixed = {**base, "model": {**base["model"], "stages": stages}}
+    for seed, (plain, stage4) in enumerate([(0.70, 0.66), (0.72, 0.65)]):
+        add_run(store, "mixed_s", "default", seed, base, final={"val/acc1": plain})
+        add_run(store, "mixed_s", "s4_last", seed, mixed, final={"val/acc1": stage4})
+    report = build_report(tmp_path, ["mixed_s"], ("md",), tmp_path / "out", log=lambda m: None)
+    text = (tmp_path / "out" / "mixed_s" / "offset_range.md").read_text()
+    assert report and text.index("default") < text.index("s4_last")
