@@ -22,7 +22,9 @@ def bench(monkeypatch):
 
 
 def _tiny_args() -> argparse.Namespace:
-    return argparse.Namespace(batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1)
+    return argparse.Namespace(
+        batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1, dtype="fp32"
+    )
 
 
 @pytest.mark.slow
@@ -59,7 +61,7 @@ def test_bench_backbone_reports_timed_images_over_timed_seconds(bench, monkeypat
     clock = iter([10.0, 11.5])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
     out = queue.SimpleQueue()
-    bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, out)
+    bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, "fp32", out)
     images_per_s, _peak = out.get_nowait()
     assert images_per_s == pytest.approx(4.0)
 
