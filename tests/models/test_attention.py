@@ -12,7 +12,7 @@ from dat_lab.models.attention import (
     SpatialReductionAttention,
     WindowAttention,
 )
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc, Sampling
 from dat_lab.models.pos_embed import cell_centres
 
 
@@ -70,7 +70,7 @@ def test_reference_points_land_on_pixels_in_the_consistent_convention():
 def test_official_convention_distorts_zero_offsets():
     """The official align_corners=True sampling does not return x at the reference points."""
     torch.manual_seed(0)
-    d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), official=True)
+    d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), sampling=Sampling.OFFICIAL)
     x = torch.randn(1, 8, 8, 32)
     _, pos = d.sample_points(d.proj_q(x))
     sampled = d.sample_keys(x, pos)
