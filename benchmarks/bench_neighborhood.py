@@ -1,6 +1,6 @@
 """N blocked against the per-query gather, and dat_pp_tiny against dat_tiny, in one run.
 
-Prints four tables:
+Prints five tables:
   1. exactness: the largest float64 difference between the blocked form and the gather, in the
      output and in the gradients of q, k, v and the bias, on odd, even and non-square maps, maps
      equal to the kernel, maps smaller than ``T + k - 1``, one smaller than the kernel (whole
@@ -8,8 +8,13 @@ Prints four tables:
   2. the N module at DAT++-T's stage shapes at 224 px (k = 7): blocked against gather,
      forward+backward ms and peak memory;
   3. (``--tiles``) forward+backward ms of the blocked module per tile side T, to choose T;
-  4. a ``dat_pp_tiny`` train step (forward+backward) against ``dat_tiny``'s (targets: at most
-     1.5x the time, 1.1x the peak memory).
+  4. D's relative position term: ``grid_sample`` of the table (what D runs) against four
+     integer-shifted gathers of the zero-padded table (a candidate: the bilinear weights depend
+     only on the sampled point), float64 differences and forward+backward ms, at
+     ``dat_pp_tiny``'s four D shapes;
+  5. a ``dat_pp_tiny`` train step (forward+backward) against ``dat_tiny``'s (targets: at most
+     1.5x the time, 1.1x the peak memory), and the tensors each model saves for backward, by
+     the module that saves them (what the peak memory is made of).
 
 Times: every candidate of a table in this process, interleaved, ``--repeats`` times, median
 (and range) of the per-step milliseconds; a busy minute of a shared machine falls on all alike.
@@ -22,6 +27,7 @@ Peak memory: each workload in a fresh process (``peak_memory.py``).
 from __future__ import annotations
 
 import argparse
+import collections
 import multiprocessing as mp
 import statistics
 import sys
@@ -55,6 +61,8 @@ EXACT_CASES = [  # h, w, k, T, what the case covers
     *((s, s, KERNEL, tile_size(s, s, KERNEL), f"{s}^2 stage, k = 7") for s, _, _ in STAGES),
 ]
 MODELS = ("dat_pp_tiny", "dat_tiny")
+# dat_pp_tiny's D blocks at 224 px: map side, offset groups; 49 keys and 2 heads per group each
+D_STAGES = [(56, 1), (28, 2), (14, 4), (7, 8)]
 
 
 def exactness(h: int, w: int, kernel: int, tile: int, heads: int = 2, d: int = 8) -> list[float]:
@@ -219,6 +227,46 @@ def print_tiles(args, tiles: list[int]) -> None:
         print(f"| {size}^2 | " + " | ".join(_fmt(v) for v in ms.values()) + " |", flush=True)
 
 
+def saved_for_backward_mib(name: str, batch: int) -> collections.Counter[str]:
+    """MiB of tensors one forward saves for backward, by the class of the module saving them.
+
+    Each storage counts once, for the innermost module running when it is first saved.
+    """
+    model = dm.build_model(dm.get_preset(name)).train()
+    stack, seen, mib = ["(model)"], set(), collections.Counter[str]()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if (storage.data_ptr(), storage.nbytes()) not in seen:
+            seen.add((storage.data_ptr(), storage.nbytes()))
+            mib[stack[-1]] += storage.nbytes() / 2**20
+        return t
+
+    def enter(module: torch.nn.Module, _) -> None:
+        stack.append(type(module).__name__)
+
+    def leave(module: torch.nn.Module, _, __) -> None:
+        stack.pop()
+
+    for module in model.modules():
+        module.register_forward_pre_hook(enter)
+        module.register_forward_hook(leave)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(batch, 3, 224, 224))
+    return mib
+
+
+def print_saved(args) -> None:
+    saved = {name: saved_for_backward_mib(name, args.batch) for name in MODELS}
+    kinds = sorted(set().union(*saved.values()), key=lambda k: -saved["dat_pp_tiny"][k])
+    print("\nSaved for backward, MiB, by module class\n| module | " + " | ".join(MODELS) + " |")
+    print("|---|" + "---|" * len(MODELS))
+    for kind in kinds:
+        if max(saved[n][kind] for n in MODELS) >= 0.5:
+            print(f"| {kind} | " + " | ".join(f"{saved[n][kind]:.1f}" for n in MODELS) + " |")
+    print("| total | " + " | ".join(f"{sum(saved[n].values()):.1f}" for n in MODELS) + " |")
+
+
 def print_models(args) -> bool:
     ms = time_interleaved(list(MODELS), args)
     mib = {name: peak_in_own_process(name, args) for name in MODELS}
@@ -238,6 +286,71 @@ def print_models(args) -> bool:
     return ok
 
 
+def table_by_four_gathers(table: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample(table, grid, "bilinear", align_corners=True)`` as four gathers.
+
+    The candidate rewrite of D's position term (rejected: slower, see table 4). ``table``
+    ``(N, C, Ht, Wt)``, ``grid`` ``(N, Q, K, 2)`` normalised (x, y); zero padding: the table
+    gets a border of zeros, and corners past it are clamped onto the border.
+    """
+    n, c, ht, wt = table.shape
+    flat = F.pad(table, (1, 1, 1, 1)).flatten(2)  # N, C, (Ht + 2)(Wt + 2)
+    ix = (grid[..., 0] + 1) * (0.5 * (wt - 1))
+    iy = (grid[..., 1] + 1) * (0.5 * (ht - 1))
+    x0, y0 = ix.detach().floor(), iy.detach().floor()
+    fx, fy = ix - x0, iy - y0
+    xs = [((x0 + i).long().clamp(-1, wt) + 1, fx if i else 1 - fx) for i in (0, 1)]
+    ys = [((y0 + i).long().clamp(-1, ht) + 1, fy if i else 1 - fy) for i in (0, 1)]
+    out = torch.zeros((), dtype=table.dtype)
+    for yi, wy in ys:
+        for xi, wx in xs:
+            index = (yi * (wt + 2) + xi).flatten(1)[:, None].expand(n, c, -1)
+            out = out + flat.gather(2, index).view(n, c, *grid.shape[1:3]) * (wy * wx)[:, None]
+    return out
+
+
+def _d_position_inputs(side: int, groups: int, batch: int, dtype: torch.dtype):
+    torch.manual_seed(0)
+    table = torch.randn(batch * groups, 2, 2 * side - 1, 2 * side - 1, dtype=dtype)
+    # Half displacements of points in [-1, 1] (the official scale), a little past the table.
+    grid = torch.rand(batch * groups, side * side, 49, 2, dtype=dtype) * 2.1 - 1.05
+    return table.requires_grad_(), grid.requires_grad_()
+
+
+def print_d_position(args) -> None:
+    def by_grid_sample(t: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(t, g, mode="bilinear", align_corners=True)
+
+    print(
+        f"\nD's position term, batch {args.batch}, forward+backward ms median (range) of "
+        f"{args.repeats}; float64 differences of the four gathers from grid_sample\n"
+        "| map | groups | grid_sample ms | four gathers ms | out | d table | d points |"
+        "\n|---|---|---|---|---|---|---|"
+    )
+    for side, groups in D_STAGES:
+        table, grid = _d_position_inputs(side, groups, args.batch, torch.double)
+        outs = [f(table, grid) for f in (by_grid_sample, table_by_four_gathers)]
+        go = torch.randn_like(outs[0])
+        grads = [torch.autograd.grad(o, (table, grid), go) for o in outs]
+        diffs = [(outs[0] - outs[1]).abs().max().item()]
+        diffs += [(a - b).abs().max().item() for a, b in zip(*grads, strict=True)]
+        table, grid = _d_position_inputs(side, groups, args.batch, torch.float)
+        ms: dict[str, list[float]] = {"grid_sample": [], "four": []}
+        fns = {"grid_sample": by_grid_sample, "four": table_by_four_gathers}
+        for _ in range(args.repeats + 1):  # the first round is the warm-up
+            for name, f in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(args.steps):
+                    f(table, grid).sum().backward()
+                ms[name].append((time.perf_counter() - t0) / args.steps * 1000)
+        print(
+            f"| {side}^2 | {groups} | {_fmt(ms['grid_sample'][1:])} | {_fmt(ms['four'][1:])} | "
+            + " | ".join(f"{d:.1e}" for d in diffs)
+            + " |",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=2)
@@ -248,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
     ap.add_argument("--tiles", default="", help="comma-separated T to sweep (e.g. 4,7,8,14)")
     ap.add_argument("--no-models", action="store_true", help="skip the dat_pp_tiny step")
+    ap.add_argument("--no-modules", action="store_true", help="skip table 2 (N modules)")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.steps < 1 or args.batch < 1:
         ap.error("--batch, --steps and --repeats must be >= 1")
@@ -259,11 +373,14 @@ def main(argv: list[str] | None = None) -> int:
         f"after 1 warm-up, {args.repeats} interleaved repeats"
     )
     ok = print_exactness()
-    print_modules(args)
+    if not args.no_modules:
+        print_modules(args)
     if args.tiles:
         print_tiles(args, [int(t) for t in args.tiles.split(",")])
+    print_d_position(args)
     if not args.no_models:
         ok &= print_models(args)
+        print_saved(args)
     return 0 if ok else 1
 
 
