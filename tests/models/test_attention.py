@@ -8,6 +8,7 @@ import torch
 from dat_lab.models.attention import (
     DeformableAttention,
     GlobalAttention,
+    NeighborhoodAttention,
     ShiftedWindowAttention,
     SpatialReductionAttention,
     WindowAttention,
@@ -138,6 +139,7 @@ def test_window_padding_keeps_real_tokens_away_from_padding():
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.RELATIVE), (8, 8)),
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.FIXED, reduction=2), (8, 8)),
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.DWCONV), (8, 8)),
+        lambda: NeighborhoodAttention(32, 4, kernel=3, tile=3),  # SDPA with the -inf mask
     ],
 )
 def test_fused_and_explicit_branches_agree(module):

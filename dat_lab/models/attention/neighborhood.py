@@ -112,8 +112,13 @@ def blocked_neighborhood_attention(
     q = F.pad(qkv[:, :, :, 0], (0, 0, 0, 0, 0, wp - w, 0, hp - h))  # whole tiles
     q = q.view(b, ry.n, ry.tile, rx.n, rx.tile, heads, d).permute(0, 5, 1, 3, 2, 4, 6)
     q = q.reshape(b, heads * tiles, ry.tile * rx.tile, d)
-    # Each halo gathered once: rows, then columns (two small index_adds backward).
-    kv = qkv[:, :, :, 1:].index_select(1, ry.keys).index_select(2, rx.keys)
+    # Each halo gathered once: rows, then columns (two small index_adds backward); an axis
+    # that is one tile with the whole map as its halo needs no gather.
+    kv = qkv[:, :, :, 1:]
+    if ry.n > 1 or ry.halo < h:
+        kv = kv.index_select(1, ry.keys)
+    if rx.n > 1 or rx.halo < w:
+        kv = kv.index_select(2, rx.keys)
     kv = kv.view(b, ry.n, ry.halo, rx.n, rx.halo, 2, heads, d).permute(5, 0, 6, 1, 3, 2, 4, 7)
     k, v = kv.reshape(2, b, heads * tiles, ry.halo * rx.halo, d).unbind(0)
     table = torch.cat((rpb.flatten(1), rpb.new_full((heads, 1), float("-inf"))), dim=1)
