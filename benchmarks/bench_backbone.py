@@ -7,10 +7,11 @@ Compares, at the same input size and batch:
   3. dat_pp_tiny (DAT++) against dat_tiny: what DAT++'s changes cost in time and memory
      (context, no target; the paper's FLOPs are 4.3G against 4.6G).
 
-Each measurement runs in a fresh process so that peak memory is its own: on CPU the peak
-resident set size above the process's size after building the model; on CUDA
-``torch.cuda.max_memory_allocated``. Targets (issue 3): DAT-T no slower than 1.25x Swin-T,
-D no slower than 1.3x G.
+Each measurement runs in a fresh process so that peak memory is its own (``peak_memory.py``):
+on CPU the peak resident set above the process's size after building the model, warm-up step
+included; on CUDA ``torch.cuda.max_memory_allocated`` above the allocation before it.
+``--dtype bf16`` runs every model under ``torch.autocast`` in bfloat16 (losses in float32).
+Targets (issue 3): DAT-T no slower than 1.25x Swin-T, D no slower than 1.3x G.
 
 Measurements of one comparison are interleaved and repeated (``--repeats``, median reported
 with its range) so that a slow minute of a shared machine falls on both sides alike.
@@ -21,7 +22,7 @@ to G's. The parts D has and G lacks set a floor under D's time that no tuning of
 remove; the script prints that floor against the 1.3x target.
 
     python benchmarks/bench_backbone.py [--batch 8] [--size 224] [--steps 5] [--repeats 3]
-        [--threads N] [--device cpu] [--pairs backbone,attention,datpp]
+        [--threads N] [--device cpu|cuda] [--dtype fp32|bf16] [--pairs backbone,attention,datpp]
 """
 
 from __future__ import annotations
@@ -29,16 +30,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from peak_memory import peak_mib
 
 
 def _build(name: str):
@@ -69,7 +67,15 @@ def _input(name: str, batch: int, size: int, device: str) -> torch.Tensor:
 
 
 def _measure(
-    name: str, mode: str, batch: int, size: int, steps: int, device: str, threads: int, out
+    name: str,
+    mode: str,
+    batch: int,
+    size: int,
+    steps: int,
+    device: str,
+    threads: int,
+    dtype: str,
+    out,
 ) -> None:
     torch.manual_seed(0)
     if threads:
@@ -77,28 +83,32 @@ def _measure(
     model = _build(name).to(device)
     x = _input(name, batch, size, device)
     model.train(mode == "fwd+bwd")
+    autocast = torch.autocast(device, torch.bfloat16) if dtype == "bf16" else nullcontext()
 
     def step() -> None:
         if mode == "fwd":
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(x)
         else:
-            model(x).float().square().mean().backward()
+            with autocast:
+                y = model(x)
+            y.float().square().mean().backward()
 
-    step()  # warm-up (allocator, kernels)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = _rss_mib() - base
-    out.put((steps * batch / (time.perf_counter() - t0), peak))
+    seconds = []
+
+    def run() -> None:
+        step()  # warm-up (allocator, kernels): its memory counts, its time does not
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t0)
+
+    peak = peak_mib(run, device)
+    out.put((steps * batch / seconds[0], peak))
 
 
 def _in_own_process(what: str, target, *args):
@@ -202,6 +212,7 @@ def measure(name: str, mode: str, args) -> tuple[float, float]:
         args.steps,
         args.device,
         args.threads,
+        args.dtype,
     )
 
 
@@ -223,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
+        "--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: under torch.autocast"
+    )
+    ap.add_argument(
         "--pairs",
         default=",".join(PAIRS),
         help=f"comma-separated comparisons to run, from {', '.join(PAIRS)}",
@@ -234,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.steps < 1:
         ap.error("--repeats and --steps must be >= 1")
     print(
-        f"torch {torch.__version__}, device {args.device}, "
+        f"torch {torch.__version__}, device {args.device}, {args.dtype}, "
         f"threads {args.threads or torch.get_num_threads()}, "
         f"batch {args.batch}, {args.size}px, {args.steps} timed steps after 1 warm-up, "
         f"{args.repeats} interleaved repeats"

@@ -22,7 +22,9 @@ def bench(monkeypatch):
 
 
 def _tiny_args() -> argparse.Namespace:
-    return argparse.Namespace(batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1)
+    return argparse.Namespace(
+        batch=1, size=224, steps=1, repeats=1, device="cpu", threads=1, dtype="fp32"
+    )
 
 
 @pytest.mark.slow
@@ -59,7 +61,7 @@ def test_bench_backbone_reports_timed_images_over_timed_seconds(bench, monkeypat
     clock = iter([10.0, 11.5])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
     out = queue.SimpleQueue()
-    bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, out)
+    bench._measure("G@14x14x384", "fwd", 3, 224, 2, "cpu", 1, "fp32", out)
     images_per_s, _peak = out.get_nowait()
     assert images_per_s == pytest.approx(4.0)
 
@@ -95,3 +97,18 @@ def test_bench_sequential_table_keeps_the_error_bounds_and_beats_equal_power(mon
         assert one and float(one.group(1)) < int(one.group(2)), text
     wrong = re.search(r"any wrong verdict .* in ([0-9.]+) of them", text)
     assert wrong and float(wrong.group(1)) <= 0.05, text
+
+
+@pytest.mark.slow
+def test_bench_neighborhood_prints_exactness_within_target_and_the_d_position_candidate(
+    monkeypatch, capsys
+):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_n = importlib.import_module("bench_neighborhood")
+    monkeypatch.setattr(bench_n, "D_STAGES", [(7, 8)])  # the smallest shape: seconds
+    assert bench_n.print_exactness()
+    bench_n.print_d_position(argparse.Namespace(batch=1, steps=1, repeats=1))
+    text = capsys.readouterr().out
+    assert "largest float64 difference" in text and "ok" in text
+    row = re.search(r"\| 7\^2 \| 8 \| [^|]+ \| [^|]+ \| ([0-9.e+-]+) \| ([0-9.e+-]+) \|", text)
+    assert row and max(float(row.group(1)), float(row.group(2))) < 1e-10, text

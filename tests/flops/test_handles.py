@@ -112,3 +112,19 @@ def test_the_ignore_list_is_ours_not_fvcores():
     assert analysis._ignored_ops == set(ZERO_COST_OPS)
     assert not set(COUNTED_OPS) & set(ZERO_COST_OPS)
     assert all(reason for reason in ZERO_COST_OPS.values())
+
+
+def test_neighborhood_attention_counts_nats_formula_not_its_tile_matmuls():
+    from dat_lab.models.attention.neighborhood import (
+        NeighborhoodAttention,
+        blocked_neighborhood_attention,
+    )
+
+    h, w, c, heads, k = 14, 14, 32, 2, 7
+    attn = NeighborhoodAttention(c, heads, k)
+    total, unsupported, _ = count(attn, torch.randn(1, h, w, c))
+    assert total == 4 * h * w * c * c + 2 * h * w * k * k * c  # NAT's complexity
+    assert not unsupported
+    qkv, rpb = torch.randn(1, h, w, 3, heads, c // heads), attn.rpb.detach()
+    tiled, _, _ = count(Fn(lambda t: blocked_neighborhood_attention(t, rpb, k, 8)), qkv)
+    assert tiled > 2 * h * w * k * k * c  # what fvcore would count for the tile matmuls

@@ -171,10 +171,15 @@ def neighborhood(sd: State, p: str, x: torch.Tensor, heads: int, k: int) -> torc
     return F.linear(out, sd[f"{p}.proj.weight"], sd[f"{p}.proj.bias"]).permute(0, 3, 1, 2)
 
 
-def _grid(n_h: int, n_w: int, start: float, b: int, dtype: torch.dtype) -> torch.Tensor:
-    """``_get_ref_points`` (start 0.5) / ``_get_q_grid`` (start 0): (y, x) over ``n - 1``."""
-    ys = (torch.arange(n_h, dtype=dtype) + start) / (n_h - 1.0) * 2.0 - 1.0
-    xs = (torch.arange(n_w, dtype=dtype) + start) / (n_w - 1.0) * 2.0 - 1.0
+def _grid(
+    n_h: int, n_w: int, start: float, b: int, dtype: torch.dtype, less: float = 1.0
+) -> torch.Tensor:
+    """``_get_ref_points`` (start 0.5) / ``_get_q_grid`` (start 0): (y, x) over ``n - less``.
+
+    DAT++ divides by ``n - 1`` (``less = 1``); the DAT v1 code by ``n`` (``less = 0``).
+    """
+    ys = (torch.arange(n_h, dtype=dtype) + start) / (n_h - less) * 2.0 - 1.0
+    xs = (torch.arange(n_w, dtype=dtype) + start) / (n_w - less) * 2.0 - 1.0
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)[None].expand(b, -1, -1, -1)
 
 
@@ -188,10 +193,15 @@ class DSpec:
     ksize: int
     offset_range_factor: float
     log_cpb: bool
+    v1: bool = False  # the DAT v1 code's grids: divided by n, queries at cell centres
 
 
 def deformable(sd: State, p: str, x: torch.Tensor, s: DSpec) -> torch.Tensor:
-    """``DAttentionBaseline.forward`` with ``use_pe`` on (relative table or log-CPB)."""
+    """``DAttentionBaseline.forward`` with ``use_pe`` on (relative table or log-CPB).
+
+    With ``s.v1``: the DAT v1 (CVPR 2022) code's ``DAttentionBaseline``, which differs only
+    in its grids (reference and query points at cell centres over ``n``).
+    """
     b, c, h, w = x.shape
     g, cg, hc = s.groups, c // s.groups, c // s.heads
     q = _conv(sd, f"{p}.proj_q", x)
@@ -199,10 +209,11 @@ def deformable(sd: State, p: str, x: torch.Tensor, s: DSpec) -> torch.Tensor:
     off = _conv(sd, f"{p}.conv_offset.0", q.reshape(b * g, cg, h, w), s.stride, pad, cg)
     off = _conv(sd, f"{p}.conv_offset.3", F.gelu(_ln(sd, f"{p}.conv_offset.1.norm", off)))
     hk, wk = off.shape[2:]
+    less = 0.0 if s.v1 else 1.0
     if s.offset_range_factor >= 0:
-        rng = x.new_tensor([1.0 / (hk - 1.0), 1.0 / (wk - 1.0)]).reshape(1, 2, 1, 1)
+        rng = x.new_tensor([1.0 / (hk - less), 1.0 / (wk - less)]).reshape(1, 2, 1, 1)
         off = off.tanh() * rng * s.offset_range_factor
-    pos = off.permute(0, 2, 3, 1) + _grid(hk, wk, 0.5, b * g, x.dtype)
+    pos = off.permute(0, 2, 3, 1) + _grid(hk, wk, 0.5, b * g, x.dtype, less)
     if s.offset_range_factor < 0:
         pos = pos.clamp(-1.0, 1.0)
     xs = F.grid_sample(x.reshape(b * g, cg, h, w), pos[..., (1, 0)], align_corners=True)
@@ -211,7 +222,8 @@ def deformable(sd: State, p: str, x: torch.Tensor, s: DSpec) -> torch.Tensor:
     k = _conv(sd, f"{p}.proj_k", xs).reshape(b * s.heads, hc, hk * wk)
     v = _conv(sd, f"{p}.proj_v", xs).reshape(b * s.heads, hc, hk * wk)
     attn = torch.einsum("bcm,bcn->bmn", qh, k) * hc**-0.5
-    q_grid = _grid(h, w, 0.0, b * g, x.dtype).reshape(b * g, h * w, 1, 2)
+    q_start = 0.5 if s.v1 else 0.0
+    q_grid = _grid(h, w, q_start, b * g, x.dtype, less).reshape(b * g, h * w, 1, 2)
     disp = q_grid - pos.reshape(b * g, 1, hk * wk, 2)
     if s.log_cpb:
         disp = disp * 4.0

@@ -8,11 +8,12 @@ import torch
 from dat_lab.models.attention import (
     DeformableAttention,
     GlobalAttention,
+    NeighborhoodAttention,
     ShiftedWindowAttention,
     SpatialReductionAttention,
     WindowAttention,
 )
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc, Sampling
 from dat_lab.models.pos_embed import cell_centres
 
 
@@ -70,7 +71,7 @@ def test_reference_points_land_on_pixels_in_the_consistent_convention():
 def test_official_convention_distorts_zero_offsets():
     """The official align_corners=True sampling does not return x at the reference points."""
     torch.manual_seed(0)
-    d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), official=True)
+    d = DeformableAttention(32, 4, spec(offset_range=0.0), (8, 8), sampling=Sampling.OFFICIAL)
     x = torch.randn(1, 8, 8, 32)
     _, pos = d.sample_points(d.proj_q(x))
     sampled = d.sample_keys(x, pos)
@@ -138,6 +139,7 @@ def test_window_padding_keeps_real_tokens_away_from_padding():
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.RELATIVE), (8, 8)),
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.FIXED, reduction=2), (8, 8)),
         lambda: DeformableAttention(32, 4, spec(pos_enc=PosEnc.DWCONV), (8, 8)),
+        lambda: NeighborhoodAttention(32, 4, kernel=3, tile=3),  # SDPA with the -inf mask
     ],
 )
 def test_fused_and_explicit_branches_agree(module):

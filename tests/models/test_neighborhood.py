@@ -1,4 +1,5 @@
-"""N (neighborhood attention) against a direct definition, natten's layout, and G."""
+"""N (neighborhood attention) against a direct definition, the per-query gather, natten's
+layout, and G."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from dat_lab.models.attention import GlobalAttention, NeighborhoodAttention
-from dat_lab.models.attention.neighborhood import neighborhood_index, window_starts
+from dat_lab.models.attention.halo import halo_layout, window_starts
+from dat_lab.models.attention.neighborhood import (
+    blocked_neighborhood_attention,
+    gathered_neighborhood_attention,
+    neighborhood_index,
+)
 
 
 def direct_neighborhood_attention(attn: NeighborhoodAttention, x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +65,53 @@ def test_neighborhood_attention_equals_direct_definition_in_values_and_gradients
     theirs = torch.autograd.grad(ref, params, grad_out)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "h, w, kernel, tile",
+    [
+        (9, 9, 3, 4),  # odd, tiles not dividing the map
+        (8, 8, 5, 4),  # even, tiles dividing it
+        (11, 6, 5, 3),  # non-square
+        (7, 7, 7, 8),  # map equal to the kernel
+        (10, 12, 7, 8),  # map smaller than tile + kernel - 1: the halo is the whole map
+        (20, 17, 7, 5),  # interior tiles with clamped first and last ones
+        (16, 16, 3, 16),  # one tile
+    ],
+)
+def test_blocked_form_equals_the_gather_in_values_and_gradients(h, w, kernel, tile):
+    torch.manual_seed(0)
+    heads, d = 2, 3
+    qkv = torch.randn(2, h, w, 3, heads, d, dtype=torch.double, requires_grad=True)
+    rpb = torch.randn(heads, 2 * kernel - 1, 2 * kernel - 1, dtype=torch.double)
+    rpb.requires_grad_()
+    ours = blocked_neighborhood_attention(qkv, rpb, kernel, tile)
+    ref = gathered_neighborhood_attention(qkv, rpb, kernel)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    grad_out = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad(ours, (qkv, rpb), grad_out),
+        torch.autograd.grad(ref, (qkv, rpb), grad_out),
+        strict=True,
+    ):  # the qkv gradient holds those of q, k and v
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("h, w, kernel, tile", [(9, 9, 3, 4), (20, 17, 7, 5), (10, 12, 7, 8)])
+def test_every_window_lies_in_its_tiles_halo_and_keeps_k_squared_keys(h, w, kernel, tile):
+    layout = halo_layout(h, w, kernel, tile, torch.device("cpu"))
+    for axis, length in ((layout.rows, h), (layout.cols, w)):
+        keys = axis.keys.view(axis.n, axis.halo)
+        assert keys.min() >= 0 and keys.max() < length  # halos stay inside the map
+        starts = window_starts(length, kernel).tolist()
+        for t in range(axis.n):
+            for i in range(axis.tile):
+                query = min(t * axis.tile + i, length - 1)  # padded queries: the last window
+                inside = keys[t][axis.inside[t, i]].tolist()
+                assert inside == list(range(starts[query], starts[query] + kernel))
+    side = 2 * kernel - 1
+    finite = (layout.bias_index < side * side).sum(-1)
+    assert (finite == kernel * kernel).all()  # the -inf slot elsewhere
 
 
 def _natten_window_start(index: int, length: int, kernel: int) -> int:

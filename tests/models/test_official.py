@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from official_deformable import official_deformable_forward
 from official_layout import official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
@@ -61,63 +61,20 @@ def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path):
             load_official_checkpoint(model, tmp_path / "bad.pth")
 
 
-def official_deformable_forward(m: DeformableAttention, x: torch.Tensor, s: float) -> torch.Tensor:
-    """The official v1 D forward, transcribed independently on channels-first tensors.
-
-    Official conventions: reference points at cell centres normalised by the grid size,
-    offsets ``tanh * (1/Hk, 1/Wk) * s``, ``grid_sample(align_corners=True)``; relative bias read
-    at half the query-key displacement, also with ``align_corners=True``.
-    """
-    b, c, h, w = x.shape
-    heads, g = m.heads, m.groups
-    conv = lambda lin, t: F.conv2d(t, lin.weight[:, :, None, None], lin.bias)  # noqa: E731
-    q = conv(m.proj_q, x)
-    off = m.conv_offset(q.reshape(b * g, c // g, h, w))
-    hk, wk = off.shape[-2:]
-    off = off.tanh() * torch.tensor([1.0 / hk, 1.0 / wk]).view(1, 2, 1, 1) * s
-    off = off.permute(0, 2, 3, 1)
-
-    def centres(n_h, n_w):
-        ys = torch.linspace(0.5, n_h - 0.5, n_h) / n_h * 2 - 1
-        xs = torch.linspace(0.5, n_w - 0.5, n_w) / n_w * 2 - 1
-        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)
-
-    pos = off + centres(hk, wk)[None]
-    xs = F.grid_sample(x.reshape(b * g, c // g, h, w), pos[..., (1, 0)], align_corners=True)
-    xs = xs.reshape(b, c, 1, hk * wk)
-    d = c // heads
-    qh = q.reshape(b * heads, d, h * w)
-    k = conv(m.proj_k, xs).reshape(b * heads, d, hk * wk)
-    v = conv(m.proj_v, xs).reshape(b * heads, d, hk * wk)
-    attn = torch.einsum("bcm,bcn->bmn", qh, k) * d**-0.5
-    table = (
-        m.pos_bias.rpe_table[None]
-        .expand(b, -1, -1, -1)
-        .reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
-    )
-    disp = (centres(h, w).reshape(1, h * w, 1, 2) - pos.reshape(b * g, 1, hk * wk, 2)) * 0.5
-    bias = F.grid_sample(table, disp[..., (1, 0)], align_corners=True).reshape(
-        b * heads, h * w, hk * wk
-    )
-    attn = (attn + bias).softmax(-1)
-    out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
-    return conv(m.proj_out, out)
-
-
 def test_official_sampling_reproduces_the_official_deformable_forward():
     torch.manual_seed(0)
     spec = DeformableSpec(True, 2.0, OffsetMode.BOUNDED, 1, 2, 5, PosEnc.RELATIVE)
-    m = DeformableAttention(32, 4, spec, (7, 7), official=True)
+    m = DeformableAttention(32, 4, spec, (7, 7), sampling=Sampling.OFFICIAL)
     x = torch.randn(2, 7, 7, 32)
-    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), s=2.0)
+    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), v1=True)
     torch.testing.assert_close(m(x).permute(0, 3, 1, 2), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_consistent_sampling_differs_from_official_with_the_same_weights():
     torch.manual_seed(0)
     spec = DeformableSpec(True, 2.0, OffsetMode.BOUNDED, 1, 2, 5, PosEnc.RELATIVE)
-    m = DeformableAttention(32, 4, spec, (7, 7), official=False)
+    m = DeformableAttention(32, 4, spec, (7, 7))
     x = torch.randn(2, 7, 7, 32)
-    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), s=2.0)
+    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2), v1=True)
     assert (m(x).permute(0, 3, 1, 2) - expected).abs().max() > 1e-3
     assert math.isfinite(float(expected.sum()))

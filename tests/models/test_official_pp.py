@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from official_deformable import official_deformable_forward
 from official_layout import PP_PRESETS, official_shapes, official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
@@ -63,51 +64,6 @@ def test_dat_pp_only_keys_map_to_layer_scale_convnext_and_log_cpb():
     )
 
 
-def official_pp_deformable_forward(m: DeformableAttention, x: torch.Tensor) -> torch.Tensor:
-    """The official DAT++ D forward (clamped offsets), transcribed on channels-first tensors.
-
-    DAT++ conventions: reference points ``(i + 0.5) / (Hk - 1)``, query grid ``i / (H - 1)``
-    (both to [-1, 1]), ``pos = clamp(ref + offset, -1, 1)``, ``align_corners=True`` sampling;
-    the position term is the relative table read at half the displacement, or log-CPB.
-    """
-    b, c, h, w = x.shape
-    heads, g = m.heads, m.groups
-    conv = lambda lin, t: F.conv2d(t, lin.weight[:, :, None, None], lin.bias)  # noqa: E731
-    q = conv(m.proj_q, x)
-    off = m.conv_offset(q.reshape(b * g, c // g, h, w)).permute(0, 2, 3, 1)
-    hk, wk = off.shape[1:3]
-
-    def grid(n_h, n_w, start, div_h, div_w):
-        ys = (torch.arange(n_h) + start) / div_h * 2 - 1
-        xs = (torch.arange(n_w) + start) / div_w * 2 - 1
-        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)
-
-    ref = grid(hk, wk, 0.5, hk - 1.0, wk - 1.0)
-    pos = (off + ref[None]).clamp(-1.0, 1.0)
-    xs = F.grid_sample(x.reshape(b * g, c // g, h, w), pos[..., (1, 0)], align_corners=True)
-    xs = xs.reshape(b, c, 1, hk * wk)
-    d = c // heads
-    qh = q.reshape(b * heads, d, h * w)
-    k = conv(m.proj_k, xs).reshape(b * heads, d, hk * wk)
-    v = conv(m.proj_v, xs).reshape(b * heads, d, hk * wk)
-    attn = torch.einsum("bcm,bcn->bmn", qh, k) * d**-0.5
-    q_grid = grid(h, w, 0.0, h - 1.0, w - 1.0).reshape(1, h * w, 1, 2)
-    disp = q_grid - pos.reshape(b * g, 1, hk * wk, 2)
-    if m.spec.pos_enc == PosEnc.LOG_CPB:
-        disp = disp * 4.0
-        disp = torch.sign(disp) * torch.log2(disp.abs() + 1.0) / math.log2(8.0)
-        bias = m.pos_bias.rpe_table(disp)  # B*g, HW, Ns, heads/g
-        bias = bias.permute(0, 3, 1, 2).reshape(b * heads, h * w, hk * wk)
-    else:
-        table = m.pos_bias.rpe_table[None].expand(b, -1, -1, -1)
-        table = table.reshape(b * g, heads // g, 2 * h - 1, 2 * w - 1)
-        bias = F.grid_sample(table, (disp * 0.5)[..., (1, 0)], align_corners=True)
-        bias = bias.reshape(b * heads, h * w, hk * wk)
-    attn = (attn + bias).softmax(-1)
-    out = torch.einsum("bmn,bcn->bcm", attn, v).reshape(b, c, h, w)
-    return conv(m.proj_out, out)
-
-
 @pytest.mark.parametrize("pos_enc", [PosEnc.RELATIVE, PosEnc.LOG_CPB])
 @pytest.mark.parametrize("reduction, size", [(1, (7, 7)), (2, (8, 6))])
 def test_official_pp_sampling_reproduces_the_official_dat_pp_deformable_forward(
@@ -115,13 +71,13 @@ def test_official_pp_sampling_reproduces_the_official_dat_pp_deformable_forward(
 ):
     torch.manual_seed(0)
     spec = DeformableSpec(True, 2.0, OffsetMode.CLAMPED, reduction, 2, 3, pos_enc)
-    m = DeformableAttention(32, 4, spec, size, official=Sampling.OFFICIAL_PP)
+    m = DeformableAttention(32, 4, spec, size, sampling=Sampling.OFFICIAL_PP)
     with torch.no_grad():  # offsets of a few cells, so that some points hit the clamp
         m.conv_offset.proj.weight.mul_(20.0)
     x = torch.randn(2, *size, 32)
     _, pos = m.sample_points(m.proj_q(x))
     assert (pos.abs() == 1.0).any() and (pos.abs() < 1.0).any()
-    expected = official_pp_deformable_forward(m, x.permute(0, 3, 1, 2))
+    expected = official_deformable_forward(m, x.permute(0, 3, 1, 2))
     torch.testing.assert_close(m(x).permute(0, 3, 1, 2), expected, atol=1e-5, rtol=1e-5)
     consistent = DeformableAttention(32, 4, spec, size)
     consistent.load_state_dict(m.state_dict())

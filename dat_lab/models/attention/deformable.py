@@ -30,20 +30,21 @@ class DeformableMaps:
         sampled: ``(B, G, Hk, Wk, 2)`` deformed points p + dp.
         attention: ``(B, heads, HW, Ns)`` attention weights.
         size: ``(H, W)`` of the block's feature map.
-        official: the coordinates follow the official (align_corners=True) convention.
+        align_corners: the coordinates are ``align_corners=True`` normalised (both official
+            conventions, see ``Sampling``).
     """
 
     reference: torch.Tensor
     sampled: torch.Tensor
     attention: torch.Tensor
     size: tuple[int, int]
-    official: bool
+    align_corners: bool
 
     def to_pixels(self, points: torch.Tensor, stride: int) -> torch.Tensor:
         """Normalised (y, x) -> input-image pixel (y, x), for a map ``stride`` px per cell."""
         size = points.new_tensor(self.size)
-        if self.official:
-            cells = (points + 1) / 2 * (size - 1)  # align_corners=True
+        if self.align_corners:
+            cells = (points + 1) / 2 * (size - 1)
         else:
             cells = (points + 1) / 2 * size - 0.5  # align_corners=False
         return (cells + 0.5) * stride - 0.5
@@ -83,8 +84,7 @@ class DeformableAttention(nn.Module):
         spec: the resolved D knobs (s, r, G, k, offsets, mode, position encoding).
         size: ``(H, W)`` the block is built for (sizes relative/fixed tables); may be None
             for pos_enc none/dwconv.
-        official: the coordinate convention (see ``Sampling``); ``True`` is the official
-            DAT code's (``Sampling.OFFICIAL``), ``False`` the consistent one.
+        sampling: the coordinate convention (see ``Sampling``).
 
     Shapes: ``(B, H, W, dim) -> (B, H, W, dim)``.
     """
@@ -95,14 +95,10 @@ class DeformableAttention(nn.Module):
         heads: int,
         spec: DeformableSpec,
         size: tuple[int, int] | None,
-        official: bool | Sampling = False,
+        sampling: Sampling = Sampling.CONSISTENT,
     ) -> None:
         super().__init__()
-        if isinstance(official, bool):
-            official = Sampling.OFFICIAL if official else Sampling.CONSISTENT
-        self.heads, self.spec, self.sampling = heads, spec, official
-        self.official = official.align_corners  # both official conventions: align_corners
-        self.pp = official == Sampling.OFFICIAL_PP
+        self.heads, self.spec, self.sampling = heads, spec, sampling
         self.groups = spec.offset_groups
         self.fused_attn = True
         self.record = False  # set by DAT.forward_deformable_maps
@@ -130,8 +126,18 @@ class DeformableAttention(nn.Module):
         if pe == PosEnc.FIXED:
             return FixedPositionBias(self.heads, size, self.key_grid(*size))
         return RelativePositionBias(
-            self.heads, self.groups, size, self.official, self._keys_on_pixels()
+            self.heads, self.groups, size, self.align_corners, self._keys_on_pixels()
         )
+
+    @property
+    def align_corners(self) -> bool:
+        """``grid_sample``'s convention (both official conventions: ``True``)."""
+        return self.sampling.align_corners
+
+    @property
+    def pp_grids(self) -> bool:
+        """The DAT++ code's grids: reference and query points normalised by ``n - 1``."""
+        return self.sampling == Sampling.OFFICIAL_PP
 
     def _position_encoding(self) -> nn.Module:
         """The position module; only pos_enc none has none, and it is never asked for."""
@@ -162,7 +168,7 @@ class DeformableAttention(nn.Module):
         offset = self.conv_offset(q_groups).permute(0, 2, 3, 1)  # B*G, Hk, Wk, 2
         if self.spec.offset_mode == OffsetMode.BOUNDED:
             # s * tanh(dp), one key-grid cell is 2 / Hk in normalised units: s = 2 -> 1 cell.
-            cells = (max(hk - 1, 1), max(wk - 1, 1)) if self.pp else (hk, wk)
+            cells = (max(hk - 1, 1), max(wk - 1, 1)) if self.pp_grids else (hk, wk)
             cell = offset.new_tensor([1.0 / cells[0], 1.0 / cells[1]])
             return ref, ref + offset.tanh() * cell * self.spec.offset_range
         return ref, (ref + offset).clamp(-1.0, 1.0)
@@ -174,7 +180,7 @@ class DeformableAttention(nn.Module):
         (``official_pp``), which puts the last row and column past 1 (clamped in ``clamped``
         mode). A 1-cell grid keeps the divisor 1 (the official code would divide by 0).
         """
-        if not self.pp:
+        if not self.pp_grids:
             return cell_centres(hk, wk, like.device, like.dtype)[None]
         ys = (torch.arange(hk, device=like.device, dtype=like.dtype) + 0.5) / max(hk - 1, 1)
         xs = (torch.arange(wk, device=like.device, dtype=like.dtype) + 0.5) / max(wk - 1, 1)
@@ -183,13 +189,13 @@ class DeformableAttention(nn.Module):
 
     def query_points(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         """``(HW, 2)`` query positions for the position term (DAT++ code: the pixel grid)."""
-        if self.pp:
+        if self.pp_grids:
             return corner_grid(h, w, like.device, like.dtype).view(h * w, 2)
         return cell_centres(h, w, like.device, like.dtype).view(h * w, 2)
 
     def _keys_on_pixels(self) -> bool:
         """No offsets, r = 1, consistent convention: the keys sit exactly on the pixels."""
-        return not self.spec.offsets and self.spec.reduction == 1 and not self.official
+        return not self.spec.offsets and self.spec.reduction == 1 and not self.align_corners
 
     def sample_keys(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Bilinear features at ``pos``: ``(B, H, W, C) -> (B, Ns, C)``, each group its points."""
@@ -201,7 +207,7 @@ class DeformableAttention(nn.Module):
             x_cf.reshape(b * self.groups, c // self.groups, h, w),
             pos.flip(-1),  # (y, x) -> (x, y)
             mode="bilinear",
-            align_corners=self.official,
+            align_corners=self.align_corners,
         )  # B*G, C/G, Hk, Wk
         return sampled.reshape(b, c, -1).transpose(1, 2)
 
@@ -224,7 +230,7 @@ class DeformableAttention(nn.Module):
             assert weights is not None  # attend returns them when asked
             shape = (b, self.groups, hk, wk, 2)
             self.last_maps = DeformableMaps(
-                ref.reshape(shape), pos.reshape(shape), weights, (h, w), self.official
+                ref.reshape(shape), pos.reshape(shape), weights, (h, w), self.align_corners
             )
         return self.proj_out(out)
 
