@@ -3,10 +3,12 @@
     dat-lab sweep --study NAME [KEY=VALUE ...] [--workers N | --gpus 0,1] [--storage URL]
     dat-lab sweep --study NAME --launcher slurm --workers N [--wait] [--partition P ...]
     dat-lab sweep --study NAME --status
+    dat-lab sweep --study NAME --race [--top K] [--max-seeds N] [--margin M] [--budget 2h]
 
 NAME is ``sweeps/NAME.yaml`` (or a path to a study file). Run the same command again, here or
 on another machine against the same ``--storage``, to resume or to add workers: the study's
-budget is completed, never exceeded.
+budget is completed, never exceeded. ``--race`` then adds seeds to the best configurations
+until the winner is decided (``dat_lab.results.race``; docs/sweeps.md, "Racing").
 """
 
 from __future__ import annotations
@@ -79,6 +81,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="retrain runs that failed before, instead of failing their trials",
+    )
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="train again from scratch the runs that other model/train/data code made",
+    )
+    race = p.add_argument_group("racing (after the study's budget)")
+    race.add_argument(
+        "--race",
+        action="store_true",
+        help="add seeds to the best configurations until the leader is decided against each",
+    )
+    race.add_argument(
+        "--top", type=int, default=3, help="how many of the best trials race (default 3)"
+    )
+    race.add_argument(
+        "--max-seeds", type=int, default=10, help="seeds per configuration at most (default 10)"
+    )
+    race.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="equivalence margin in the metric's shown units (points of an accuracy); "
+        "0: no equivalence verdict",
+    )
+    race.add_argument(
+        "--budget",
+        default=None,
+        help="training time of the race's runs (from their cost.json), e.g. 2h, 90m, 600",
     )
     p.add_argument(
         "--heartbeat",
@@ -156,10 +187,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.status:
         from dat_lab.sweeps.status import load_stored_study, status_text
 
-        print(status_text(study, load_stored_study(study, location), location, sweep.liveness))
+        stored = load_stored_study(study, location)
+        print(status_text(study, stored, location, sweep.liveness))
+        _print_race_status(args, sweep, stored)
         return 0
+    settings = _race_settings(args) if args.race else None
     if args.launcher == "slurm":
-        return _submit_workers(args, sweep)
+        code = _submit_workers(args, sweep)
+        return _race(args, sweep, settings) if settings is not None and code == 0 else code
     worker_index = os.environ.get(WORKER_INDEX_ENV)
     if worker_index is None:
         print(
@@ -168,18 +203,131 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if sweep.n_workers > 1 or sweep.gpus:
-        return launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
-    return _work(study, location, sweep.store, args.retry_failed, sweep.liveness, worker_index)
+        code = launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
+    else:
+        code = _work(study, location, sweep.store, args, sweep.liveness, worker_index)
+    if settings is not None and worker_index is None and code == 0:
+        return _race(args, sweep, settings)
+    return code
 
 
-def _work(study, location, store, retry_failed: bool, liveness, worker_index: str | None) -> int:
+def _race_settings(args: argparse.Namespace) -> Any:
+    from dat_lab.results.race import RaceSettings
+
+    budget = None if args.budget is None else _duration(args.budget)
+    return RaceSettings(args.top, args.max_seeds, args.margin, budget)
+
+
+def _duration(text: str) -> float:
+    """Seconds in ``2h``, ``90m``, ``1h30m``, ``600s`` or ``600`` (``--budget``)."""
+    import re
+
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?",
+                         text.strip().lower())  # fmt: skip
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"got {text!r}: a duration such as 2h, 90m, 1h30m or 600", "--budget")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise ConfigError(f"got {text!r}, must be > 0", "--budget")
+    return total
+
+
+def _race(args: argparse.Namespace, sweep: SweepRequest, settings: Any) -> int:
+    """``--race``: the study's best configurations race, their seeds trained as runs of the
+    store by ``dat-lab run``'s executor (the local pool, or SLURM)."""
+    from dat_lab.experiments.store import RunStore
+    from dat_lab.results.race import Race, record_race
+    from dat_lab.sweeps.ranking import race_candidates
+    from dat_lab.sweeps.status import load_stored_study
+
+    stored = load_stored_study(sweep.study, sweep.location)
+    candidates = race_candidates(stored, sweep.study, settings.top)
+    if len(candidates) < 2:
+        print(f"race: {len(candidates)} configuration(s) to race; nothing to decide", flush=True)
+        return 0
+    store = RunStore(sweep.store)
+    race = Race(sweep.study, candidates, store, settings, print_line)
+    if stored is not None:
+        record_race(stored, race)  # what the report reads: which race, which margin
+    print(
+        f"race: {', '.join(race.candidates)}; up to {settings.max_seeds} seeds each",
+        flush=True,
+    )
+    outcome = race.run(_race_executor(args, sweep, store))
+    for line in race.summary(outcome):
+        print(line, flush=True)
+    return 0 if outcome.ok else 1
+
+
+def _race_executor(args: argparse.Namespace, sweep: SweepRequest, store: Any) -> Any:
+    """Trains a round's runs as ``dat-lab run`` does: the local worker pool (``--workers``),
+    or one SLURM job per run (``--launcher slurm``, waited for)."""
+    from dat_lab.experiments.pool import run_experiment
+    from dat_lab.experiments.runner import stored_outcome
+
+    if args.launcher == "slurm":
+        from dat_lab.launchers import slurm
+
+        resources = slurm_resources(args, sweep.study.file.slurm or sweep.study.experiment.slurm)
+
+        def on_slurm(specs: list) -> bool:
+            todo = [s for s in specs if not stored_outcome(s, store).ok]
+            if todo:
+                jobs = slurm.submit_runs(todo, store, resources, retry_failed=args.retry_failed)
+                slurm.wait(jobs)
+            return all(stored_outcome(s, store).ok for s in specs)
+
+        return on_slurm
+    workers = 1 if sweep.gpus else sweep.n_workers
+
+    def local(specs: list) -> bool:
+        outcomes = run_experiment(
+            specs,
+            store,
+            workers=min(workers, len(specs)),
+            retry_failed=args.retry_failed,
+            rerun_stale=args.rerun_stale,
+        )
+        return all(o.ok for o in outcomes)
+
+    return local
+
+
+def _print_race_status(args: argparse.Namespace, sweep: SweepRequest, stored: Any) -> None:
+    """``--status``: the race as the store holds it (settings: the last ``--race``'s, or this
+    command's flags)."""
+    from dat_lab.experiments.store import RunStore
+    from dat_lab.results.race import Race, race_settings_of
+    from dat_lab.sweeps.ranking import race_candidates
+
+    settings = _race_settings(args) if args.race else race_settings_of(stored)
+    if settings is None:
+        return
+    candidates = race_candidates(stored, sweep.study, settings.top)
+    if len(candidates) < 2:
+        return
+    race = Race(sweep.study, candidates, RunStore(sweep.store), settings, print_line)
+    for line in race.summary(race.replay()):
+        print(line, flush=True)
+
+
+def _work(
+    study, location, store, args: argparse.Namespace, liveness, worker_index: str | None
+) -> int:
     from dat_lab.sweeps.status import load_stored_study, status_text
     from dat_lab.sweeps.worker import WorkerOptions, work
 
     prefix = f"[worker {worker_index}] " if worker_index is not None else ""
     log = lambda msg: print(prefix + msg, flush=True)  # noqa: E731
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SLURM's time limit: stop like Ctrl-C
-    options = WorkerOptions(Path(store), retry_failed, liveness, quiet=worker_index is not None)
+    options = WorkerOptions(
+        Path(store),
+        args.retry_failed,
+        liveness,
+        quiet=worker_index is not None,
+        rerun_stale=args.rerun_stale,
+    )
     report = work(study, location, options, log)  # creates or loads the study, under its lock
     log(f"done: {report}")
     if worker_index is None:
@@ -255,6 +403,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out += ["--study-name", args.study_name]
     if args.retry_failed:
         out.append("--retry-failed")
+    if args.rerun_stale:
+        out.append("--rerun-stale")
     out += ["--heartbeat", str(args.heartbeat)]
     return out
 
