@@ -192,6 +192,10 @@ def _run(args: argparse.Namespace) -> int:
         _print_race_status(args, sweep, stored)
         return 0
     settings = _race_settings(args) if args.race else None
+    if settings is not None:
+        from dat_lab.sweeps.ranking import race_objective
+
+        race_objective(study)  # a study of costs alone has nothing to race: say so first
     if args.launcher == "slurm":
         code = _submit_workers(args, sweep)
         return _race(args, sweep, settings) if settings is not None and code == 0 else code
@@ -282,8 +286,11 @@ def _race_executor(args: argparse.Namespace, sweep: SweepRequest, store: Any) ->
     workers = 1 if sweep.gpus else sweep.n_workers
 
     def local(specs: list) -> bool:
+        todo = [s for s in specs if not _settled(s, store)]
+        if not todo:
+            return True
         outcomes = run_experiment(
-            specs,
+            todo,
             store,
             workers=min(workers, len(specs)),
             retry_failed=args.retry_failed,
@@ -292,6 +299,21 @@ def _race_executor(args: argparse.Namespace, sweep: SweepRequest, store: Any) ->
         return all(o.ok for o in outcomes)
 
     return local
+
+
+def _settled(spec: Any, store: Any) -> bool:
+    """A run the installed code finished: a replayed round passes it by without a word (a run
+    other code made still goes to the executor, which names it, or retrains it with
+    --rerun-stale)."""
+    from dat_lab.experiments.records import RunState
+    from dat_lab.experiments.stale import other_code
+
+    record = store.get(spec.run_id)
+    return (
+        record is not None
+        and record.state is RunState.FINISHED
+        and other_code(record.provenance) is None
+    )
 
 
 def _print_race_status(args: argparse.Namespace, sweep: SweepRequest, stored: Any) -> None:
@@ -369,7 +391,7 @@ def _submit_workers(args: argparse.Namespace, sweep: SweepRequest) -> int:
         f"{sweep.store / slurm.LOG_DIR}",
         flush=True,
     )
-    if args.wait:
+    if args.wait or args.race:  # a race starts from the finished trials
         slurm.wait(jobs)
         stored = load_stored_study(study, sweep.location)
         print(status_text(study, stored, sweep.location, sweep.liveness), flush=True)

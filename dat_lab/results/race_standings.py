@@ -91,23 +91,21 @@ def standings(
 ) -> Standings:
     """The race at this look (see the module docstring). ``values`` in the race's order; a
     tie for the best mean goes to the configuration listed first."""
-    values = {k: dict(v) for k, v in values.items()}
-    if not values:
+    table: dict[str, dict[int, float]] = {k: dict(v) for k, v in values.items()}
+    if not table:
         raise ValueError("a race needs at least one configuration")
     means = {k: sign * np.mean(list(v.values())) if v else -math.inf for k, v in values.items()}
     leader = max(values, key=lambda k: means[k])  # max keeps the first of equal means
     diffs = {
         rival: [
-            sign * (values[leader][s] - seeds[s])
-            for s in sorted(seeds)
-            if s in values[leader]
+            sign * (values[leader][s] - seeds[s]) for s in sorted(seeds) if s in values[leader]
         ]
         for rival, seeds in values.items()
         if rival != leader
     }
     deltas = {rival: margin for rival in diffs}
     decisions = decide_family(diffs, deltas=deltas, alpha=alpha)
-    return Standings(values, leader, decisions, margin, sign)
+    return Standings(table, leader, decisions, margin, sign)
 
 
 def interval_text(d: Decision) -> str:

@@ -133,7 +133,8 @@ class Study:
         configuration is one run of the store, whoever asks for it (a trial or a race)."""
         seed = self.seed if seed is None else seed
         params = {k: params[k] for k in self.file.space if k in params}  # the trials' order
-        return RunSpec(self.run_experiment_name, label(params), seed, self.run_config(params, seed))
+        config = self.run_config(params, seed)
+        return RunSpec(self.run_experiment_name, label(params), seed, config)
 
     def fingerprint(self) -> str:
         """What a stored study must match to be continued: the base run, space and objectives
