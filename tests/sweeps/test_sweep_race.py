@@ -8,6 +8,7 @@ number of the (deterministic) training: a planted equivalence.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,17 +16,22 @@ import subprocess
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from sweep_helpers import cli, worker_env
 
 from dat_lab.experiments.records import RunState
+from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
 from dat_lab.results.race import Race, RaceSettings
 from dat_lab.results.race_standings import standings
 from dat_lab.results.sequential import Verdict
 from dat_lab.schema import ConfigError
-from dat_lab.sweeps.ranking import Candidate
+from dat_lab.sweeps.liveness import Liveness
+from dat_lab.sweeps.ranking import Candidate, race_candidates, race_objective, ranked_trials
 from dat_lab.sweeps.spec import load_study
+from dat_lab.sweeps.storage import StorageLocation
+from dat_lab.sweeps.worker import WorkerOptions, work
 
 PLANTED = {
     "cfg": {
@@ -43,14 +49,18 @@ RACE_ARGS = ["--race", "--max-seeds", str(MAX_SEEDS), "--margin", str(MARGIN)]
 
 
 def _planted_study(study_file, experiment):
+    return study_file("planted", exp=_planted_experiment(experiment), space=PLANTED,
+                      sampler="grid")  # fmt: skip
+
+
+def _planted_experiment(experiment):
     # Digits (10 classes): lr 3e-3 learns within 8 batches (about 55-65% val top-1 by seed),
     # lr 1e-9 stays at chance (about 10%).
-    exp = experiment(
+    return experiment(
         data={"name": "digits", "train_size": None, "val_size": None, "batch_size": 64},
         train={"epochs": 1, "lr": 3e-3, "limit_train_batches": 8, "min_lr": 0.0,
                "warmup_lr": 0.0},
     )  # fmt: skip
-    return study_file("planted", exp=exp, space=PLANTED, sampler="grid")
 
 
 # -- the rule's bookkeeping, on given values (no training) ------------------------------------
@@ -110,6 +120,32 @@ def test_an_extra_seed_is_the_trial_config_with_another_train_seed(study_file, e
     mine, theirs = trial.config.to_dict(), extra.config.to_dict()
     assert mine["train"].pop("seed") != theirs["train"].pop("seed")
     assert mine == theirs  # only the seed differs
+
+
+def test_a_multi_objective_study_races_its_pareto_front_on_the_accuracy_objective(
+    study_file, experiment
+):
+    objectives = [{"metric": "flops", "direction": "minimize"},
+                  {"metric": "val/acc1", "direction": "maximize"}]  # fmt: skip
+    exp = _planted_experiment(experiment)
+    path = study_file("pareto", exp=exp, space=PLANTED, sampler="grid", objectives=objectives,
+                      race=[{"cfg": "frozen"}])  # fmt: skip
+    study = load_study(path)
+    assert race_objective(study)[1].metric == "val/acc1"
+    optuna_study = optuna.create_study(directions=["minimize", "maximize"])
+    points = {"learns": (100.0, 0.90), "twin": (50.0, 0.80), "frozen": (200.0, 0.70)}
+    choice = optuna.distributions.CategoricalDistribution(list(points))
+    for config, values in points.items():  # frozen is dominated by learns: off the front
+        run_id = study.run_spec({"cfg": config}).run_id
+        optuna_study.add_trial(optuna.trial.create_trial(
+            params={"cfg": config}, distributions={"cfg": choice}, values=list(values),
+            user_attrs={"run_id": run_id},
+        ))  # fmt: skip
+    ranked = ranked_trials(optuna_study, study)
+    assert [c.value for c in ranked] == [0.90, 0.80]  # the front, by accuracy; no flops seeds
+    chosen = race_candidates(optuna_study, study, top=1)
+    assert [c.trial for c in chosen] == [0, None]  # the best by accuracy, then race: frozen
+    assert chosen[0].params == {"cfg": "learns"} and chosen[1].params == {"cfg": "frozen"}
 
 
 # -- the planted race, through the CLI, with a kill -9 in the middle -------------------------
@@ -172,3 +208,36 @@ def test_planted_race_decides_winner_better_and_twin_equivalent_and_survives_kil
                             capture_output=True, text=True, env=worker_env())  # fmt: skip
     assert order in status.stdout, status.stdout
     assert "cfg=learns" in status.stdout and "leader" in status.stdout
+
+
+# -- --rerun-stale ----------------------------------------------------------------------------
+
+
+def _sweep(study, journal: Path, store: Path, rerun_stale: bool = False) -> list[str]:
+    lines: list[str] = []
+    liveness = Liveness(interval_s=1.0, grace_s=4.0)
+    options = WorkerOptions(store, liveness=liveness, rerun_stale=rerun_stale)
+    work(study, StorageLocation(journal=journal), options, lines.append)
+    return lines
+
+
+def test_a_sweep_says_when_it_reuses_a_run_of_other_code_and_rerun_stale_retrains_it(
+    tmp_path, study_file, experiment
+):
+    path = study_file("stale", space={"s": {"type": "categorical", "choices": [2.0],
+                      "set": ["model.stages.3.offset_range"]}}, sampler="grid")  # fmt: skip
+    study, store = load_study(path), tmp_path / "store"
+    _sweep(study, tmp_path / "first.journal", store)
+    (run,) = RunStore(store).runs()
+    provenance = run.path / "provenance.json"
+    doc = json.loads(provenance.read_text())
+    doc["code"]["fingerprint"] = "0123456789ab"  # as an older model code would have left it
+    provenance.write_text(json.dumps(doc))
+
+    reused = "\n".join(_sweep(study, tmp_path / "second.journal", store))
+    assert "made by other code (code 0123456789ab" in reused
+    assert "--rerun-stale retrains it" in reused and ": training" not in reused
+
+    retrained = "\n".join(_sweep(study, tmp_path / "third.journal", store, rerun_stale=True))
+    assert "training again from scratch (--rerun-stale)" in retrained
+    assert other_code(RunStore(store).require(run.run_id).provenance) is None
