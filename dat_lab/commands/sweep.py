@@ -18,6 +18,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,9 +259,11 @@ def _race(args: argparse.Namespace, sweep: SweepRequest, settings: Any) -> int:
         f"race: {', '.join(race.candidates)}; up to {settings.max_seeds} seeds each",
         flush=True,
     )
+    started = time.monotonic()
     outcome = race.run(_race_executor(args, sweep, store))
     for line in race.summary(outcome):
         print(line, flush=True)
+    print(f"race: {time.monotonic() - started:.0f} s wall time", flush=True)
     return 0 if outcome.ok else 1
 
 
