@@ -200,6 +200,12 @@ def test_planted_race_decides_winner_better_and_twin_equivalent_and_survives_kil
     assert len(runs) == sum(seeds.values())  # no run beyond the race's seeds
     assert all(r.state is RunState.FINISHED for r in runs)
 
+    # A budget smaller than the trials' own training time stops the race at its first look.
+    configs = [Candidate({"cfg": c}, "") for c in ("learns", "twin", "frozen")]
+    short = Race(study, configs, RunStore(store), RaceSettings(3, MAX_SEEDS, MARGIN, 1.0))
+    stopped = short.replay()
+    assert stopped.stopped.startswith("the budget is spent") and stopped.standings is not None
+    assert {len(v) for v in stopped.standings.values.values()} == {1}
     assert "cfg=learns seed 2" in out  # the killed run is trained again, none before it is
     assert not re.search(r"seed [01] \(\w+\): (training|resuming)", out), out
 
