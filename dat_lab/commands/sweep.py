@@ -3,10 +3,12 @@
     dat-lab sweep --study NAME [KEY=VALUE ...] [--workers N | --gpus 0,1] [--storage URL]
     dat-lab sweep --study NAME --launcher slurm --workers N [--wait] [--partition P ...]
     dat-lab sweep --study NAME --status
+    dat-lab sweep --study NAME --race [--top K] [--max-seeds N] [--margin M] [--budget 2h]
 
 NAME is ``sweeps/NAME.yaml`` (or a path to a study file). Run the same command again, here or
 on another machine against the same ``--storage``, to resume or to add workers: the study's
-budget is completed, never exceeded.
+budget is completed, never exceeded. ``--race`` then adds seeds to the best configurations
+until the winner is decided (``dat_lab.results.race``; docs/sweeps.md, "Racing").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dat_lab.commands.launcher_args import add_launcher_args, slurm_resources
+from dat_lab.commands.sweep_race import print_race_status, race, race_settings
 from dat_lab.schema import ConfigError, parse_override
 from dat_lab.text import print_line
 
@@ -79,6 +82,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="retrain runs that failed before, instead of failing their trials",
+    )
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="train again from scratch the runs that other model/train/data code made",
+    )
+    race = p.add_argument_group("racing (after the study's budget)")
+    race.add_argument(
+        "--race",
+        action="store_true",
+        help="add seeds to the best configurations until the leader is decided against each",
+    )
+    race.add_argument(
+        "--top", type=int, default=3, help="how many of the best trials race (default 3)"
+    )
+    race.add_argument(
+        "--max-seeds", type=int, default=10, help="seeds per configuration at most (default 10)"
+    )
+    race.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="equivalence margin in the metric's shown units (points of an accuracy); "
+        "0: no equivalence verdict",
+    )
+    race.add_argument(
+        "--budget",
+        default=None,
+        help="training time of the race's runs (from their cost.json), e.g. 2h, 90m, 600",
     )
     p.add_argument(
         "--heartbeat",
@@ -156,10 +188,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.status:
         from dat_lab.sweeps.status import load_stored_study, status_text
 
-        print(status_text(study, load_stored_study(study, location), location, sweep.liveness))
+        stored = load_stored_study(study, location)
+        print(status_text(study, stored, location, sweep.liveness))
+        print_race_status(args, sweep, stored)
         return 0
+    settings = race_settings(args) if args.race else None
+    if settings is not None:
+        from dat_lab.sweeps.ranking import race_objective
+
+        race_objective(study)  # a study of costs alone has nothing to race: say so first
     if args.launcher == "slurm":
-        return _submit_workers(args, sweep)
+        code = _submit_workers(args, sweep)
+        return race(args, sweep, settings) if settings is not None and code == 0 else code
     worker_index = os.environ.get(WORKER_INDEX_ENV)
     if worker_index is None:
         print(
@@ -168,18 +208,30 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if sweep.n_workers > 1 or sweep.gpus:
-        return launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
-    return _work(study, location, sweep.store, args.retry_failed, sweep.liveness, worker_index)
+        code = launch(worker_commands(args, sweep), study, location, sweep.liveness, print_line)
+    else:
+        code = _work(study, location, sweep.store, args, sweep.liveness, worker_index)
+    if settings is not None and worker_index is None and code == 0:
+        return race(args, sweep, settings)
+    return code
 
 
-def _work(study, location, store, retry_failed: bool, liveness, worker_index: str | None) -> int:
+def _work(
+    study, location, store, args: argparse.Namespace, liveness, worker_index: str | None
+) -> int:
     from dat_lab.sweeps.status import load_stored_study, status_text
     from dat_lab.sweeps.worker import WorkerOptions, work
 
     prefix = f"[worker {worker_index}] " if worker_index is not None else ""
     log = lambda msg: print(prefix + msg, flush=True)  # noqa: E731
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SLURM's time limit: stop like Ctrl-C
-    options = WorkerOptions(Path(store), retry_failed, liveness, quiet=worker_index is not None)
+    options = WorkerOptions(
+        Path(store),
+        args.retry_failed,
+        liveness,
+        quiet=worker_index is not None,
+        rerun_stale=args.rerun_stale,
+    )
     report = work(study, location, options, log)  # creates or loads the study, under its lock
     log(f"done: {report}")
     if worker_index is None:
@@ -221,7 +273,7 @@ def _submit_workers(args: argparse.Namespace, sweep: SweepRequest) -> int:
         f"{sweep.store / slurm.LOG_DIR}",
         flush=True,
     )
-    if args.wait:
+    if args.wait or args.race:  # a race starts from the finished trials
         slurm.wait(jobs)
         stored = load_stored_study(study, sweep.location)
         print(status_text(study, stored, sweep.location, sweep.liveness), flush=True)
@@ -255,6 +307,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out += ["--study-name", args.study_name]
     if args.retry_failed:
         out.append("--retry-failed")
+    if args.rerun_stale:
+        out.append("--rerun-stale")
     out += ["--heartbeat", str(args.heartbeat)]
     return out
 

@@ -338,6 +338,7 @@ def fingerprint(group: Group, formats: Sequence[str], only: Sequence[str] | None
                 [(t.number, t.state, t.values, t.params) for t in study.get_trials(deepcopy=False)]
             ).encode()
         )
+        digest.update(repr(sorted(study.user_attrs.items())).encode())  # a race's settings
     digest.update(_source_hash().encode())
     digest.update(result_code_fingerprint().encode())  # rows are marked against it
     return digest.hexdigest()

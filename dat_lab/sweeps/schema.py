@@ -240,6 +240,8 @@ class StudyFile:
     n_trials: int | None = None
     max_retries: int = 2
     slurm: SlurmResources | None = None  # the workers' resources under --launcher slurm
+    # configurations `dat-lab sweep --race` races beside the best trials: {parameter: value}
+    race: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         check(
@@ -262,6 +264,7 @@ class StudyFile:
             check_dotted_key(str(key), f"overrides.{key}")
         self._check_conditions()
         self._check_pruning()
+        self._check_race()
         if self.sampler.type == "grid":
             for name, param in self.space.items():
                 check(
@@ -296,6 +299,37 @@ class StudyFile:
                             f"{value!r} is not a choice of {other!r} ({list(names)})",
                         )
             seen[name] = param
+
+    def _check_race(self) -> None:
+        """Each ``race:`` entry names parameters of the space with values they can take (that
+        the run it stands for is possible is checked by ``load_study``)."""
+        for i, params in enumerate(self.race):
+            check(bool(params), f"race.{i}", "an empty configuration; give {parameter: value}")
+            for name, value in params.items():
+                key = f"race.{i}.{name}"
+                check(
+                    name in self.space,
+                    key,
+                    f"not a parameter of the space (it has: {', '.join(self.space)})",
+                )
+                param = self.space[name]
+                if param.type == "categorical":
+                    names = param.choice_names
+                    check(value in names, key, f"got {value!r}; allowed: {list(names)}")
+                else:
+                    assert param.low is not None and param.high is not None
+                    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                    check(
+                        ok and param.low <= value <= param.high,
+                        key,
+                        f"got {value!r}; allowed: a number in [{param.low}, {param.high}]",
+                    )
+        check(
+            not self.race or any(o.metric not in COST_METRICS for o in self.objectives),
+            "race",
+            "a race compares seeds of a run metric, but every objective is a cost "
+            f"({', '.join(COST_METRICS)}: deterministic, no seeds)",
+        )
 
     def _check_pruning(self) -> None:
         if self.pruner.type == "none":

@@ -48,6 +48,7 @@ from dat_lab.experiments.spec import (
     DataFacts,
     ExperimentFile,
     RunConfig,
+    RunSpec,
     load_experiment,
     resolve_run,
 )
@@ -71,6 +72,7 @@ from dat_lab.sweeps.space import (
     GridPoint,
     combinations,
     describe_run_error,
+    label,
     plain_message,
     resolve_grid,
 )
@@ -113,16 +115,26 @@ class Study:
             out.update(self.file.space[name].overrides(value))
         return out
 
-    def run_config(self, params: dict[str, Any]) -> RunConfig:
-        """The resolved, validated run config of a trial (raises ConfigError if impossible)."""
+    def run_config(self, params: dict[str, Any], seed: int | None = None) -> RunConfig:
+        """The resolved, validated run config of a trial (raises ConfigError if impossible);
+        ``seed``: the same configuration trained with another seed (default: the trials')."""
         return resolve_run(
             self.experiment,
             self.experiment_path,
             self.file.variant,
-            self.seed,
+            self.seed if seed is None else seed,
             self.trial_overrides(params),
             self.facts,
         )
+
+    def run_spec(self, params: dict[str, Any], seed: int | None = None) -> RunSpec:
+        """The run of a trial with ``params`` (its identity: ``sweep/NAME``, the parameters'
+        label, the seed), or of the same configuration with another ``seed``: one seed of a
+        configuration is one run of the store, whoever asks for it (a trial or a race)."""
+        seed = self.seed if seed is None else seed
+        params = {k: params[k] for k in self.file.space if k in params}  # the trials' order
+        config = self.run_config(params, seed)
+        return RunSpec(self.run_experiment_name, label(params), seed, config)
 
     def fingerprint(self) -> str:
         """What a stored study must match to be continued: the base run, space and objectives
@@ -169,6 +181,8 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     study = Study(spec, path, exp, exp_path, seed, merged, base)
     _check_values(study)
     _check_hyperband_budget(study)
+    for i, params in enumerate(spec.race):
+        _check_run(study, dict(params), f"race.{i}", f"the configuration {params}")
     if spec.sampler.type == "grid":
         try:
             grid = tuple(resolve_grid(spec.space, lambda p: study.run_config(p).run_id))

@@ -28,7 +28,7 @@ from dat_lab.experiments.durable import StoreWriteError
 from dat_lab.experiments.processes import host_name
 from dat_lab.experiments.records import RunOutcome
 from dat_lab.experiments.run_config import RunSpec
-from dat_lab.experiments.runner import RunStopped, failed_runs, quiet_lightning, run_spec
+from dat_lab.experiments.runner import Ask, RunStopped, failed_runs, quiet_lightning, run_spec
 from dat_lab.experiments.store import RunStore
 from dat_lab.sweeps.liveness import (
     ATTR_HOST,
@@ -58,6 +58,7 @@ class WorkerOptions:
     retry_failed: bool = False
     liveness: Liveness = field(default_factory=Liveness)
     quiet: bool = False  # no Lightning progress bar (parallel workers share one terminal)
+    rerun_stale: bool = False  # train again a trial's run that other code made
 
 
 @dataclass
@@ -166,6 +167,7 @@ def _train_trial(
     """Train (or reuse) the trial's run; its objective values."""
     assert claim.config is not None
     spec = RunSpec(study.run_experiment_name, label(claim.params), study.seed, claim.config)
+    ask = Ask(rerun_stale=options.rerun_stale)
     callbacks = []
     if study.file.pruner.type != "none":
         callbacks.append(OptunaPruning(claim.trial, study.file.objectives[0].metric))
@@ -180,15 +182,17 @@ def _train_trial(
             label=f"trial {claim.trial.number} ({spec.run_id})",
             quiet=options.quiet,
             extra_callbacks=callbacks,
+            ask=ask,
         )
         if outcome.result not in (RunOutcome.BUSY, RunOutcome.LOST):  # lost: another host took it
             break
         time.sleep(options.liveness.poll_s)  # another trial trains this run: reuse its result
     if outcome.result in (RunOutcome.FAILED, RunOutcome.NOT_RETRIED):
         raise TrialFailed(f"run {spec.run_id} {outcome.result}: {outcome.detail}")
-    claim.trial.set_user_attr(
-        "run", "reused" if outcome.result is RunOutcome.SKIPPED else "trained"
-    )
+    reused = outcome.result is RunOutcome.SKIPPED
+    if reused:  # says so when other model/train/data code made it (--rerun-stale retrains)
+        log(f"trial {claim.trial.number} ({spec.run_id}): {outcome.detail}")
+    claim.trial.set_user_attr("run", "reused" if reused else "trained")
     return objective_values(study, store, spec.run_id)
 
 

@@ -109,6 +109,8 @@ def test_optuna_study_in_the_store_gets_history_and_importances(tmp_path, capsys
     for stem in ("optuna_history", "optuna_importance"):
         assert (out / "sweep_free" / f"{stem}.png").stat().st_size > 10_000
     assert not (out / "free").exists()  # one group, not one per name
+    # Each trial is one seed: the sweep section says no race has confirmed the best one.
+    assert "not confirmed by a race" in (out / "report.md").read_text()
     # Without a journal the report says so and still writes the table.
     (tmp_path / "sweeps" / "free.journal").unlink()
     build_report(tmp_path, ["sweep/free"], ("md",), tmp_path / "again")

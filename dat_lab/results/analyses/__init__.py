@@ -16,6 +16,7 @@ from dat_lab.results.analyses import (
     reduction,
     stage_placement,
     sweep_pareto,
+    sweep_race,
     training_curves,
     variants,
 )
@@ -27,7 +28,12 @@ TABLES: tuple[ModuleType, ...] = (
     reduction,
     variants,
 )
-FIGURES: tuple[ModuleType, ...] = (sweep_pareto, training_curves, optuna_importance)
+FIGURES: tuple[ModuleType, ...] = (
+    sweep_pareto,
+    sweep_race,
+    training_curves,
+    optuna_importance,
+)
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in (*TABLES, *FIGURES)}
 
 __all__ = ["BY_NAME", "FIGURES", "TABLES"]

@@ -1,0 +1,142 @@
+"""``dat-lab sweep --race``: the command side of a race (flags, executor, status lines).
+
+The race itself is :mod:`dat_lab.results.race`; here its settings come from the command line,
+its rounds' runs are trained by ``dat-lab run``'s executor (the local pool, or SLURM), and
+``--status`` replays it from the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from dat_lab.commands.launcher_args import slurm_resources
+from dat_lab.schema import ConfigError
+from dat_lab.text import print_line
+
+if TYPE_CHECKING:
+    from dat_lab.commands.sweep import SweepRequest
+
+
+def race_settings(args: argparse.Namespace) -> Any:
+    from dat_lab.results.race import RaceSettings
+
+    budget = None if args.budget is None else _duration(args.budget)
+    return RaceSettings(args.top, args.max_seeds, args.margin, budget)
+
+
+def _duration(text: str) -> float:
+    """Seconds in ``2h``, ``90m``, ``1h30m``, ``600s`` or ``600`` (``--budget``)."""
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?",
+                         text.strip().lower())  # fmt: skip
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"got {text!r}: a duration such as 2h, 90m, 1h30m or 600", "--budget")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise ConfigError(f"got {text!r}, must be > 0", "--budget")
+    return total
+
+
+def race(args: argparse.Namespace, sweep: SweepRequest, settings: Any) -> int:
+    """``--race``: the study's best configurations race, their seeds trained as runs of the
+    store by ``dat-lab run``'s executor (the local pool, or SLURM)."""
+    from dat_lab.experiments.store import RunStore
+    from dat_lab.results.race import Race, record_race
+    from dat_lab.sweeps.ranking import race_candidates
+    from dat_lab.sweeps.status import load_stored_study
+
+    stored = load_stored_study(sweep.study, sweep.location)
+    candidates = race_candidates(stored, sweep.study, settings.top)
+    if len(candidates) < 2:
+        print(f"race: {len(candidates)} configuration(s) to race; nothing to decide", flush=True)
+        return 0
+    store = RunStore(sweep.store)
+    race = Race(sweep.study, candidates, store, settings, print_line)
+    if stored is not None:
+        record_race(stored, race)  # what the report reads: which race, which margin
+    print(
+        f"race: {', '.join(race.candidates)}; up to {settings.max_seeds} seeds each",
+        flush=True,
+    )
+    started = time.monotonic()
+    outcome = race.run(_race_executor(args, sweep, store))
+    for line in race.summary(outcome):
+        print(line, flush=True)
+    print(f"race: {time.monotonic() - started:.0f} s wall time", flush=True)
+    return 0 if outcome.ok else 1
+
+
+def _race_executor(args: argparse.Namespace, sweep: SweepRequest, store: Any) -> Any:
+    """Trains a round's runs as ``dat-lab run`` does: the local worker pool (``--workers``),
+    or one SLURM job per run (``--launcher slurm``, waited for)."""
+    from dat_lab.experiments.pool import run_experiment
+    from dat_lab.experiments.runner import stored_outcome
+
+    if args.launcher == "slurm":
+        from dat_lab.launchers import slurm
+
+        resources = slurm_resources(args, sweep.study.file.slurm or sweep.study.experiment.slurm)
+
+        def on_slurm(specs: list) -> bool:
+            todo = [s for s in specs if not stored_outcome(s, store).ok]
+            if todo:
+                jobs = slurm.submit_runs(todo, store, resources, retry_failed=args.retry_failed)
+                slurm.wait(jobs)
+            return all(stored_outcome(s, store).ok for s in specs)
+
+        return on_slurm
+    workers = 1 if sweep.gpus else sweep.n_workers
+
+    def local(specs: list) -> bool:
+        todo = [s for s in specs if not _settled(s, store)]
+        if not todo:
+            return True
+        outcomes = run_experiment(
+            todo,
+            store,
+            workers=min(workers, len(specs)),
+            retry_failed=args.retry_failed,
+            rerun_stale=args.rerun_stale,
+        )
+        return all(o.ok for o in outcomes)
+
+    return local
+
+
+def _settled(spec: Any, store: Any) -> bool:
+    """A run the installed code finished: a replayed round passes it by without a word (a run
+    other code made still goes to the executor, which names it, or retrains it with
+    --rerun-stale)."""
+    from dat_lab.experiments.records import RunState
+    from dat_lab.experiments.stale import other_code
+
+    record = store.get(spec.run_id)
+    return (
+        record is not None
+        and record.state is RunState.FINISHED
+        and other_code(record.provenance) is None
+    )
+
+
+def print_race_status(args: argparse.Namespace, sweep: SweepRequest, stored: Any) -> None:
+    """``--status``: the race as the store holds it (settings: the last ``--race``'s, or this
+    command's flags)."""
+    from dat_lab.experiments.store import RunStore
+    from dat_lab.results.race import Race, race_settings_of
+    from dat_lab.sweeps.ranking import race_candidates
+
+    settings = race_settings(args) if args.race else race_settings_of(stored)
+    if settings is None:
+        return
+    candidates = race_candidates(stored, sweep.study, settings.top)
+    if len(candidates) < 2:
+        return
+    race = Race(sweep.study, candidates, RunStore(sweep.store), settings, print_line)
+    for line in race.summary(race.replay()):
+        print(line, flush=True)
+
+
+__all__ = ["print_race_status", "race", "race_settings"]
