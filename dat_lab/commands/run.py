@@ -229,8 +229,13 @@ def _sequential(
             slurm.submit_runs(batch, store, resources, retry_failed=args.retry_failed)
             slurm.wait([j["job_id"] for s in batch if (j := slurm.recorded_job(store, s.run_id))])
             return all(stored_outcome(s, store).ok for s in batch)
-        outcomes = run_experiment(batch, store, workers=min(workers, len(batch)),
-                                  retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)  # fmt: skip
+        outcomes = run_experiment(
+            batch,
+            store,
+            workers=min(workers, len(batch)),
+            retry_failed=args.retry_failed,
+            rerun_stale=args.rerun_stale,
+        )
         return all(o.ok for o in outcomes)
 
     started = time.monotonic()
@@ -241,8 +246,10 @@ def _sequential(
     for line in seq.summary(outcome):
         _say(line)
     if not outcome.ok:
-        _say("some runs did not finish: see the reasons above; rerun to resume, "
-             "--retry-failed to retrain failed runs")  # fmt: skip
+        _say(
+            "some runs did not finish: see the reasons above; rerun to resume, "
+            "--retry-failed to retrain failed runs"
+        )
         return 1
     return 0
 

@@ -47,17 +47,29 @@ class ReportClaim:
     within: float | None = None
 
     def __post_init__(self) -> None:
-        check(not (self.by is not None and self.within is not None), "by",
-              "a claim takes either by (the margin to beat) or within (an equivalence "
-              "margin), not both")  # fmt: skip
-        check(self.kind is ClaimKind.BETTER or self.by is None, "by",
-              "only a better claim has a margin to beat")  # fmt: skip
-        check(self.kind is ClaimKind.BETTER or self.within is not None, "within",
-              "a same claim needs its equivalence margin (points of the metric)")  # fmt: skip
+        check(
+            not (self.by is not None and self.within is not None),
+            "by",
+            "a claim takes either by (the margin to beat) or within (an equivalence "
+            "margin), not both",
+        )
+        check(
+            self.kind is ClaimKind.BETTER or self.by is None,
+            "by",
+            "only a better claim has a margin to beat",
+        )
+        check(
+            self.kind is ClaimKind.BETTER or self.within is not None,
+            "within",
+            "a same claim needs its equivalence margin (points of the metric)",
+        )
         for key in ("by", "within"):
             value = getattr(self, key)
-            check(value is None or value > 0, key,
-                  f"got {value!r}, a margin must be > 0 (points of the metric)")  # fmt: skip
+            check(
+                value is None or value > 0,
+                key,
+                f"got {value!r}, a margin must be > 0 (points of the metric)",
+            )
 
     @classmethod
     def parse(cls, raw: Any, key: str) -> ReportClaim:
@@ -67,13 +79,19 @@ class ReportClaim:
         check(len(kinds) == 1, key, f"expected {_SHAPES}; got {raw!r}")
         kind = kinds[0]
         for name in raw:
-            check(name in _KEYS[kind], f"{key}.{name}",
-                  f"unknown key; allowed: {', '.join(_KEYS[kind])}")  # fmt: skip
+            check(
+                name in _KEYS[kind],
+                f"{key}.{name}",
+                f"unknown key; allowed: {', '.join(_KEYS[kind])}",
+            )
         a_key, b_key = _KEYS[kind][:2]
         check(b_key in raw, f"{key}.{b_key}", f"required key is missing ({_SHAPES})")
         for name in (a_key, b_key):
-            check(isinstance(raw[name], str), f"{key}.{name}",
-                  f"expected a variant name, got {raw[name]!r}")  # fmt: skip
+            check(
+                isinstance(raw[name], str),
+                f"{key}.{name}",
+                f"expected a variant name, got {raw[name]!r}",
+            )
         margins = {m: _margin(raw.get(m), f"{key}.{m}") for m in ("by", "within")}
         try:
             return cls(kind, raw[a_key], raw[b_key], **margins)
@@ -85,8 +103,11 @@ class ReportClaim:
         names = list(variants)
         a_key, b_key = _KEYS[self.kind][:2]
         for name, value in ((a_key, self.a), (b_key, self.b)):
-            check(value in names, f"{key}.{name}",
-                  f"unknown variant {value!r}; allowed: {', '.join(names)}")  # fmt: skip
+            check(
+                value in names,
+                f"{key}.{name}",
+                f"unknown variant {value!r}; allowed: {', '.join(names)}",
+            )
         check(self.a != self.b, key, f"compares {self.a!r} with itself")
 
     def as_mapping(self) -> dict[str, Any]:

@@ -190,8 +190,10 @@ class UntilDecidedRun:
             if not ok:
                 if dry:
                     todo = [s for s in pending if self.value(s.variant, s.seed) is None]
-                    return self.outcome(decisions, f"next: {len(todo)} runs to train ("
-                                        + ", ".join(map(_label, todo)) + ")")  # fmt: skip
+                    return self.outcome(
+                        decisions,
+                        f"next: {len(todo)} runs to train (" + ", ".join(map(_label, todo)) + ")",
+                    )
                 return self.outcome(decisions, "some runs did not finish", ok=False)
             variants, stop = self.next_round(decisions)
             if stop is not None:
@@ -222,27 +224,34 @@ class UntilDecidedRun:
         lines += [claim_line(t, outcome.decisions[t.name], outcome.seeds) for t in self.tests]
         spent = sum(len(s) for s in outcome.seeds.values())
         per_variant = ", ".join(f"{v} {len(s)}" for v, s in outcome.seeds.items())
-        lines.append(f"seeds spent: {spent} runs ({per_variant}); {outcome.spent_s:.0f} s of "
-                     "training")  # fmt: skip
+        lines.append(
+            f"seeds spent: {spent} runs ({per_variant}); {outcome.spent_s:.0f} s of training"
+        )
         lines.append(self.fixed_line(outcome))
         return lines
 
     def fixed_line(self, outcome: Outcome) -> str:
         """What a fixed design (every variant the same seeds, chosen in advance) would need
         for 80% power on every claim, at the observed differences and spreads."""
-        needs = {t.name: fixed_seeds(self.diffs(t), t.margin, t.delta, len(self.tests))
-                 for t in self.tests}  # fmt: skip
+        needs = {
+            t.name: fixed_seeds(self.diffs(t), t.margin, t.delta, len(self.tests))
+            for t in self.tests
+        }
         known = [n for n in needs.values() if n is not None]
         text = "; ".join(f"{k} {n if n is not None else '?'}" for k, n in needs.items())
         if not known or len(known) < len(needs):
-            return (f"fixed design (paired t, 80% power, Bonferroni over the claims, at the "
-                    f"observed difference and spread): seeds per variant {text} (? = unknown: "
-                    "no spread or no difference)")  # fmt: skip
+            return (
+                f"fixed design (paired t, 80% power, Bonferroni over the claims, at the "
+                f"observed difference and spread): seeds per variant {text} (? = unknown: "
+                "no spread or no difference)"
+            )
         n = max(known)
-        return (f"fixed design (paired t, 80% power, Bonferroni over the claims, at the "
-                f"observed difference and spread): {n} seeds per variant x "
-                f"{len(self.exp.variants)} variants = {n * len(self.exp.variants)} runs "
-                f"(per claim: {text})")  # fmt: skip
+        return (
+            f"fixed design (paired t, 80% power, Bonferroni over the claims, at the "
+            f"observed difference and spread): {n} seeds per variant x "
+            f"{len(self.exp.variants)} variants = {n * len(self.exp.variants)} runs "
+            f"(per claim: {text})"
+        )
 
 
 def _label(spec: RunSpec) -> str:
@@ -251,8 +260,13 @@ def _label(spec: RunSpec) -> str:
 
 def claim_line(test: ClaimTest, d: Decision, seeds: Mapping[str, Sequence[int]]) -> str:
     """``s2 better than s0: better [+3.10, +9.20] points, seeds 5/5 (Holm p 0.004)``."""
-    interval = (f"[{d.low:+.2f}, {d.high:+.2f}]" if math.isfinite(d.low) and
-                math.isfinite(d.high) else "[-inf, +inf]")  # fmt: skip
+    interval = (
+        f"[{d.low:+.2f}, {d.high:+.2f}]"
+        if math.isfinite(d.low) and math.isfinite(d.high)
+        else "[-inf, +inf]"
+    )
     mean = f"mean {d.mean:+.2f}" if math.isfinite(d.mean) else "no pairs yet"
-    return (f"{test.name}: {d.verdict} {interval} points ({mean}, n {d.n}), seeds "
-            f"{len(seeds[test.a])}/{len(seeds[test.b])}, Holm p {d.p_adjusted:.3g}")  # fmt: skip
+    return (
+        f"{test.name}: {d.verdict} {interval} points ({mean}, n {d.n}), seeds "
+        f"{len(seeds[test.a])}/{len(seeds[test.b])}, Holm p {d.p_adjusted:.3g}"
+    )

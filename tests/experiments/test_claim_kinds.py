@@ -28,8 +28,9 @@ def test_three_kinds_of_claim_load_and_are_recorded_as_written(tmp_path):
     exp, _ = load_experiment(_file(tmp_path, claims))
     assert exp.claims[1] == ReportClaim(ClaimKind.BETTER, "s2", "s0", by=0.5)
     assert exp.claims[3] == ReportClaim(ClaimKind.SAME, "s2", "s4", within=0.5)
-    assert exp.design()["claims"] == [{**c, "within": float(c["within"])} if "within" in c else c
-                                    for c in claims]  # fmt: skip
+    assert exp.design()["claims"] == [
+        {**c, "within": float(c["within"])} if "within" in c else c for c in claims
+    ]
 
 
 BAD = {
@@ -81,6 +82,8 @@ def test_a_bad_claim_exits_2_before_anything_trains(tmp_path, cache, capsys):
     path = _file(tmp_path, [{"better": "s2", "than": "s0", "by": -1}])
     assert main(["run", str(path), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {path}: claims.0.by: got -1.0, a margin must be > 0 (points of the " \
+    assert (
+        err == f"error: {path}: claims.0.by: got -1.0, a margin must be > 0 (points of the "
         "metric)\n"
+    )
     assert not (tmp_path / "store").exists()

@@ -25,13 +25,21 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 
 MAX_SEEDS = 8
-TRAIN = {"epochs": 2, "lr": 3.0e-3, "limit_train_batches": 6, "limit_val_batches": 4,
-         "ckpt_every_n_steps": 2}  # fmt: skip
+TRAIN = {
+    "epochs": 2,
+    "lr": 3.0e-3,
+    "limit_train_batches": 6,
+    "limit_val_batches": 4,
+    "ckpt_every_n_steps": 2,
+}
 DATA = {"name": "digits", "batch_size": 32, "train_size": None, "val_size": None}
 VARIANTS = {"a": {}, "dead": {"train.lr": 1.0e-9}, "a_log": {"train.log_every_n_steps": 2}}
 CLAIMS = [{"better": "a", "than": "dead"}, {"same": "a", "as": "a_log", "within": 1}]
-LINE = re.compile(r"^(?P<claim>a (?:better than dead|same as a_log within 1)): (?P<verdict>\w+) "
-                  r"\[(?P<low>\S+), (?P<high>\S+)\] points .*seeds (?P<n>\d+)/", re.M)  # fmt: skip
+LINE = re.compile(
+    r"^(?P<claim>a (?:better than dead|same as a_log within 1)): (?P<verdict>\w+) "
+    r"\[(?P<low>\S+), (?P<high>\S+)\] points .*seeds (?P<n>\d+)/",
+    re.M,
+)
 
 
 def _experiment(path: Path, seeds=(0, 1)) -> Path:
@@ -40,7 +48,7 @@ def _experiment(path: Path, seeds=(0, 1)) -> Path:
 
 def _final_verdicts(out: str) -> dict[str, tuple[str, str, str, str]]:
     """The claim lines after ``stopped:`` (the summary)."""
-    tail = out[out.index("stopped:"):]
+    tail = out[out.index("stopped:") :]
     return {m["claim"]: (m["verdict"], m["low"], m["high"], m["n"]) for m in LINE.finditer(tail)}
 
 
@@ -59,8 +67,20 @@ def reference(tmp_path_factory):
     """One uninterrupted sequential run: (experiment file, store, output)."""
     root = tmp_path_factory.mktemp("until_decided")
     exp = _experiment(root / "exp.yaml")
-    done = run(root, root / "cache", "run", exp, "--until-decided", "--max-seeds",
-               str(MAX_SEEDS), "--store", root / "store", "--workers", "1", timeout=900)  # fmt: skip
+    done = run(
+        root,
+        root / "cache",
+        "run",
+        exp,
+        "--until-decided",
+        "--max-seeds",
+        str(MAX_SEEDS),
+        "--store",
+        root / "store",
+        "--workers",
+        "1",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return exp, RunStore(root / "store"), done.stdout
 
@@ -105,14 +125,41 @@ def test_rerunning_replays_the_rounds_without_training_and_dry_run_shows_the_sta
 ):
     exp, store, out = reference
     before = _trained(store)
-    assert main(["run", str(exp), "--until-decided", "--max-seeds", str(MAX_SEEDS), "--store",
-                 str(store.root), "--workers", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                str(exp),
+                "--until-decided",
+                "--max-seeds",
+                str(MAX_SEEDS),
+                "--store",
+                str(store.root),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     again = capsys.readouterr().out
     assert _trained(store) == before and ": training" not in again
     assert _final_verdicts(again) == _final_verdicts(out)
 
-    assert main(["run", str(exp), "--until-decided", "--max-seeds", str(MAX_SEEDS), "--store",
-                 str(store.root), "--dry-run"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                str(exp),
+                "--until-decided",
+                "--max-seeds",
+                str(MAX_SEEDS),
+                "--store",
+                str(store.root),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     dry = capsys.readouterr().out
     assert _final_verdicts(dry) == _final_verdicts(out)
     assert "seeds: a [0, 1, 2" in dry
@@ -125,8 +172,17 @@ def test_kill_9_in_the_middle_of_the_rounds_changes_neither_seeds_nor_verdicts(
     exp, ref_store, ref_out = reference
     store = RunStore(tmp_path / "store")
     _, (*_, round_one) = load_experiment(_experiment(tmp_path / "three.yaml", (0, 1, 2)))
-    args = ("run", exp, "--until-decided", "--max-seeds", str(MAX_SEEDS), "--store", store.root,
-            "--workers", "1")  # fmt: skip
+    args = (
+        "run",
+        exp,
+        "--until-decided",
+        "--max-seeds",
+        str(MAX_SEEDS),
+        "--store",
+        store.root,
+        "--workers",
+        "1",
+    )
     victim = start(tmp_path, cache, *args)
     target = store.run_dir(round_one.run_id) / "checkpoints" / "last.ckpt"  # a seed-2 run
     deadline = time.monotonic() + 600
@@ -146,3 +202,68 @@ def test_kill_9_in_the_middle_of_the_rounds_changes_neither_seeds_nor_verdicts(
     assert trained.keys() == ref_trained.keys()  # the same seeds of the same variants
     assert trained[(round_one.variant, round_one.seed)] == 2  # resumed, not trained again
     assert sum(trained.values()) == len(trained) + 1
+
+
+BAD_FLAGS = {
+    "no claims": (["--until-decided"], {}, "the experiment has no claims to decide"),
+    "max seeds without until": (
+        ["--max-seeds", "4"],
+        {"claims": CLAIMS},
+        "--max-seeds: is a limit of --until-decided, which is off",
+    ),
+    "max seeds below the file's": (
+        ["--until-decided", "--max-seeds", "1"],
+        {"claims": CLAIMS},
+        "--max-seeds: got 1, must be >= 2",
+    ),
+    "bad budget": (
+        ["--until-decided", "--budget", "soon"],
+        {"claims": CLAIMS},
+        "--budget: got 'soon': a duration such as 2h",
+    ),
+    "section without claims": (
+        [],
+        {"until_decided": {"max_seeds": 4}},
+        "until_decided: needs claims to decide",
+    ),
+    "section below the file's seeds": (
+        [],
+        {"claims": CLAIMS, "seeds": [0, 1, 2], "until_decided": {"max_seeds": 2}},
+        "until_decided.max_seeds: got 2, fewer than the file's 3 seeds",
+    ),
+    "section bad budget": (
+        [],
+        {"claims": CLAIMS, "until_decided": {"budget": "-1h"}},
+        "until_decided.budget: got '-1h'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FLAGS, ids=str)
+def test_bad_until_decided_input_exits_2_before_anything_trains(case, tmp_path, cache, capsys):
+    flags, top, message = BAD_FLAGS[case]
+    seeds = tuple(top.pop("seeds", (0, 1)))
+    path = write_experiment(tmp_path / "exp.yaml", VARIANTS, seeds, train=TRAIN, data=DATA, **top)
+    store = tmp_path / "store"
+    assert main(["run", str(path), *flags, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2h", 7200),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("600s", 600),
+        ("600", 600),
+        (45, 45),
+        ("0.5h", 1800),
+    ],
+)
+def test_budgets_read_as_durations(text, seconds):
+    from dat_lab.experiments.stopping import parse_duration
+
+    assert parse_duration(text, "budget") == seconds
