@@ -54,6 +54,8 @@ ALPHA = 0.05
 MIXING = 0.3
 FIRST_LOOK = 2  # a spread needs two seeds; the rule looks after every seed from the second on
 
+Values = Sequence[float] | np.ndarray  # per-seed differences, in look order
+
 
 class Verdict(StrEnum):
     BETTER = "better"
@@ -177,7 +179,7 @@ def _p_value(x: np.ndarray, margin: float, delta: float) -> float:
     return p
 
 
-def _checked(diffs: Sequence[float], delta: float, alpha: float, margin: float) -> np.ndarray:
+def _checked(diffs: Values, delta: float, alpha: float, margin: float) -> np.ndarray:
     x = np.asarray(diffs, dtype=float).ravel()
     if not np.isfinite(x).all():
         raise ValueError(f"diffs must be finite numbers, got {list(diffs)}")
@@ -191,7 +193,7 @@ def _checked(diffs: Sequence[float], delta: float, alpha: float, margin: float) 
 
 
 def decide(
-    diffs: Sequence[float], delta: float = 0.0, alpha: float = ALPHA, margin: float = 0.0
+    diffs: Values, delta: float = 0.0, alpha: float = ALPHA, margin: float = 0.0
 ) -> Decision:
     """The rule's verdict on the per-seed paired differences ``diffs`` (in look order).
 
@@ -212,14 +214,14 @@ def decide(
                     float(path.mean[0, -1]), n, p, alpha, p, margin, delta)  # fmt: skip
 
 
-def confidence_sequence(diffs: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, ...]:
+def confidence_sequence(diffs: Values, alpha: float = ALPHA) -> tuple[np.ndarray, ...]:
     """(low, high) of each look's own interval, n = 1..N (no intersection; +-inf where
     unbounded): what :func:`decide` intersects."""
     _, mean, half = _looks(_checked(diffs, 0.0, alpha, 0.0)[None, :], alpha)
     return mean[0] - half[0], mean[0] + half[0]
 
 
-def e_value(diffs: Sequence[float], point: float = 0.0) -> np.ndarray:
+def e_value(diffs: Values, point: float = 0.0) -> np.ndarray:
     """E_n(point) at every look n = 1..N (the mixture likelihood ratio above)."""
     y = _checked(diffs, 0.0, ALPHA, point) - point
     count = np.arange(1, len(y) + 1, dtype=float)
@@ -245,7 +247,7 @@ def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[np.nda
 
 
 def decide_family(
-    diffs_by_claim: Mapping[str, Sequence[float]],
+    diffs_by_claim: Mapping[str, Values],
     deltas: Mapping[str, float] | None = None,
     alpha: float = ALPHA,
     margins: Mapping[str, float] | None = None,
