@@ -103,14 +103,15 @@ def _log_e(count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> np.ndar
     return 0.5 * np.log(c2 / (c2 + count)) - 0.5 * count * np.log1p(-ratio)
 
 
-def _half_width(count: np.ndarray, spread2: np.ndarray, alpha: float) -> np.ndarray:
-    """The half-width at each look (inf where the interval is unbounded); see the docstring."""
+def _width_factor(count: np.ndarray, alpha: float) -> np.ndarray:
+    """``half_n / s_n`` at each look n of ``count`` (inf where the interval is unbounded): it
+    depends on n and alpha only (see the module docstring)."""
     c2 = MIXING
     log_k = 0.5 * np.log((c2 + count) / c2) - math.log(alpha)
     q = -np.expm1(-2.0 * log_k / count)
     room = count - q * (c2 + count)
     safe = np.where(room > 0, room, 1.0)
-    return np.where(room > 0, np.sqrt(q * (c2 + count) * spread2 / safe), np.inf)
+    return np.where(room > 0, np.sqrt(q * (c2 + count) / safe), np.inf)
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,16 @@ class _Path:
 
 def _looks(x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(count, mean, half-width) of every look's own interval, for each row of ``x``."""
-    count = np.broadcast_to(np.arange(1, x.shape[1] + 1, dtype=float), x.shape)
+    count = np.arange(1, x.shape[1] + 1, dtype=float)
     # Centre on the first value: the sums of squares stay exact for large offsets.
     z = x - x[:, :1]
     mean_z = np.cumsum(z, axis=1) / count
-    spread2 = np.maximum(np.cumsum(z**2, axis=1) / count - mean_z**2, 0.0)
-    half = _half_width(count, spread2, alpha)
-    half[:, : FIRST_LOOK - 1] = np.inf
-    return count, mean_z + x[:, :1], half
+    spread = np.sqrt(np.maximum(np.cumsum(z**2, axis=1) / count - mean_z**2, 0.0))
+    factor = _width_factor(count, alpha)
+    factor[: FIRST_LOOK - 1] = np.inf
+    bounded = np.isfinite(factor)
+    half = np.where(bounded, spread * np.where(bounded, factor, 0.0), np.inf)
+    return np.broadcast_to(count, x.shape), mean_z + x[:, :1], half
 
 
 def _path(x: np.ndarray, alpha: float) -> _Path:
