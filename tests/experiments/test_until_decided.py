@@ -267,3 +267,19 @@ def test_budgets_read_as_durations(text, seconds):
     from dat_lab.experiments.stopping import parse_duration
 
     assert parse_duration(text, "budget") == seconds
+
+
+def test_a_files_until_decided_section_makes_a_plain_run_sequential(tmp_path, cache, capsys):
+    path = write_experiment(tmp_path / "exp.yaml", VARIANTS, (0, 1), train=TRAIN, data=DATA,
+                            claims=CLAIMS, until_decided={"max_seeds": 4})  # fmt: skip
+    store = tmp_path / "store"
+    assert main(["run", str(path), "--dry-run", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 6 to train" in out  # the file's runs, as a plain dry run shows them
+    assert "file's seeds: a better than dead: undecided" in out
+    assert "next: 6 runs to train (a seed 0, a seed 1, dead seed 0" in out
+    assert "seeds: a [0, 1], dead [0, 1], a_log [0, 1]" in out
+
+    assert main(["run", str(path), "--dry-run", "--no-until-decided", "--store", str(store)]) == 0
+    assert "file's seeds:" not in capsys.readouterr().out
+    assert not store.exists()
