@@ -80,7 +80,7 @@ class SeedLists:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SequentialResult:
     """How the sequential run ended: the last decisions, why it stopped, the seeds spent."""
 
     decisions: dict[str, Decision]
@@ -178,7 +178,7 @@ class UntilDecidedRun:
             return [], f"--max-seeds ({self.limits.max_seeds}) is reached"
         return variants, None
 
-    def run(self, execute: Execute, dry: bool = False) -> Outcome:
+    def run(self, execute: Execute, dry: bool = False) -> SequentialResult:
         """The file's seeds, then rounds until a stop (see the module docstring). ``dry``:
         ``execute`` only says whether the runs have finished; the first round with runs
         still to train ends it (what ``--dry-run`` shows)."""
@@ -190,14 +190,14 @@ class UntilDecidedRun:
             if not ok:
                 if dry:
                     todo = [s for s in pending if self.value(s.variant, s.seed) is None]
-                    return self.outcome(
+                    return self.result(
                         decisions,
                         f"next: {len(todo)} runs to train (" + ", ".join(map(_label, todo)) + ")",
                     )
-                return self.outcome(decisions, "some runs did not finish", ok=False)
+                return self.result(decisions, "some runs did not finish", ok=False)
             variants, stop = self.next_round(decisions)
             if stop is not None:
-                return self.outcome(decisions, stop)
+                return self.result(decisions, stop)
             self.state.rounds += 1
             pending = [self.spec(v, self.state.add(v)) for v in variants]
             self.log(f"round {self.state.rounds}: adding " + ", ".join(map(_label, pending)))
@@ -206,9 +206,11 @@ class UntilDecidedRun:
         """Whether every run of ``specs`` has finished (the dry run's executor)."""
         return all(self.value(s.variant, s.seed) is not None for s in specs)
 
-    def outcome(self, decisions: dict[str, Decision], stopped: str, ok: bool = True) -> Outcome:
+    def result(
+        self, decisions: dict[str, Decision], stopped: str, ok: bool = True
+    ) -> SequentialResult:
         seeds = {v: list(s) for v, s in self.state.seeds.items()}
-        return Outcome(decisions, stopped, seeds, self.spent_s(), ok)
+        return SequentialResult(decisions, stopped, seeds, self.spent_s(), ok)
 
     # -- what it prints -----------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class UntilDecidedRun:
         for test in self.tests:
             self.log(f"{look}: {claim_line(test, decisions[test.name], self.state.seeds)}")
 
-    def summary(self, outcome: Outcome) -> list[str]:
+    def summary(self, outcome: SequentialResult) -> list[str]:
         """The end: why it stopped, each claim, the seeds spent beside a fixed design's."""
         lines = [f"stopped: {outcome.stopped}"]
         lines.append("seeds: " + ", ".join(f"{v} {s}" for v, s in outcome.seeds.items()))
@@ -230,7 +232,7 @@ class UntilDecidedRun:
         lines.append(self.fixed_line(outcome))
         return lines
 
-    def fixed_line(self, outcome: Outcome) -> str:
+    def fixed_line(self, outcome: SequentialResult) -> str:
         """What a fixed design (every variant the same seeds, chosen in advance) would need
         for 80% power on every claim, at the observed differences and spreads."""
         needs = {
