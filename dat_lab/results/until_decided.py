@@ -224,10 +224,12 @@ class UntilDecidedRun:
         lines = [f"stopped: {outcome.stopped}"]
         lines.append("seeds: " + ", ".join(f"{v} {s}" for v, s in outcome.seeds.items()))
         lines += [claim_line(t, outcome.decisions[t.name], outcome.seeds) for t in self.tests]
-        spent = sum(len(s) for s in outcome.seeds.values())
-        per_variant = ", ".join(f"{v} {len(s)}" for v, s in outcome.seeds.items())
+        done = {v: [s for s in seeds if self.value(v, s) is not None]
+                for v, seeds in outcome.seeds.items()}  # fmt: skip
+        per_variant = ", ".join(f"{v} {len(s)}" for v, s in done.items())
         lines.append(
-            f"seeds spent: {spent} runs ({per_variant}); {outcome.spent_s:.0f} s of training"
+            f"seeds spent: {sum(map(len, done.values()))} finished runs ({per_variant}); "
+            f"{outcome.spent_s:.0f} s of training"
         )
         lines.append(self.fixed_line(outcome))
         return lines
