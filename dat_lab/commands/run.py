@@ -3,6 +3,7 @@
     dat-lab run EXPERIMENT.yaml [key=value ...] [--dry-run] [--workers N] [--retry-failed]
                 [--rerun-stale] [--store DIR] [--lease SECONDS]
                 [--launcher local|slurm [--wait] [--status]]
+                [--until-decided [--max-seeds N] [--budget 2h]]
 
 Finished runs are skipped, an interrupted run resumes from its last checkpoint, failed runs
 are retrained only with ``--retry-failed``. A skipped or resumed run that other model,
@@ -14,6 +15,10 @@ document is moved to the store's quarantine and trained again (see docs/store.md
 With ``--launcher slurm`` the runs are submitted as a SLURM job array and the command returns
 (0) at once, or with ``--wait`` once the jobs have ended (then as above); ``--status`` shows
 each run's state and job.
+With ``--until-decided`` (or an ``until_decided:`` section in the file) the file's seeds run
+first, then seeds are added in rounds to the variants of the claims still undecided, until
+every claim is decided, ``--max-seeds`` or the ``--budget`` of training time is reached
+(``dat_lab.results.until_decided``).
 """
 
 from __future__ import annotations
@@ -75,6 +80,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--status", action="store_true", help="print each run's state and SLURM job, and exit"
     )
+    g = p.add_argument_group("sequential seeds (docs/until_decided.md)")
+    g.add_argument(
+        "--until-decided",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the file's seeds, add seeds to the variants of undecided claims until "
+        "every claim is decided (default: on when the file has an until_decided: section)",
+    )
+    g.add_argument(
+        "--max-seeds", type=int, default=None, help="seeds per variant at most (default 20)"
+    )
+    g.add_argument(
+        "--budget",
+        default=None,
+        help="stop adding seeds once the runs' recorded training time reaches this (2h, 90m)",
+    )
     add_launcher_args(p)
     p.set_defaults(func=run)
     return p
@@ -107,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(exp.seeds)} seeds), store {store.root}",
         flush=True,
     )
+    limits = _until_decided(args, exp)
     workers = workers or default_workers(specs)
     check_workers(specs, workers)
     if args.status:
@@ -116,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         print_plan(specs, store, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale)
+        if limits is not None:
+            return _sequential(args, exp, specs, store, limits, workers, dry=True)
         from dat_lab.results.seeds import seeds_needed_lines
 
         for line in seeds_needed_lines(store.root, exp.name, exp.design()):
@@ -130,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     with store_writes(store.root):  # a full or read-only store: one line, exit 3
         store.write_design(exp.name, exp.design())  # the report's baseline and claims
+    if limits is not None:
+        return _sequential(args, exp, specs, store, limits, workers, resources=resources)
     if resources is not None:
         return _submit(args, specs, store, resources)
     started = time.monotonic()
@@ -151,6 +177,89 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _until_decided(args: argparse.Namespace, exp: Any) -> Any:
+    """The sequential run's limits (the file's section, the flags on top), or None."""
+    from dat_lab.experiments.stopping import UntilDecided
+
+    on = args.until_decided if args.until_decided is not None else exp.until_decided is not None
+    if not on:
+        for flag, value in (("--max-seeds", args.max_seeds), ("--budget", args.budget)):
+            if value is not None:
+                raise ConfigError("is a limit of --until-decided, which is off", flag)
+        return None
+    if not exp.claims:
+        raise ConfigError(
+            "the experiment has no claims to decide (claims: [{better: A, than: B}])",
+            "--until-decided",
+            args.experiment,
+        )
+    limits = (exp.until_decided or UntilDecided()).with_flags(args.max_seeds, args.budget)
+    if limits.max_seeds < len(exp.seeds):
+        raise ConfigError(
+            f"got {limits.max_seeds}, fewer than the file's {len(exp.seeds)} seeds", "--max-seeds"
+        )
+    return limits
+
+
+def _sequential(
+    args: argparse.Namespace,
+    exp: Any,
+    specs: list,
+    store: Any,
+    limits: Any,
+    workers: int,
+    dry: bool = False,
+    resources: Any = None,
+) -> int:
+    """``--until-decided``: the rounds, each trained like a plain ``dat-lab run``."""
+    from dat_lab.experiments.plan import print_results
+    from dat_lab.experiments.pool import run_experiment
+    from dat_lab.experiments.runner import stored_outcome
+    from dat_lab.results.until_decided import UntilDecidedRun
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    seq = UntilDecidedRun(exp, args.experiment, overrides, store, limits, _say)
+    seq.seed_specs(specs)
+    trained: list = []
+
+    def execute(batch: list) -> bool:
+        trained.extend(batch)
+        if resources is not None:
+            from dat_lab.launchers import slurm
+
+            slurm.check_available()
+            slurm.submit_runs(batch, store, resources, retry_failed=args.retry_failed)
+            slurm.wait([j["job_id"] for s in batch if (j := slurm.recorded_job(store, s.run_id))])
+            return all(stored_outcome(s, store).ok for s in batch)
+        outcomes = run_experiment(
+            batch,
+            store,
+            workers=min(workers, len(batch)),
+            retry_failed=args.retry_failed,
+            rerun_stale=args.rerun_stale,
+        )
+        return all(o.ok for o in outcomes)
+
+    started = time.monotonic()
+    outcome = seq.run(seq.finished if dry else execute, dry=dry)
+    if not dry:
+        print_results(trained, store)
+        print(f"done in {time.monotonic() - started:.0f} s", flush=True)
+    for line in seq.summary(outcome):
+        _say(line)
+    if not outcome.ok:
+        _say(
+            "some runs did not finish: see the reasons above; rerun to resume, "
+            "--retry-failed to retrain failed runs"
+        )
+        return 1
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _submit(args: argparse.Namespace, specs: list, store: Any, resources: Any) -> int:

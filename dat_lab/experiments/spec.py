@@ -15,6 +15,8 @@ An experiment file::
       s2: {}
     baseline: s2                     # optional; the report compares every variant with it
     claims: [{better: s2, than: s0}] # optional; the report says supported/contradicted/...
+                                     # (claims.py: margins, equivalence)
+    until_decided: {max_seeds: 8}    # optional; add seeds until the claims are decided
 
 Every variant x seed resolves to one :class:`RunConfig` (model, data, train with the seed),
 validated in full before anything trains; its hash names the run in the store. The model's
@@ -31,6 +33,7 @@ from typing import Any
 
 from dat_lab.data.config import DataConfig
 from dat_lab.data.datamodule import build_datamodule
+from dat_lab.experiments.claims import ReportClaim, parse_claims
 from dat_lab.experiments.overrides import (
     DOTTED_KEY_RULE,
     SECTIONS,
@@ -40,6 +43,7 @@ from dat_lab.experiments.overrides import (
 )
 from dat_lab.experiments.resources import SlurmResources
 from dat_lab.experiments.run_config import RunConfig, RunSpec
+from dat_lab.experiments.stopping import UntilDecided
 from dat_lab.experiments.weights import pin_source
 from dat_lab.models.config import DatConfig
 from dat_lab.models.presets import resolve_model_config
@@ -58,15 +62,6 @@ DATA_DERIVED = ("num_classes", "in_chans", "img_size")
 
 
 @dataclass(frozen=True)
-class ReportClaim:
-    """A claim about two variants that the report checks: ``better`` scores better than
-    ``than`` on the report's metric."""
-
-    better: str
-    than: str
-
-
-@dataclass(frozen=True)
 class ExperimentFile:
     """The schema of an experiment YAML file."""
 
@@ -77,8 +72,9 @@ class ExperimentFile:
     description: str = ""
     store: Path | None = None
     baseline: str | None = None  # None: the report picks (the paper's default, else the first)
-    claims: tuple[ReportClaim, ...] = ()
+    claims: tuple[ReportClaim, ...] = ()  # parsed by claims.parse_claims
     slurm: SlurmResources | None = None  # what `--launcher slurm` asks for (resources.py)
+    until_decided: UntilDecided | None = None  # run seeds until the claims are decided
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must not be empty")
@@ -105,12 +101,13 @@ class ExperimentFile:
             check(self.baseline in self.variants, "baseline",
                   f"unknown variant {self.baseline!r}; {allowed}")  # fmt: skip
         for i, claim in enumerate(self.claims):
-            for key in ("better", "than"):
-                name = getattr(claim, key)
-                check(name in self.variants, f"claims.{i}.{key}",
-                      f"unknown variant {name!r}; {allowed}")  # fmt: skip
-            check(claim.better != claim.than, f"claims.{i}",
-                  f"compares {claim.better!r} with itself")  # fmt: skip
+            claim.check_variants(self.variants, f"claims.{i}")
+        if self.until_decided is not None:
+            check(bool(self.claims), "until_decided",
+                  "needs claims to decide (claims: [{better: A, than: B}, ...])")  # fmt: skip
+            check(self.until_decided.max_seeds >= len(self.seeds), "until_decided.max_seeds",
+                  f"got {self.until_decided.max_seeds}, fewer than the file's "
+                  f"{len(self.seeds)} seeds")  # fmt: skip
 
     def design(self) -> dict[str, Any]:
         """What the report needs from the file (stored beside the runs by ``dat-lab run``):
@@ -119,7 +116,7 @@ class ExperimentFile:
             "variants": list(self.variants),
             "seeds": list(self.seeds),
             "baseline": self.baseline,
-            "claims": [{"better": c.better, "than": c.than} for c in self.claims],
+            "claims": [c.as_mapping() for c in self.claims],
         }
 
 
@@ -133,6 +130,7 @@ def load_experiment(
     path = Path(path)
     raw = load_config_file(path)
     _check_misplaced_sections(raw, path)
+    raw = {**raw, "claims": parse_claims(raw, path)} if "claims" in raw else raw
     exp = from_mapping(ExperimentFile, raw, file=path)
     common = _split_overrides(overrides or {}, path, COMMAND_LINE)
     facts = DataFacts()

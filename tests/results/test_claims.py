@@ -194,7 +194,7 @@ def test_bundled_experiments_state_the_papers_baseline_and_claims():
         for n in ("offset_range", "stage_placement", "attention_ablation")
     }
     assert designs["offset_range"]["baseline"] == "s2"
-    assert {"better": "s2", "than": "s0"} in designs["offset_range"]["claims"]
+    assert {"better": "s2", "than": "s0", "within": 1.0} in designs["offset_range"]["claims"]
     assert designs["stage_placement"]["baseline"] == "D_34"
     assert {"better": "D_34", "than": "none"} in designs["stage_placement"]["claims"]
     assert designs["attention_ablation"]["baseline"] == "DAT"
