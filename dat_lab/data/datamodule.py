@@ -99,7 +99,12 @@ class DatLabDataModule(pl.LightningDataModule):
         self._resume_position = dict(state) if state else None
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._require(self.val_set), shuffle=False, **self._loader_kwargs())
+        val_set = self._require(self.val_set)
+        if isinstance(val_set, IterableDataset):
+            return iterable.EpochLoader(
+                val_set, self.cfg.seed, self._current_epoch, **self._loader_kwargs()
+            )
+        return DataLoader(val_set, shuffle=False, **self._loader_kwargs())
 
     def test_dataloader(self) -> DataLoader:
         """The validation set: none of these data sets has a labelled test split of its own."""

@@ -19,6 +19,7 @@ buffer is seeded once per process). A mid-epoch checkpoint restarts the epoch's 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,6 +59,18 @@ def check_shards(dataset: Any, world: int, num_workers: int, where: str) -> None
         )
 
 
+def shard_count(dataset: Any) -> int:
+    """The shards of a timm wds or hfids dataset's split."""
+    reader = dataset.reader
+    split_info = getattr(reader, "split_info", None)
+    if split_info is not None and hasattr(split_info, "filenames"):  # wds
+        return len(split_info.filenames)
+    import datasets  # hfids: the files of the split, as a streaming dataset splits them
+
+    stream = datasets.load_dataset(reader.name, split=reader.split, streaming=True)
+    return int(stream.num_shards)
+
+
 class EpochLoader(DataLoader):
     """A loader of a timm iterable dataset that sets its epoch before every pass.
 
@@ -84,6 +97,14 @@ class EpochLoader(DataLoader):
         for batch in super().__iter__():
             self._batches_done += 1
             yield batch
+
+    def __len__(self) -> int:
+        """Batches per epoch: each worker batches its own ``len(dataset) / workers`` samples,
+        so its last batch may be partial (DataLoader's own count would drop those)."""
+        workers = max(1, self.num_workers)
+        per_worker = math.ceil(len(self.dataset) / workers)  # type: ignore[arg-type]
+        assert self.batch_size is not None
+        return workers * math.ceil(per_worker / self.batch_size)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self._current, "batches_done": self._batches_done}

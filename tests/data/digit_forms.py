@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TRAIN, VAL = 240, 40  # 4 shards of 60 / 20 of 2, 10 classes
+TRAIN, VAL = 240, 40  # webdataset: 4 shards of 60 and 4 of 10; 10 classes
 NAMES = tuple(f"d{i}" for i in range(10))
 SIDE = 16
-WDS_SHARDS = {"train": 4, "validation": 2}
+WDS_SHARDS = {"train": 4, "validation": 4}
+HF_SHARDS = 4
 
 
 def digits(side: int = SIDE) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -47,9 +48,9 @@ def fingerprint(image: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()[:12]
 
 
-def expected(split: str = "train") -> list[tuple[str, int]]:
+def expected(split: str = "train", side: int = SIDE) -> list[tuple[str, int]]:
     """The sorted multiset of (pixels, label) of a split."""
-    images, labels = digits()[split]
+    images, labels = digits(side)[split]
     return sorted((fingerprint(im), int(y)) for im, y in zip(images, labels, strict=True))
 
 
@@ -103,7 +104,7 @@ def write_wds(root: Path) -> Path:
 
 
 def write_parquet(root: Path) -> Path:
-    """A hub-style HF dataset: ``data/<split>-00000-of-00001.parquet`` with ClassLabel names."""
+    """A hub-style HF dataset: ``data/<split>-0000K-of-00004.parquet`` with ClassLabel names."""
     import datasets
 
     features = datasets.Features(
@@ -115,7 +116,9 @@ def write_parquet(root: Path) -> Path:
             "label": [int(y) for y in labels],
         }
         ds = datasets.Dataset.from_dict(table, features=features)
-        ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+        for s in range(HF_SHARDS):  # hfids: one shard a reader
+            part = ds.shard(HF_SHARDS, s, contiguous=True)
+            part.to_parquet(str(root / "data" / f"{split}-{s:05d}-of-{HF_SHARDS:05d}.parquet"))
     return root
 
 
