@@ -156,7 +156,7 @@ def create(
         return create_dataset(dataset, root=root, **kwargs)
     except ValueError as err:
         if "split" in str(err).lower():
-            raise ConfigError(f"{dataset}: {err}", key) from None
+            raise ConfigError(f"split {split!r} not found in {str(path)!r} ({err})", key) from None
         raise ConfigError(
             f"timm cannot read {dataset or 'folder'} at {path}: {err}", "data.path"
         ) from None

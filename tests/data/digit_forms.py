@@ -92,7 +92,9 @@ def write_wds(root: Path) -> Path:
         for s, name in enumerate(names):
             with wds.TarWriter(str(root / name)) as sink:
                 for i in range(s * per, (s + 1) * per):
-                    sink.write({"__key__": f"{i:05d}", "png": png(images[i]), "cls": int(labels[i])})
+                    sink.write(
+                        {"__key__": f"{i:05d}", "png": png(images[i]), "cls": int(labels[i])}
+                    )
         info["splits"][split] = {
             "name": split,
             "num_samples": len(images),
@@ -129,7 +131,9 @@ def write_cifar_python(root: Path, side: int = 32) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     split = digits(side)
     train_images, train_labels = split["train"]
-    files = {f"data_batch_{i + 1}": part for i, part in enumerate(np.array_split(np.arange(TRAIN), 5))}
+    files = {
+        f"data_batch_{i + 1}": part for i, part in enumerate(np.array_split(np.arange(TRAIN), 5))
+    }
     for name, index in files.items():
         _pickle_batch(folder / name, train_images[index], train_labels[index])
     _pickle_batch(folder / "test_batch", *split["validation"])

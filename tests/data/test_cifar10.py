@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dat_lab.data import build_datamodule
-from dat_lab.data import cifar
+from dat_lab.data import build_datamodule, cifar
 from dat_lab.data.config import DataConfig
 from dat_lab.schema import ConfigError
 

@@ -3,13 +3,20 @@ dataset (and CIFAR's python version): each trains, and each epoch sees every sam
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
-from digit_forms import NAMES, TRAIN, VAL, expected, write_cifar_python
-from digit_forms import write_folder, write_parquet, write_tar, write_wds
-from form_training import fit_and_record, pixel_datamodule
+from digit_forms import (
+    NAMES,
+    TRAIN,
+    VAL,
+    expected,
+    write_cifar_python,
+    write_folder,
+    write_parquet,
+    write_tar,
+    write_wds,
+)
+from form_training import fit_and_record
 
 from dat_lab.data import DataConfig, build_datamodule
 
