@@ -83,7 +83,7 @@ def pixel_datamodule(cfg: DataConfig):
 
 
 def fit_and_record(cfg: DataConfig, out: Path, epochs: int = 2, devices: int = 1) -> list[dict]:
-    """Fit ``epochs`` epochs on ``devices`` CPU processes (ddp_spawn, gloo, when 2); return
+    """Fit ``epochs`` epochs on ``devices`` CPU processes (ddp_fork, gloo, when 2); return
     the records of each (rank, epoch), sorted by name."""
     out.mkdir(parents=True, exist_ok=True)
     dm = pixel_datamodule(cfg) if devices == 1 else _SpawnedPixels(cfg)
@@ -93,7 +93,7 @@ def fit_and_record(cfg: DataConfig, out: Path, epochs: int = 2, devices: int = 1
         max_epochs=epochs,
         accelerator="cpu",
         devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
+        strategy="ddp_fork" if devices > 1 else "auto",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -105,7 +105,7 @@ def fit_and_record(cfg: DataConfig, out: Path, epochs: int = 2, devices: int = 1
 
 
 class _SpawnedPixels(pl.LightningDataModule):
-    """The DataModule built again in each spawned rank (iterable readers need the group)."""
+    """The DataModule built again in each forked rank (iterable readers need the group)."""
 
     def __init__(self, cfg: DataConfig):
         super().__init__()
