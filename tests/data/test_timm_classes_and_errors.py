@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from digit_forms import NAMES, TRAIN, digits, write_folder, write_parquet, write_tar, write_wds
 
 from dat_lab.data import DataConfig, build_datamodule, readers
+from dat_lab.data.classes import read_class_file
 from dat_lab.schema import ConfigError, config_hash, from_mapping, identity_mapping
 
 PICK = ("d7", "d2", "d9")
@@ -158,3 +162,9 @@ def test_nothing_is_fetched_from_the_hub(roots, monkeypatch):
     dm = build_datamodule(timm_cfg(roots["hfds/"], "hfds/"))
     dm.setup("fit")
     assert dm.class_names == NAMES and len(dm.val_set) > 0
+
+
+def test_the_bundled_imagenet100_list_holds_100_distinct_wordnet_ids():
+    names = read_class_file(Path(__file__).resolve().parents[2] / "docs" / "imagenet100.txt")
+    assert len(names) == 100 and all(re.fullmatch(r"n\d{8}", n) for n in names)
+    assert names[0] == "n02869837" and names[-1] == "n02090622"
