@@ -106,12 +106,14 @@ def write_wds(root: Path) -> Path:
 
 
 def write_parquet(root: Path) -> Path:
-    """A hub-style HF dataset: ``data/<split>-0000K-of-00004.parquet`` with ClassLabel names."""
+    """A hub-style HF dataset: ``data/<split>-0000K-of-00004.parquet`` (ClassLabel names in
+    the schema) and the README.md card that declares features and split sizes."""
     import datasets
 
     features = datasets.Features(
         {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(NAMES))}
     )
+    splits = []
     for split, (images, labels) in digits().items():
         table = {
             "image": [{"bytes": png(im), "path": None} for im in images],
@@ -121,6 +123,34 @@ def write_parquet(root: Path) -> Path:
         for s in range(HF_SHARDS):  # hfids: one shard a reader
             part = ds.shard(HF_SHARDS, s, contiguous=True)
             part.to_parquet(str(root / "data" / f"{split}-{s:05d}-of-{HF_SHARDS:05d}.parquet"))
+        splits.append({"name": split, "num_bytes": ds.data.nbytes, "num_examples": len(ds)})
+    _write_card(root, splits)
+    return root
+
+
+def _write_card(root: Path, splits: list[dict]) -> None:
+    """The README.md dataset card the hub's datasets carry: features, splits, data files."""
+    import yaml
+
+    names = {str(i): name for i, name in enumerate(NAMES)}
+    card = {
+        "dataset_info": {
+            "features": [
+                {"name": "image", "dtype": "image"},
+                {"name": "label", "dtype": {"class_label": {"names": names}}},
+            ],
+            "splits": splits,
+        },
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": s["name"], "path": f"data/{s['name']}-*"} for s in splits
+                ],
+            }
+        ],
+    }
+    (root / "README.md").write_text(f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n")
     return root
 
 

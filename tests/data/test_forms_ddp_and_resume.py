@@ -25,6 +25,7 @@ WRITERS = {
     "tar": ("", write_tar),
     "hfds": ("hfds/", write_parquet),
     "wds": ("wds/", write_wds),
+    "hfids": ("hfids/", write_parquet),
 }
 
 
@@ -84,9 +85,12 @@ def test_webdataset_shards_resume_at_the_epoch_boundary(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_over_webdataset_shards_see_each_sample_once_per_epoch(tmp_path):
-    root = write_wds(tmp_path / "wds")
-    records = fit_and_record(cfg("wds", root, num_workers=2), tmp_path / "out", devices=2)
+@pytest.mark.parametrize("form", ["wds", "hfids", "folder"])
+def test_two_gloo_ranks_see_each_sample_once_per_epoch(form, tmp_path):
+    """Iterable readers shard themselves over 2 ranks x 2 workers; map-style ones go through
+    the epoch-seeded sharded sampler."""
+    root = write(form, tmp_path / form)
+    records = fit_and_record(cfg(form, root, num_workers=2), tmp_path / "out", devices=2)
     assert len(records) == 4  # 2 epochs x 2 ranks, sorted rank0-epoch0, rank0-epoch1, ...
     want = expected("train")
     for epoch in (0, 1):
