@@ -301,6 +301,11 @@ class DataConfig:
         object.__setattr__(self, "classes", names)
 
     def _check_timm(self) -> None:
+        # A knob written at its default is stored as left out: one config, one run id.
+        defaults = {"dataset": "", "train_split": TIMM_SPLITS[0], "val_split": TIMM_SPLITS[1]}
+        for key, default in defaults.items():
+            if getattr(self, key) == default:
+                object.__setattr__(self, key, None)
         prefix, sep, _ = (self.dataset or "").partition("/")
         check(
             not sep or prefix.lower() in TIMM_PREFIXES,

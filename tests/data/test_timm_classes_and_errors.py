@@ -168,3 +168,11 @@ def test_the_bundled_imagenet100_list_holds_100_distinct_wordnet_ids():
     names = read_class_file(Path(__file__).resolve().parents[2] / "docs" / "imagenet100.txt")
     assert len(names) == 100 and all(re.fullmatch(r"n\d{8}", n) for n in names)
     assert names[0] == "n02869837" and names[-1] == "n02090622"
+
+
+def test_timm_knobs_written_at_their_defaults_make_the_same_run_id(roots):
+    base = {"name": "timm", "path": str(roots[""]), "img_size": 16, "batch_size": 8}
+    spelled = {**base, "dataset": "", "train_split": "train", "val_split": "validation"}
+    assert config_hash(from_mapping(DataConfig, spelled)) == config_hash(
+        from_mapping(DataConfig, base)
+    )
