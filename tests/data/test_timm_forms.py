@@ -55,6 +55,7 @@ def cfg(form, roots, **extra) -> DataConfig:
     )
 
 
+@pytest.mark.slow  # 2 loader worker processes an epoch
 @pytest.mark.parametrize("form", [*FORMS, "cifar10"])
 def test_every_form_trains_and_each_epoch_sees_every_sample_once(form, roots, tmp_path):
     records = fit_and_record(cfg(form, roots, num_workers=2), tmp_path, epochs=2)
