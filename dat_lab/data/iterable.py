@@ -65,7 +65,7 @@ def shard_count(dataset: Any) -> int:
     split_info = getattr(reader, "split_info", None)
     if split_info is not None and hasattr(split_info, "filenames"):  # wds
         return len(split_info.filenames)
-    import datasets  # hfids: the files of the split, as a streaming dataset splits them
+    import datasets  # lazy, the optional [hf] extra; hfids: the split's files, as it streams them
 
     stream = datasets.load_dataset(reader.name, split=reader.split, streaming=True)
     return int(stream.num_shards)

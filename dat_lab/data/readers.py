@@ -62,6 +62,8 @@ def go_offline() -> None:
     """Make the Hugging Face libraries read local files only (also if already imported)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
+    # Lazy: the optional [hf] extra (require_extra checked it), and the variables above must
+    # be set before datasets is first imported.
     import datasets
     import huggingface_hub
 
@@ -223,7 +225,7 @@ def _hf_label_names(features: Any, folder: Path, label_key: str = "label") -> tu
 def hf_class_names(folder: Path) -> tuple[str, ...]:
     """The label names a local HF dataset declares (read offline, no data loaded)."""
     go_offline()
-    import datasets
+    import datasets  # lazy: the optional [hf] extra
 
     try:
         builder = datasets.load_dataset_builder(str(folder))
