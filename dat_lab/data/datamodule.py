@@ -266,11 +266,15 @@ class TimmDataModule(DatLabDataModule):
         self.splits = dict(zip(("train", "val"), cfg.splits(), strict=True))
         wanted = cfg.class_list()
         if wanted is not None and self.prefix in (*readers.ITERABLE, "torch"):
+            why = (
+                "torchvision's data sets have their own fixed classes; use name: cifar10 or "
+                "cifar100"
+                if self.prefix == "torch"
+                else "an iterable reader must know its samples per epoch before reading; use "
+                "a folder, tar or hfds/ form, or shards written from the subset"
+            )
             raise ConfigError(
-                f"cannot pick classes of a {self.prefix}/ reader (an iterable reader must know "
-                "its samples per epoch before reading); use a folder, tar or hfds/ form, or "
-                "shards written from the subset",
-                "data.classes",
+                f"cannot pick classes of a {self.prefix}/ reader ({why})", "data.classes"
             )
         self._train: Any = None
         if self.prefix in readers.ITERABLE:
