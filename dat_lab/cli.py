@@ -22,7 +22,7 @@ EXIT_STORE_WRITE = STORE_WRITE_EXIT
 EXIT_INTERRUPTED = 130
 
 # Subcommand modules under dat_lab.commands, in the order `dat-lab --help` lists them.
-COMMANDS = ("run", "sweep", "flops", "report", "visualize", "evaluate", "store")
+COMMANDS = ("run", "sweep", "flops", "report", "visualize", "evaluate", "store", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,13 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dat_lab.schema import ConfigError, check
+from dat_lab.data.classes import check_class_list, read_class_file
+from dat_lab.schema import ConfigError, added_field, check
 
-DatasetName = Literal["shapes", "digits", "imagefolder", "cifar10"]
+DatasetName = Literal["shapes", "digits", "imagefolder", "cifar10", "cifar100", "timm"]
 ShapesTask = Literal["pathfinder", "svrt", "aligned"]
 Interpolation = Literal["bicubic", "bilinear", "nearest"]
 
-ON_DISK = ("imagefolder", "cifar10")  # the user's files: path required
+ON_DISK = ("imagefolder", "cifar10", "cifar100", "timm")  # the user's files: path required
+# timm dataset strings dat-lab reads offline: "" (a folder or a tar), then these prefixes.
+TIMM_PREFIXES = ("hfds", "hfids", "wds", "torch")
+TIMM_SPLITS = ("train", "validation")  # default train_split, val_split (timm's, HF's names)
 
 # Knobs of each shapes task and their defaults (a knob name shared by two tasks means the same
 # thing in both). Calibration, 1 CPU thread, 8 epochs of 4000 images at 32 px (~1 minute): a
@@ -182,12 +186,15 @@ class DataConfig:
 
     Args:
         name: ``shapes`` (synthetic Pathfinder/SVRT, 1 channel, 2 classes), ``digits``
-            (scikit-learn's handwritten digits, 1 channel, 10 classes), ``cifar10`` (binary
-            batches at ``path``, 3 channels, 10 classes) or ``imagefolder`` (ImageNet layout at
-            ``path``, 3 channels).
+            (scikit-learn's handwritten digits, 1 channel, 10 classes), ``cifar10`` /
+            ``cifar100`` (binary or python-version batches at ``path``, 3 channels, 10 / 100
+            classes), ``imagefolder`` (ImageNet layout at ``path``, 3 channels) or ``timm``
+            (any of timm's dataset readers at ``path``: see ``dataset``).
         img_size: side of the square images fed to the model.
         batch_size: images per batch (train and eval).
-        path: folder of the data (cifar10, imagefolder only).
+        path: folder of the data (cifar10, cifar100, imagefolder, timm only; timm: a folder,
+            a folder of ``<split>.tar`` files, a local HF dataset folder, or a folder of
+            webdataset shards with ``_info.json``).
         num_workers: data-loader worker processes (0 = load in the main process).
         seed: data seed: draws the shapes images, and orders the batches of every data set.
         train_size: shapes only: training images; ``None`` = 2000.
@@ -195,7 +202,17 @@ class DataConfig:
         cache_dir: shapes only: where generated sets are cached; ``None`` =
             ``$XDG_CACHE_HOME/dat_lab/shapes`` or ``~/.cache/dat_lab/shapes``.
         shapes: shapes only: task and difficulty; ``None`` = ``ShapesConfig()``.
-        augment: imagefolder only: training augmentation; ``None`` = ``AugmentConfig()``.
+        augment: imagefolder, timm only: training augmentation; ``None`` =
+            ``AugmentConfig()``.
+        dataset: timm only: timm's dataset string: ``""`` (``None``) for a folder or tar,
+            ``hfds/`` / ``hfids/`` for a local Hugging Face dataset (``hfds/NAME`` reads
+            ``path/NAME``), ``wds/`` for webdataset shards, ``torch/cifar10`` and the like.
+        train_split, val_split: timm only: the splits; ``None`` = ``train``, ``validation``
+            (for a folder or tar: a sub-folder or ``<split>.tar``; ``val`` also answers to
+            ``validation``, as in timm).
+        classes: a class list file (one name per line) or a list of names: train and
+            validate on these classes only, labelled ``0..N-1`` in this order (not shapes,
+            digits). A file is read now, and the run id covers its names, not its path.
     """
 
     name: DatasetName
@@ -209,9 +226,16 @@ class DataConfig:
     cache_dir: Path | None = None
     shapes: ShapesConfig | None = None
     augment: AugmentConfig | None = None
+    dataset: str | None = added_field(None)
+    train_split: str | None = added_field(None)
+    val_split: str | None = added_field(None)
+    classes: Path | tuple[str, ...] | None = added_field(None)
 
     def __post_init__(self) -> None:
         self._check_owners()
+        self._resolve_classes()
+        if self.name == "timm":
+            self._check_timm()
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -249,10 +273,49 @@ class DataConfig:
                 f"is a shapes knob but name is {self.name!r} (its split is fixed)",
             )
         check(
-            self.augment is None or self.name == "imagefolder",
+            self.augment is None or self.name in ("imagefolder", "timm"),
             "augment",
-            f"is an imagefolder knob but name is {self.name!r}",
+            f"is an imagefolder knob (and a timm knob) but name is {self.name!r}",
         )
+        for key in ("dataset", "train_split", "val_split"):
+            check(
+                getattr(self, key) is None or self.name == "timm",
+                key,
+                f"is a timm knob but name is {self.name!r}",
+            )
+        check(
+            self.classes is None or self.name in ON_DISK,
+            "classes",
+            f"picks classes of the user's data ({', '.join(ON_DISK)}); {self.name!r} has "
+            "its own fixed classes",
+        )
+
+    def _resolve_classes(self) -> None:
+        """A class list file becomes its names (so the run id covers them, not the path)."""
+        if isinstance(self.classes, Path):
+            names = read_class_file(self.classes)
+        elif self.classes is not None:
+            names = check_class_list(self.classes)
+        else:
+            return
+        object.__setattr__(self, "classes", names)
+
+    def _check_timm(self) -> None:
+        # A knob written at its default is stored as left out: one config, one run id.
+        defaults = {"dataset": "", "train_split": TIMM_SPLITS[0], "val_split": TIMM_SPLITS[1]}
+        for key, default in defaults.items():
+            if getattr(self, key) == default:
+                object.__setattr__(self, key, None)
+        prefix, sep, _ = (self.dataset or "").partition("/")
+        check(
+            not sep or prefix.lower() in TIMM_PREFIXES,
+            "dataset",
+            f"reader {prefix!r} is not one dat-lab reads offline; use '' (a folder or tar) or "
+            f"{', '.join(p + '/...' for p in TIMM_PREFIXES)}",
+        )
+        for key in ("train_split", "val_split"):
+            value = getattr(self, key)
+            check(value is None or bool(value.strip()), key, "must not be empty")
 
     def sizes(self) -> tuple[int, int]:
         """shapes: (train_size, val_size) with defaults filled in."""
@@ -267,5 +330,15 @@ class DataConfig:
         return self.shapes or ShapesConfig()
 
     def augmentation(self) -> AugmentConfig:
-        """imagefolder: the augmentation config, ``AugmentConfig()`` when not given."""
+        """imagefolder, timm: the augmentation config, ``AugmentConfig()`` when not given."""
         return self.augment or AugmentConfig()
+
+    def class_list(self) -> tuple[str, ...] | None:
+        """The chosen classes (``data.classes``, read), or ``None`` for all of them."""
+        assert not isinstance(self.classes, Path)  # __post_init__ reads a file
+        return self.classes
+
+    def splits(self) -> tuple[str, str]:
+        """timm: (train_split, val_split) with defaults filled in."""
+        train, val = TIMM_SPLITS
+        return self.train_split or train, self.val_split or val

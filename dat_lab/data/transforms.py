@@ -8,11 +8,14 @@ data set      mean                        std                         source
 shapes        0.5                         0.5                         maps ink [0, 1] to [-1, 1]
 digits        0.3053                      0.3760                      all 1,797 images, 8x8
 cifar10       0.4914, 0.4822, 0.4465      0.2470, 0.2435, 0.2616      the 50,000 train images
+cifar100      0.5071, 0.4865, 0.4409      0.2673, 0.2564, 0.2762      the 50,000 train images
 imagefolder   0.485, 0.456, 0.406         0.229, 0.224, 0.225         ImageNet (timm default)
+timm          0.485, 0.456, 0.406         0.229, 0.224, 0.225         ImageNet (timm default)
 ============  ==========================  ==========================  =========================
 
-Augmentation: ``imagefolder`` trains with the paper's timm recipe (:func:`imagenet_train`);
-``cifar10`` trains with the usual random crop (4 px zero padding) and horizontal flip;
+Augmentation: ``imagefolder`` and ``timm`` train with the paper's timm recipe
+(:func:`imagenet_train`); ``cifar10`` and ``cifar100`` train with the usual random crop (4 px
+zero padding) and horizontal flip;
 ``shapes`` and ``digits`` are not augmented (a flip would change a digit; shapes are endless).
 Random choices use torch's generator, which the data loader seeds per worker from its own
 generator (and, with ``num_workers=0``, the global one that ``seed_everything`` sets).
@@ -37,7 +40,9 @@ NORMALIZATION: dict[str, MeanStd] = {
     "shapes": ((0.5,), (0.5,)),
     "digits": ((0.3053,), (0.3760,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagefolder": (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)),
+    "timm": (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)),
 }
 CIFAR_PAD = 4
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dat_lab.data import build_datamodule
-from dat_lab.data.cifar10 import RECORD_BYTES, TRAIN_FILES, VAL_FILES, load_cifar10_split
+from dat_lab.data import build_datamodule, cifar
 from dat_lab.data.config import DataConfig
 from dat_lab.schema import ConfigError
+
+BINARY = cifar.VERSIONS["cifar10"][0]
+TRAIN_FILES, VAL_FILES = BINARY.train, BINARY.val
+RECORD_BYTES = 1 + cifar.PIXELS
+
+
+def load_cifar10_split(path, split):
+    return cifar.load_split("cifar10", path, BINARY, split)
 
 
 def write_batch(file, images: np.ndarray, labels: np.ndarray) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -160,3 +162,17 @@ def test_randaugment_posterize_to_zero_bits_gives_black_instead_of_crashing(tmp_
         np.asarray(_posterize_keeping_zero_bits(image, 8)).tolist() == np.asarray(image).tolist()
     )
     assert np.asarray(_posterize_keeping_zero_bits(image, 1))[0, 0].tolist() == [128, 0, 0]
+
+
+def test_classes_keep_the_listed_folders_labelled_in_list_order(tmp_path):
+    dm = build_datamodule(cfg(make_tree(tmp_path), classes=("n03", "n01")))
+    assert dm.class_names == ("n03", "n01") and dm.num_classes == 2
+    dm.setup("fit")
+    labels = {Path(path).parent.name: label for path, label in dm.train_set.samples}
+    assert labels == {"n03": 0, "n01": 1}
+
+
+def test_a_listed_class_without_a_folder_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="'n09'") as info:
+        build_datamodule(cfg(make_tree(tmp_path), classes=("n01", "n09")))
+    assert info.value.key == "data.classes"
