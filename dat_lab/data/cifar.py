@@ -16,7 +16,7 @@ that is not a whole, non-zero number of records is refused (a smaller whole file
 so that tests and subsets can use small fixtures). Python-version files are pickled dicts
 (``data``: uint8 (N, 3072) in the same plane order; ``labels``, CIFAR-100: ``fine_labels``),
 read with :mod:`dat_lab.data.safe_pickle`, which refuses any file whose pickle names a
-function (torchvision's loader unpickles them with a bare ``pickle.load``). CIFAR-100 labels
+function (torchvision's loader unpickles them unrestricted). CIFAR-100 labels
 are its 100 fine classes.
 """
 

@@ -1,7 +1,7 @@
 """Reading numpy-array pickles (CIFAR's python version) without running any code they name.
 
 A pickle is a program: ``GLOBAL``/``STACK_GLOBAL`` opcodes look up any importable callable
-and ``REDUCE`` calls it, so a bare ``pickle.load`` of a crafted file runs ``os.system`` or
+and ``REDUCE`` calls it, so an unrestricted unpickler on a crafted file runs ``os.system`` or
 ``builtins.eval`` (CWE-502). :class:`ArrayUnpickler` resolves only the globals that an
 ndarray's pickle needs (its reconstruct function, ``ndarray``, ``dtype``) and refuses any
 other before it is called, the pattern of the Python docs' "Restricting Globals" section

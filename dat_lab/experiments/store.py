@@ -32,19 +32,8 @@ Every document is read through ``documents.py``: a file damaged after it was wri
 disk, an NFS client, a sync tool or a person) raises :class:`DamagedDocument` naming the run
 and the file, so no command trusts a run it cannot read or dies on it with a traceback.
 
-Typical use by an engine::
-
-    store.create(run_id, config, RunIdentity("placement", "stages_3_4", seed=0))
-    lock = store.try_lock(run_id)  # None: another worker has this run; skip it
-    if lock is not None:
-        with lock:
-            record = store.get(run_id)  # read under the lock: it may have finished meanwhile
-            if record.state is not RunState.FINISHED:
-                store.mark_running(run_id)
-                ...  # train, resuming from record.last_checkpoint if there is one
-                store.mark_finished(run_id, {"val/acc": 0.81})  # or mark_failed(run_id, why)
-
-State changes (``mark_*``) require the calling process to hold the run's lock.
+State changes (``mark_*``) require the calling process to hold the run's lock; docs/store.md
+shows how an engine uses the store ("The store from Python").
 """
 
 from __future__ import annotations
