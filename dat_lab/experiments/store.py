@@ -237,14 +237,7 @@ class RunStore:
 
     def runs(self) -> list[RunRecord]:
         """Every complete run, oldest first, read from the run directories (not the index)."""
-        return self.survey()[0]
-
-    def survey(self) -> tuple[list[RunRecord], int]:
-        """Every complete run, oldest first, and the number of incomplete run directories
-        (a ``create`` cut short: no ``config.json`` or ``run.json`` yet). Damaged runs are
-        left out (see :meth:`scan`)."""
-        scan = self.scan()
-        return scan.records, scan.incomplete
+        return self.scan().records
 
     def scan(self) -> StoreScan:
         """Every run directory, read: the complete runs (oldest first), the number of
