@@ -35,6 +35,7 @@ from dat_lab.sweeps.liveness import (
     ATTR_PID,
     ATTR_RETRIED,
     USER_FAIL_REASON,
+    USER_RUN_ID,
     Heartbeat,
     Liveness,
     Retry,
@@ -86,6 +87,7 @@ def work(
     with location.lock(study.name):
         optuna_study = open_study(study, location, storage)
     store = RunStore(options.store)
+    restore_complete_trials(optuna_study, study, store, options, log)
     report = WorkerReport()
     while True:
         with location.lock(study.name):
@@ -97,6 +99,29 @@ def work(
             continue
         state = _run_claimed(optuna_study, study, claim, store, options, location, log)
         report.outcomes[state.name] += 1
+
+
+def restore_complete_trials(
+    optuna_study: optuna.Study, study: Study, store: RunStore, options: WorkerOptions, log=print
+) -> int:
+    """Train again the run of each COMPLETE trial that the store no longer holds: quarantined
+    as damaged (``quarantine.py``), or deleted. The trial keeps its values (Optuna's record);
+    the store gets its run back, under the same run id, so reports and races see it again.
+    Returns how many runs were restored."""
+    restored = 0
+    for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        run_id = trial.user_attrs.get(USER_RUN_ID)
+        if run_id is None or store.get(run_id, lenient=True) is not None:
+            continue  # lenient: a damaged run reads as None; run_spec quarantines it
+        spec = study.run_spec(trial.params)
+        if spec.run_id != run_id:
+            continue  # stored under another study file's settings: not this study's run
+        log(f"trial {trial.number} ({run_id}): its run is missing or damaged; training it again")
+        ask = Ask(rerun_stale=options.rerun_stale)
+        label_ = f"trial {trial.number} ({run_id})"
+        outcome = run_spec(spec, store, {}, log, label=label_, quiet=options.quiet, ask=ask)
+        restored += outcome.result is RunOutcome.FINISHED
+    return restored
 
 
 def _run_claimed(

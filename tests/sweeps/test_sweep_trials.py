@@ -254,3 +254,33 @@ def test_the_free_study_runs_ten_trials_and_the_model_refuses_none(tmp_path):
         True,
         False,
     }  # both branches drawn
+
+
+@pytest.mark.parametrize("fault", ["garbage status", "deleted"])
+def test_a_complete_trials_damaged_or_deleted_run_is_trained_again(tmp_path, study_file, fault):
+    """The store lost a finished trial's run (a damaged status.json, or the directory gone):
+    the next sweep quarantines what is left, trains the run again under the same id and keeps
+    the trial; the retrained run's metrics equal the lost one's (deterministic training)."""
+    path = study_file("restore", space=offset_grid([0.0]), sampler={"type": "grid"})
+    optuna_study, _ = sweep(path, tmp_path)
+    (trial,) = optuna_study.trials
+    run_id = trial.user_attrs["run_id"]
+    store = RunStore(tmp_path / "store")
+    before = store.require(run_id).final
+    run_dir = store.run_dir(run_id)
+    if fault == "deleted":
+        for item in sorted(run_dir.rglob("*"), reverse=True):
+            item.rmdir() if item.is_dir() else item.unlink()
+        run_dir.rmdir()
+    else:
+        (run_dir / "status.json").write_bytes(b"\xff\xfe not json")
+
+    optuna_study, log = sweep(path, tmp_path)
+    assert [t.number for t in optuna_study.trials] == [0]  # no new trial: the budget is used
+    assert any("missing or damaged; training it again" in line for line in log), log
+    after = store.require(run_id)
+    assert after.state is RunState.FINISHED
+    for metric in ("val/acc1", "val/loss", "train/loss_epoch"):
+        assert after.final[metric] == before[metric], metric
+    quarantined = list((tmp_path / "store" / "quarantine").glob(f"{run_id}.*"))
+    assert len(quarantined) == (1 if fault == "garbage status" else 0)
