@@ -24,7 +24,7 @@ size, the kernel and the tile, so :func:`halo_layout` is cached and shared by al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -107,9 +107,12 @@ def _patterns(axis: AxisLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 @lru_cache(maxsize=LAYOUT_CACHE_SIZE)
 def halo_layout(h: int, w: int, kernel: int, tile: int, device: torch.device) -> HaloLayout:
-    """The blocked layout of an ``h x w`` map (``h, w >= kernel``), cached per size."""
-    rows = axis_layout(h, kernel, tile, device)
-    cols = axis_layout(w, kernel, tile, device)
+    """The blocked layout of an ``h x w`` map (``h, w >= kernel``), cached per size.
+
+    Built on the CPU and then moved to ``device``: these are small integer tables, and
+    ``torch.unique`` has no meta kernel (timm builds models on the meta device)."""
+    rows = axis_layout(h, kernel, tile)
+    cols = axis_layout(w, kernel, tile)
     rel_y, in_y, pat_y = _patterns(rows)
     rel_x, in_x, pat_x = _patterns(cols)
     side = 2 * kernel - 1
@@ -119,4 +122,13 @@ def halo_layout(h: int, w: int, kernel: int, tile: int, device: torch.device) ->
     index = index.masked_fill(~inside, side * side)
     shape = (rel_y.shape[0] * rel_x.shape[0], rows.tile * cols.tile, rows.halo * cols.halo)
     tile_pattern = (pat_y[:, None] * rel_x.shape[0] + pat_x[None, :]).flatten()
-    return HaloLayout(rows, cols, index.reshape(shape), tile_pattern)
+    return HaloLayout(
+        _axis_to(rows, device), _axis_to(cols, device), index.reshape(shape).to(device),
+        tile_pattern.to(device),
+    )  # fmt: skip
+
+
+def _axis_to(axis: AxisLayout, device: torch.device) -> AxisLayout:
+    return replace(
+        axis, keys=axis.keys.to(device), rel=axis.rel.to(device), inside=axis.inside.to(device)
+    )
