@@ -8,12 +8,10 @@ its rounds' runs are trained by ``dat-lab run``'s executor (the local pool, or S
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from dat_lab.commands.launcher_args import slurm_resources
-from dat_lab.schema import ConfigError
 from dat_lab.text import print_line
 
 if TYPE_CHECKING:
@@ -21,23 +19,11 @@ if TYPE_CHECKING:
 
 
 def race_settings(args: argparse.Namespace) -> Any:
+    from dat_lab.experiments.stopping import parse_duration
     from dat_lab.results.race import RaceSettings
 
-    budget = None if args.budget is None else _duration(args.budget)
+    budget = None if args.budget is None else parse_duration(args.budget, "--budget")
     return RaceSettings(args.top, args.max_seeds, args.margin, budget)
-
-
-def _duration(text: str) -> float:
-    """Seconds in ``2h``, ``90m``, ``1h30m``, ``600s`` or ``600`` (``--budget``)."""
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?",
-                         text.strip().lower())  # fmt: skip
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"got {text!r}: a duration such as 2h, 90m, 1h30m or 600", "--budget")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = 3600 * hours + 60 * minutes + seconds
-    if total <= 0:
-        raise ConfigError(f"got {text!r}, must be > 0", "--budget")
-    return total
 
 
 def race(args: argparse.Namespace, sweep: SweepRequest, settings: Any) -> int:

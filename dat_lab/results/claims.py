@@ -28,7 +28,7 @@ import pandas as pd
 from dat_lab.results import sequential
 from dat_lab.results.power import fixed_and_sequential, seeds_to_decision_text
 from dat_lab.results.sequential import Decision, Verdict
-from dat_lab.results.tables import Table, difference_range, is_accuracy
+from dat_lab.results.tables import Table, difference_range, points_scale
 from dat_lab.text import DASH
 
 
@@ -118,6 +118,27 @@ def paired_differences(first: pd.Series, second: pd.Series, sign: float = 1.0) -
     return sign * (first.loc[shared].to_numpy(float) - second.loc[shared].to_numpy(float))
 
 
+def judge(
+    claims: Sequence[ClaimTerms], values: Mapping[str, pd.Series], metric: str
+) -> list[tuple[np.ndarray, Decision]]:
+    """Each claim's paired differences (metric units, signed so that positive is better) and
+    the rule's decision on them, Holm over ``claims``: what the report and ``--until-decided``
+    both read. ``values``: seed-indexed values per variant (``seed_values``)."""
+    scale = points_scale(metric)
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    empty = pd.Series(dtype=float)
+    diffs = {
+        str(i): paired_differences(values.get(c.first, empty), values.get(c.second, empty), sign)
+        for i, c in enumerate(claims)
+    }
+    family = sequential.decide_family(
+        diffs,
+        deltas={str(i): c.within / scale for i, c in enumerate(claims)},
+        margins={str(i): c.by / scale for i, c in enumerate(claims)},
+    )
+    return [(diffs[k], family[k]) for k in diffs]
+
+
 def evaluate(
     claims: Sequence[Mapping[str, Any] | Any],
     values: Mapping[str, pd.Series],
@@ -128,23 +149,10 @@ def evaluate(
     ``effect``: the difference (points for an accuracy) the seed figures assume, None: the
     observed one."""
     parsed = [ClaimTerms.of(c) for c in claims]
-    if not parsed:
-        return []
-    scale = 100.0 if is_accuracy(metric) else 1.0
     sign = 1.0 if higher_is_better(metric) else -1.0
-    empty = pd.Series(dtype=float)
-    diffs = {
-        str(i): paired_differences(values.get(c.first, empty), values.get(c.second, empty), sign)
-        for i, c in enumerate(parsed)
-    }
-    family = sequential.decide_family(
-        diffs,
-        deltas={str(i): c.within / scale for i, c in enumerate(parsed)},
-        margins={str(i): c.by / scale for i, c in enumerate(parsed)},
-    )
     return [
-        _verdict(c, family[str(i)], diffs[str(i)], values, metric, sign, effect)
-        for i, c in enumerate(parsed)
+        _verdict(c, d, x, values, metric, sign, effect)
+        for c, (x, d) in zip(parsed, judge(parsed, values, metric), strict=True)
     ]
 
 
@@ -157,7 +165,7 @@ def _verdict(
     sign: float,
     effect: float | None,
 ) -> ClaimVerdict:
-    scale = 100.0 if is_accuracy(metric) else 1.0
+    scale = points_scale(metric)
     n_first, n_second = (len(values.get(v, ())) for v in (claim.first, claim.second))
     sd = float(np.std(x, ddof=1)) if len(x) >= 2 else math.nan
     assumed, source = (effect / scale, "--effect") if effect is not None else (d.mean, "observed")
@@ -186,7 +194,7 @@ def _interval(v: ClaimVerdict, scale: float) -> str:
 
 def claims_table(verdicts: Sequence[ClaimVerdict], metric: str, group: str) -> Table:
     """The claims of one experiment as a table: outcome, the rule's verdict and its numbers."""
-    scale = 100.0 if is_accuracy(metric) else 1.0
+    scale = points_scale(metric)
     unit = " points" if scale == 100.0 else ""
     header = ["Claim", "Outcome", "Rule", "Δ [confidence sequence]", "Seeds", "Looks",
               "p (anytime)", "p (Holm)", "Seeds to a decision", "Fixed design", "Why"]  # fmt: skip

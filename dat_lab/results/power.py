@@ -1,6 +1,6 @@
 """How many seeds does a claim need? Under the sequential rule, and under a fixed design.
 
-*Seeds to a decision* (:func:`dat_lab.results.sequential.expected_seeds`): the expected seeds
+*Seeds to a decision* (:func:`dat_lab.results.sequential.simulate`): the expected seeds
 until the anytime-valid rule reaches a verdict, by seeded simulation. *Fixed design* (here):
 from the observed seed-to-seed spread, the smallest number of seeds per variant at which a
 two-sided t-test at ``ALPHA`` detects a true difference ``effect`` with probability ``POWER``
@@ -33,7 +33,7 @@ from dat_lab.results.compare import ALPHA
 POWER = 0.8
 MAX_SEEDS = 1000
 QUADRATURE_NODES = 256
-MAX_RULE_SEEDS = 30  # the simulated studies of the rule stop here (expected_seeds' default)
+MAX_RULE_SEEDS = 30  # the simulated studies of the rule stop here (simulate's default)
 
 
 def power(n: int, effect: float, sd: float, paired: bool, alpha: float = ALPHA) -> float:
@@ -115,6 +115,22 @@ def seeds_needed(
     return high
 
 
+def fixed_seeds(
+    effect: float,
+    sd: float,
+    paired: bool = True,
+    alpha: float = ALPHA,
+    margin: float = 0.0,
+    within: float = 0.0,
+) -> int | None:
+    """Seeds per variant a fixed design needs for a claim with ``margin`` (``by``) and
+    equivalence margin ``within``, at a true difference ``effect`` (None: unknown or above
+    ``MAX_SEEDS``). Within the equivalence margin it would test equivalence (TOST), else a
+    difference (as a fixed design that decides either way would)."""
+    tost = within if abs(effect - margin) < within else 0.0
+    return seeds_needed(effect - margin, sd, paired, alpha=alpha, within=tost)
+
+
 def spread(a: pd.Series, b: pd.Series) -> tuple[float, bool]:
     """(sd, paired) of the comparison of the seed-indexed values ``a`` and ``b``: the sd of
     seed-wise differences when the seeds are the same, else the pooled sd (NaN if unknown)."""
@@ -171,10 +187,7 @@ def fixed_and_sequential(
     nan = float("nan")
     if not (math.isfinite(effect) and math.isfinite(sd) and sd > 0):
         return nan, nan, nan
-    # Within the equivalence margin a fixed design would test equivalence (TOST), else a
-    # difference (as a fixed design that decides either way would).
-    tost = within if abs(effect - margin) < within else 0.0
-    needed = seeds_needed(effect - margin, sd, paired, alpha=alpha, within=tost)
+    needed = fixed_seeds(effect, sd, paired, alpha, margin, within)
     diff_sd = sd if paired else sd * math.sqrt(2.0)
     sim = sequential.simulate(effect, diff_sd, within, alpha, MAX_RULE_SEEDS, margin=margin)
     return (float(needed) if needed is not None else nan), sim.expected_seeds, sim.decided

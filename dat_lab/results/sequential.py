@@ -326,18 +326,3 @@ def simulate(
     # The rule is scale-invariant: simulate in sd units.
     x = rng.standard_normal((studies, max_seeds)) + effect / sd
     return run_rule(x, delta / sd, alpha, margin / sd)
-
-
-def expected_seeds(
-    effect: float,
-    sd: float,
-    delta: float = 0.0,
-    alpha: float = ALPHA,
-    max_seeds: int = 30,
-    studies: int = 2000,
-    seed: int = 0,
-    margin: float = 0.0,
-) -> float:
-    """The expected seeds to a verdict under the rule when the true difference is ``effect``
-    at spread ``sd`` (a study still undecided at ``max_seeds`` counts ``max_seeds``)."""
-    return simulate(effect, sd, delta, alpha, max_seeds, studies, seed, margin).expected_seeds

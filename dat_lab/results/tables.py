@@ -55,6 +55,12 @@ def is_accuracy(metric: str) -> bool:
     return "acc" in metric.rsplit("/", 1)[-1]
 
 
+def points_scale(metric: str) -> float:
+    """What a value of the metric is multiplied by to be shown: 100 for an accuracy (a
+    fraction shown in percent points), else 1."""
+    return 100.0 if is_accuracy(metric) else 1.0
+
+
 def value_range(metric: str) -> tuple[float, float]:
     """The values a metric can take: [0, 1] for an accuracy (a fraction), else unbounded.
     Intervals are clipped to it (a t interval of seeds near 100% would run past it)."""
@@ -124,7 +130,7 @@ def variant_table(
     if comparison is not None:
         by_variant = comparison.set_index("variant").add_prefix("cmp.")
         summary = summary.join(by_variant, on="variant")
-    scale = 100.0 if is_accuracy(metric) else 1.0
+    scale = points_scale(metric)
     unit = " (%)" if scale == 100.0 else ""
     metric_name = metric.removeprefix("final.")
     header = ["Variant", *(KNOB_LABELS.get(k, k) for k in knobs), "FLOPs", "#Param", "Train s",
@@ -197,7 +203,7 @@ def comparison_columns(comparison: pd.DataFrame | None, metric: str) -> list[Col
     if comparison is None or comparison.empty:
         return []
 
-    scale = 100.0 if is_accuracy(metric) else 1.0
+    scale = points_scale(metric)
     base = str(comparison["baseline"].iloc[0])
 
     def delta(row: pd.Series) -> str:

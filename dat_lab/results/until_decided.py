@@ -1,8 +1,9 @@
 """``dat-lab run --until-decided``: add seeds, in rounds, until the file's claims are decided.
 
-The file's seeds run first. Then every round looks at the claims with the sequential rule
-(:func:`dat_lab.results.sequential.decide_family`: an anytime-valid confidence sequence per
-claim, Holm over the claims at every look, so the error bound holds however many rounds run),
+The file's seeds run first. Then every round looks at the claims with the sequential rule, by
+the report's own code (:func:`dat_lab.results.claims.judge`: paired differences in seed order,
+an anytime-valid confidence sequence per claim, Holm over the claims at every look, so the
+error bound holds however many rounds run, and the verdicts are the report's),
 and adds the next seed to the two variants of every claim still undecided, the claim closest
 to a decision (smallest anytime p) first. It stops when every claim is decided, when the
 undecided claims' variants have ``max_seeds`` seeds, or when the training time of the
@@ -24,43 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from dat_lab.experiments.records import RunState
 from dat_lab.experiments.runner import VAL_TOP1
 from dat_lab.experiments.spec import DataFacts, ExperimentFile, RunSpec, resolve_run
 from dat_lab.experiments.stopping import UntilDecided
 from dat_lab.experiments.store import RunStore
-from dat_lab.results.fixed_design import fixed_seeds
-from dat_lab.results.sequential import ALPHA, Decision, decide_family
+from dat_lab.results.claims import ClaimTerms, judge
+from dat_lab.results.power import fixed_seeds
+from dat_lab.results.sequential import ALPHA, Decision
+from dat_lab.results.tables import points_scale
 
 Log = Callable[[str], None]
 # Runs the specs (train, resume or skip each) and says whether all of them finished.
 Execute = Callable[[list[RunSpec]], bool]
-SCALE = 100.0  # val top-1 is stored as a fraction; claims and margins are in points (percent)
-
-
-@dataclass(frozen=True)
-class ClaimTest:
-    """One claim as the rule tests it: ``a - b`` (points) against ``margin``, with an
-    equivalence margin ``delta`` (0: none)."""
-
-    name: str
-    a: str
-    b: str
-    margin: float = 0.0
-    delta: float = 0.0
-
-    @classmethod
-    def of(cls, claim: Mapping[str, Any]) -> ClaimTest:
-        """From an experiment design's claim: ``{better, than[, by | within]}`` or
-        ``{same, as, within}``."""
-        if "same" in claim:
-            a, b, delta = claim["same"], claim["as"], float(claim["within"])
-            return cls(f"{a} same as {b} within {delta:g}", a, b, 0.0, delta)
-        a, b = claim["better"], claim["than"]
-        by, within = float(claim.get("by") or 0.0), float(claim.get("within") or 0.0)
-        name = f"{a} better than {b}" + (f" by {by:g}" if by else "")
-        name += f" (equivalent within {within:g})" if within else ""
-        return cls(name, a, b, by, within)
 
 
 @dataclass
@@ -104,7 +84,7 @@ class UntilDecidedRun:
     ):
         self.exp, self.path, self.overrides, self.store = exp, path, dict(overrides), store
         self.limits, self.log = limits, log
-        self.tests = [ClaimTest.of(c.as_mapping()) for c in exp.claims]
+        self.tests = [ClaimTerms.of(c.as_mapping()) for c in exp.claims]
         self.state = SeedLists({v: list(exp.seeds) for v in exp.variants})
         self._specs: dict[tuple[str, int], RunSpec] = {}
         self._facts = DataFacts()
@@ -124,30 +104,27 @@ class UntilDecidedRun:
     # -- what the store says ----------------------------------------------------------
 
     def value(self, variant: str, seed: int) -> float | None:
-        """The finished run's val top-1 in points, else None."""
+        """The finished run's val top-1 (a fraction), else None."""
         record = self.store.get(self.spec(variant, seed).run_id)
         if record is None or record.state is not RunState.FINISHED or not record.final:
             return None
         value = record.final.get(VAL_TOP1)
-        return SCALE * float(value) if value is not None and math.isfinite(value) else None
+        return float(value) if value is not None and math.isfinite(value) else None
 
-    def diffs(self, test: ClaimTest) -> list[float]:
-        """Paired differences ``a - b`` on the seeds both have finished, in look order."""
-        out = []
-        for seed in self.state.seeds[test.a]:
-            if seed in self.state.seeds[test.b]:
-                a, b = self.value(test.a, seed), self.value(test.b, seed)
-                if a is not None and b is not None:
-                    out.append(a - b)
+    def values(self) -> dict[str, pd.Series]:
+        """Per variant, the finished seeds' values indexed by seed (the report's form)."""
+        out = {}
+        for variant, seeds in self.state.seeds.items():
+            got = {s: v for s in seeds if (v := self.value(variant, s)) is not None}
+            out[variant] = pd.Series(got, dtype=float)
         return out
 
+    def judged(self) -> list[tuple[np.ndarray, Decision]]:
+        """Each claim's paired differences and decision, by the report's own rule."""
+        return judge(self.tests, self.values(), VAL_TOP1)
+
     def decisions(self) -> dict[str, Decision]:
-        return decide_family(
-            {t.name: self.diffs(t) for t in self.tests},
-            deltas={t.name: t.delta for t in self.tests},
-            alpha=ALPHA,
-            margins={t.name: t.margin for t in self.tests},
-        )
+        return {t.text(): d for t, (_, d) in zip(self.tests, self.judged(), strict=True)}
 
     def spent_s(self) -> float:
         """Training seconds of this procedure's runs so far, from their cost.json."""
@@ -163,17 +140,19 @@ class UntilDecidedRun:
 
     def next_round(self, decisions: Mapping[str, Decision]) -> tuple[list[str], str | None]:
         """The variants to add a seed to, closest claim first; or why it stops."""
-        undecided = [t for t in self.tests if not decisions[t.name].decided]
+        undecided = [t for t in self.tests if not decisions[t.text()].decided]
         if not undecided:
             return [], "every claim is decided"
         budget = self.limits.budget_s
         if budget is not None and self.spent_s() >= budget:
             return [], f"the budget is spent ({self.spent_s():.0f} s of {budget:.0f} s)"
-        undecided.sort(key=lambda t: decisions[t.name].p_value)
+        undecided.sort(key=lambda t: decisions[t.text()].p_value)
         variants: list[str] = []
         for test in undecided:
-            if all(len(self.state.seeds[v]) < self.limits.max_seeds for v in (test.a, test.b)):
-                variants += [v for v in (test.a, test.b) if v not in variants]
+            if all(
+                len(self.state.seeds[v]) < self.limits.max_seeds for v in (test.first, test.second)
+            ):
+                variants += [v for v in (test.first, test.second) if v not in variants]
         if not variants:
             return [], f"--max-seeds ({self.limits.max_seeds}) is reached"
         return variants, None
@@ -217,13 +196,13 @@ class UntilDecidedRun:
     def report_round(self, decisions: Mapping[str, Decision]) -> None:
         look = "file's seeds" if self.state.rounds == 0 else f"round {self.state.rounds}"
         for test in self.tests:
-            self.log(f"{look}: {claim_line(test, decisions[test.name], self.state.seeds)}")
+            self.log(f"{look}: {claim_line(test, decisions[test.text()], self.state.seeds)}")
 
     def summary(self, outcome: SequentialResult) -> list[str]:
         """The end: why it stopped, each claim, the seeds spent beside a fixed design's."""
         lines = [f"stopped: {outcome.stopped}"]
         lines.append("seeds: " + ", ".join(f"{v} {s}" for v, s in outcome.seeds.items()))
-        lines += [claim_line(t, outcome.decisions[t.name], outcome.seeds) for t in self.tests]
+        lines += [claim_line(t, outcome.decisions[t.text()], outcome.seeds) for t in self.tests]
         done = {v: [s for s in seeds if self.value(v, s) is not None]
                 for v, seeds in outcome.seeds.items()}  # fmt: skip
         per_variant = ", ".join(f"{v} {len(s)}" for v, s in done.items())
@@ -237,10 +216,9 @@ class UntilDecidedRun:
     def fixed_line(self, outcome: SequentialResult) -> str:
         """What a fixed design (every variant the same seeds, chosen in advance) would need
         for 80% power on every claim, at the observed differences and spreads."""
-        needs = {
-            t.name: fixed_seeds(self.diffs(t), t.margin, t.delta, len(self.tests))
-            for t in self.tests
-        }
+        alpha = ALPHA / max(1, len(self.tests))  # Bonferroni: a fixed design has one look
+        needs = {t.text(): _fixed(x, d, alpha) for t, (x, d) in zip(self.tests, self.judged(),
+                                                                   strict=True)}  # fmt: skip
         known = [n for n in needs.values() if n is not None]
         text = "; ".join(f"{k} {n if n is not None else '?'}" for k, n in needs.items())
         if not known or len(known) < len(needs):
@@ -262,15 +240,23 @@ def _label(spec: RunSpec) -> str:
     return f"{spec.variant} seed {spec.seed}"
 
 
-def claim_line(test: ClaimTest, d: Decision, seeds: Mapping[str, Sequence[int]]) -> str:
+def _fixed(x: np.ndarray, d: Decision, alpha: float) -> int | None:
+    """A fixed design's seeds per variant for one claim at its observed mean and spread."""
+    if len(x) < 2:
+        return None
+    return fixed_seeds(d.mean, float(np.std(x, ddof=1)), True, alpha, d.margin, d.delta)
+
+
+def claim_line(test: ClaimTerms, d: Decision, seeds: Mapping[str, Sequence[int]]) -> str:
     """``s2 better than s0: better [+3.10, +9.20] points, seeds 5/5 (Holm p 0.004)``."""
+    scale = points_scale(VAL_TOP1)
     interval = (
-        f"[{d.low:+.2f}, {d.high:+.2f}]"
+        f"[{d.low * scale:+.2f}, {d.high * scale:+.2f}]"
         if math.isfinite(d.low) and math.isfinite(d.high)
         else "[-inf, +inf]"
     )
-    mean = f"mean {d.mean:+.2f}" if math.isfinite(d.mean) else "no pairs yet"
+    mean = f"mean {d.mean * scale:+.2f}" if math.isfinite(d.mean) else "no pairs yet"
     return (
-        f"{test.name}: {d.verdict} {interval} points ({mean}, n {d.n}), seeds "
-        f"{len(seeds[test.a])}/{len(seeds[test.b])}, Holm p {d.p_adjusted:.3g}"
+        f"{test.text()}: {d.verdict} {interval} points ({mean}, n {d.n}), seeds "
+        f"{len(seeds[test.first])}/{len(seeds[test.second])}, Holm p {d.p_adjusted:.3g}"
     )

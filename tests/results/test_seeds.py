@@ -9,7 +9,7 @@ from dat_lab.experiments.spec import load_experiment
 from dat_lab.experiments.store import RunStore
 from dat_lab.results.power import seeds_needed
 from dat_lab.results.seeds import seeds_needed_lines
-from dat_lab.results.sequential import expected_seeds
+from dat_lab.results.sequential import simulate
 
 S2 = [0.80, 0.82, 0.79]
 S0 = [0.795, 0.818, 0.783]  # paired differences 0.005, 0.002, 0.007
@@ -47,7 +47,7 @@ def test_seeds_to_a_decision_from_the_stored_spread_and_difference(tmp_path):
     (line,) = seeds_needed_lines(tmp_path, exp.name, exp.design())
     diffs = [0.005, 0.002, 0.007]  # s2 - s0 by seed; s0 - s2 is what the s0 row shows
     sd = 0.0025166114784235805  # their sample std
-    rule = expected_seeds(-sum(diffs) / 3, sd)
+    rule = simulate(-sum(diffs) / 3, sd).expected_seeds
     fixed = seeds_needed(-sum(diffs) / 3, sd, paired=True)
     assert fixed is not None and rule > 2
     assert f"s0 {rule:.1f} (Δ -0.47 points; fixed design {fixed})" in line

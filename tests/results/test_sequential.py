@@ -16,7 +16,6 @@ from dat_lab.results.sequential import (
     decide,
     decide_family,
     e_value,
-    expected_seeds,
     run_rule,
     simulate,
 )
@@ -159,9 +158,10 @@ def test_the_vectorised_rule_stops_where_decide_first_decides():
 
 
 def test_expected_seeds_is_seeded_and_falls_with_the_effect():
-    one = expected_seeds(1.0, 1.0)
-    assert one == expected_seeds(1.0, 1.0) == expected_seeds(5.0, 5.0)  # scale-invariant
-    assert expected_seeds(2.0, 1.0) < one < expected_seeds(0.5, 1.0) <= 30
+    one = simulate(1.0, 1.0).expected_seeds
+    again, scaled = simulate(1.0, 1.0).expected_seeds, simulate(5.0, 5.0).expected_seeds
+    assert one == again == scaled  # seeded and scale-invariant
+    assert simulate(2.0, 1.0).expected_seeds < one < simulate(0.5, 1.0).expected_seeds <= 30
     assert simulate(1.0, 1.0).decided > 0.9
 
 

@@ -25,7 +25,7 @@ from dat_lab.results.compare import (
     holm,
     seed_values,
 )
-from dat_lab.results.power import power, seeds_needed, tost_power
+from dat_lab.results.power import fixed_seeds, power, seeds_needed, tost_power
 
 RNG_SEED = 20221
 
@@ -270,7 +270,7 @@ def test_seed_figures_assume_the_observed_difference_unless_effect_is_given(comp
     """Not the paper's ImageNet difference (0.34 points for s0): the one the seeds show."""
     group, _ = compared_store
     from dat_lab.results import paper
-    from dat_lab.results.sequential import expected_seeds
+    from dat_lab.results.sequential import simulate
 
     table = group.comparison(["s2", "s0"], paper.offset_range).set_index("variant")
     diffs = [a - b for a, b in zip([0.79, 0.825, 0.78, 0.815], [0.80, 0.82, 0.79, 0.81],
@@ -280,12 +280,12 @@ def test_seed_figures_assume_the_observed_difference_unless_effect_is_given(comp
     assert table.loc["s0", "effect_source"] == "observed"
     assert table.loc["s0", "sd"] == pytest.approx(sd)
     assert table.loc["s0", "seeds_needed"] == seeds_needed(np.mean(diffs), sd, True)
-    assert table.loc["s0", "seeds_to_decision"] == expected_seeds(np.mean(diffs), sd)
+    assert table.loc["s0", "seeds_to_decision"] == simulate(np.mean(diffs), sd).expected_seeds
     forced = Group("offset_range", group.runs, effect=0.5).comparison(["s2", "s0"])
     assert forced.loc[1, "effect"] == pytest.approx(0.005)
     assert forced.loc[1, "effect_source"] == "--effect"
     assert forced.loc[1, "seeds_needed"] == seeds_needed(0.005, sd, True)
-    assert forced.loc[1, "seeds_to_decision"] == expected_seeds(0.005, sd)
+    assert forced.loc[1, "seeds_to_decision"] == simulate(0.005, sd).expected_seeds
 
 
 def test_equivalence_power_matches_a_simulation_of_two_one_sided_tests():
@@ -300,6 +300,17 @@ def test_equivalence_power_matches_a_simulation_of_two_one_sided_tests():
     assert needed is not None and tost_power(needed, effect, sd, within) >= 0.8
     assert tost_power(needed - 1, effect, sd, within) < 0.8
     assert seeds_needed(1.5, sd, True, within=within) is None  # outside the margin
+
+
+def test_a_fixed_design_tests_equivalence_inside_the_margin_and_a_difference_outside():
+    sd, within, margin = 1.0, 1.0, 0.5
+    inside = fixed_seeds(0.7, sd, True, margin=margin, within=within)
+    assert inside == seeds_needed(0.2, sd, True, within=within)  # TOST about the margin
+    outside = fixed_seeds(2.5, sd, True, margin=margin, within=within)
+    assert outside == seeds_needed(2.0, sd, True)  # the paired t-test of a difference
+    bonferroni = fixed_seeds(2.5, sd, True, alpha=0.025, margin=margin, within=within)
+    assert bonferroni is not None and outside is not None and bonferroni > outside
+    assert fixed_seeds(0.7, 0.0, True, within=within) is None  # no spread: unknown
 
 
 def test_accuracy_intervals_stay_inside_the_metric_range():

@@ -8,6 +8,7 @@ number of the (deterministic) training: a planted equivalence.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import optuna
 import pytest
 from sweep_helpers import cli, worker_env
 
+from dat_lab.commands.sweep_race import race_settings
 from dat_lab.experiments.records import RunState
 from dat_lab.experiments.stale import other_code
 from dat_lab.experiments.store import RunStore
@@ -96,6 +98,10 @@ def test_race_settings_are_checked_naming_the_flag():
         RaceSettings(margin=-1.0)
     with pytest.raises(ConfigError, match="--top"):
         RaceSettings(top=0)
+    flags = argparse.Namespace(top=2, max_seeds=4, margin=0.0, budget="soon")
+    with pytest.raises(ConfigError, match="--budget.*a duration such as 2h"):
+        race_settings(flags)
+    assert race_settings(argparse.Namespace(**{**vars(flags), "budget": "1h30m"})).budget_s == 5400
 
 
 def test_race_entries_of_the_study_file_are_validated(study_file, experiment):
