@@ -59,18 +59,6 @@ def check_shards(dataset: Any, world: int, num_workers: int, where: str) -> None
         )
 
 
-def shard_count(dataset: Any) -> int:
-    """The shards of a timm wds or hfids dataset's split."""
-    reader = dataset.reader
-    split_info = getattr(reader, "split_info", None)
-    if split_info is not None and hasattr(split_info, "filenames"):  # wds
-        return len(split_info.filenames)
-    import datasets  # lazy, the optional [hf] extra; hfids: the split's files, as it streams them
-
-    stream = datasets.load_dataset(reader.name, split=reader.split, streaming=True)
-    return int(stream.num_shards)
-
-
 class EpochLoader(DataLoader):
     """A loader of a timm iterable dataset that sets its epoch before every pass.
 

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from timm.data import IterableImageDataset, create_dataset
+from timm.data import create_dataset
 
 from dat_lab.data.classes import subset_indices
 from dat_lab.schema import ConfigError
@@ -168,10 +168,6 @@ def create(
             f"{err or type(err).__name__}",
             "data.path",
         ) from None
-
-
-def is_iterable(dataset: Any) -> bool:
-    return isinstance(dataset, IterableImageDataset)
 
 
 def class_to_idx(dataset: Any) -> dict[str, int]:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dat_lab.atomic_files import TMP_SUFFIX
 from dat_lab.experiments import durable
 from dat_lab.experiments.documents import (
     DOCUMENT_NAMES,
@@ -148,7 +149,7 @@ def _checkpoint_problems(run_dir: Path, run_id: str, config: dict, shapes: _Shap
 
 
 def _temp_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob(f".*{durable.TMP_SUFFIX}")):
+    for path in sorted(folder.rglob(f".*{TMP_SUFFIX}")):
         if path.is_file():
             yield path
 

@@ -16,7 +16,7 @@ Two write primitives, modelled on Optuna's journal file storage (``storages/jour
 
 Everything is read back through ``documents.py``, the one reader of store files.
 
-Leftover temporary files of killed writers are hidden (``.NAME.HEX.tmp``) and harmless.
+The atomic replacement itself lives in ``dat_lab/atomic_files.py`` (checkpoints use it too).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-TMP_SUFFIX = ".tmp"
+from dat_lab.atomic_files import fsync_dir, write_atomically, write_temp
+
 # The errors of a write that the store's files cannot survive: a full disk or quota, a failed
 # device, a filesystem that became read-only. Not a bug and not the run's fault.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
@@ -91,50 +91,13 @@ def _dumps(data: Any, allow_nan: bool) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=True, allow_nan=allow_nan) + "\n").encode()
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (a rename or a new file) to disk; a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems (and Windows) cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to a new hidden temporary file beside ``path`` and fsync it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    return tmp
-
-
 def write_json(path: Path, data: Any, allow_nan: bool = True) -> None:
     """Atomically replace ``path`` with ``data`` as JSON (sorted keys, one-space indent).
 
     ``allow_nan`` keeps Python's ``NaN``/``Infinity`` extension (a diverged loss is a result);
     pass ``False`` for documents that must be strict JSON.
     """
-    tmp = _write_temp(path, _dumps(data, allow_nan))
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    write_atomically(path, _dumps(data, allow_nan))
 
 
 def publish_json(path: Path, data: Any, allow_nan: bool = True) -> bool:
@@ -144,7 +107,7 @@ def publish_json(path: Path, data: Any, allow_nan: bool = True) -> bool:
     hard-linked into place, and ``link`` fails if the name is taken, so of two racing writers
     exactly one wins. Where hard links are unsupported it falls back to check-then-replace.
     """
-    tmp = _write_temp(path, _dumps(data, allow_nan))
+    tmp = write_temp(path, _dumps(data, allow_nan))
     try:
         os.link(tmp, path)
         won = True

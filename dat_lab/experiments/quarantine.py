@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from dat_lab.atomic_files import fsync_dir
 from dat_lab.experiments import durable
 from dat_lab.experiments.documents import DamagedDocument
 from dat_lab.experiments.locking import RunLock, now_iso, try_acquire
@@ -68,8 +69,8 @@ def quarantine_run(store: RunStore, run_id: str, reason: str) -> Path | None:
         lock.release()
         raise
     _release_moved(lock, dest / LOCK_NAME)
-    durable.fsync_dir(run_dir.parent)
-    durable.fsync_dir(dest.parent)
+    fsync_dir(run_dir.parent)
+    fsync_dir(dest.parent)
     note = {"run_id": run_id, "moved": now_iso(), "from": str(run_dir), "reason": reason}
     durable.write_json(dest / NOTE, note)
     return dest
@@ -89,7 +90,7 @@ def set_aside(root: Path, path: Path, base: Path, owner: str, reason: str) -> Pa
     dest = folder / path.relative_to(base)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(path, dest)
-    durable.fsync_dir(path.parent)
+    fsync_dir(path.parent)
     durable.write_json(folder / NOTE, {"file": str(path), "moved": now_iso(), "reason": reason})
     return dest
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from dat_lab.atomic_files import fsync_dir
 from dat_lab.experiments import durable
 from dat_lab.experiments.documents import DamagedDocument, read_document, read_journal
 from dat_lab.experiments.locking import (
@@ -169,7 +170,7 @@ class RunStore:
             raise StoreError(f"a run config must be a mapping, got {type(plain).__name__}")
         path = self.run_dir(run_id)
         path.mkdir(parents=True, exist_ok=True)
-        durable.fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
         config_path = path / "config.json"
         durable.publish_json(config_path, plain, allow_nan=False)
@@ -394,7 +395,7 @@ class RunStore:
                 os.replace(path / name, archive / name)
         for sub in ("logs", "checkpoints"):
             (path / sub).mkdir(exist_ok=True)
-        durable.fsync_dir(path)
+        fsync_dir(path)
         status["reason"] = str(reason)
         return self._commit(run_id, status, {"restarted": str(reason), "moved_to": archive.name})
 

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 
 from dat_lab.schema import ConfigError
+from dat_lab.sweeps.liveness import USER_RUN_ID
 from dat_lab.sweeps.storage import StorageError, StorageLocation
 
-RUN_ID_ATTR = "run_id"
 MAX_DEPTH = 3
 
 
@@ -82,7 +82,7 @@ def trial_run_ids(study: Any) -> dict[str, int]:
     """``{run id: trial number}`` of the study's trials that name a run."""
     out = {}
     for trial in study.get_trials(deepcopy=False):
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        run_id = trial.user_attrs.get(USER_RUN_ID)
         if isinstance(run_id, str):
             out[run_id] = trial.number
     return out
@@ -91,13 +91,11 @@ def trial_run_ids(study: Any) -> dict[str, int]:
 def missing_trial_runs(root: str | Path, found: dict[str, Any]) -> list[tuple[str, int, str]]:
     """``(study, trial number, run id)`` of every finished trial of ``found`` (studies by name)
     whose run directory is not in the store at ``root``: its result cannot be reported."""
-    from optuna.trial import TrialState
-
     runs = Path(root) / "runs"
     out = []
     for name, study in sorted(found.items()):
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            run_id = trial.user_attrs.get(USER_RUN_ID)
             if isinstance(run_id, str) and not (runs / run_id / "run.json").is_file():
                 out.append((name, trial.number, run_id))
     return out

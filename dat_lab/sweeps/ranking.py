@@ -17,10 +17,10 @@ import optuna
 from optuna.trial import TrialState
 
 from dat_lab.schema import ConfigError
+from dat_lab.sweeps.liveness import USER_RUN_ID
 from dat_lab.sweeps.schema import COST_METRICS, ObjectiveSpec
 from dat_lab.sweeps.space import label
 from dat_lab.sweeps.spec import Study
-from dat_lab.sweeps.study import USER_RUN_ID
 
 
 @dataclass(frozen=True)

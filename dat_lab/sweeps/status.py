@@ -11,11 +11,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dat_lab.sweeps.liveness import USER_FAIL_REASON, Liveness, stale_reason
+from dat_lab.sweeps.liveness import USER_FAIL_REASON, USER_RUN_ID, Liveness, stale_reason
 from dat_lab.sweeps.space import label
 from dat_lab.sweeps.spec import Study
 from dat_lab.sweeps.storage import StorageLocation
-from dat_lab.sweeps.study import USER_RUN_ID, budget_used
+from dat_lab.sweeps.study import budget_used
 
 
 def load_stored_study(study: Study, location: StorageLocation) -> optuna.Study | None:

@@ -16,49 +16,13 @@ ends in ``.tmp`` (like the run store's documents); a failed write removes it.
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-TMP_SUFFIX = ".tmp"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, payload: bytes | memoryview) -> None:
-    """Replace ``path`` with ``payload``: temp file beside it, fsync, rename, fsync folder."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]  # ENOSPC, EDQUOT, EIO raise OSError here
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+from dat_lab.atomic_files import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

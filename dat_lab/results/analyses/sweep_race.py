@@ -20,9 +20,9 @@ from dat_lab.results.compare import seed_values
 from dat_lab.results.race import ATTR_RACE
 from dat_lab.results.race_standings import Standings, standings
 from dat_lab.results.tables import Table
+from dat_lab.sweeps.liveness import USER_RUN_ID
 
 NAME = "sweep_race"
-RUN_ID_ATTR = "run_id"
 
 
 def applies(group: Group) -> bool:
@@ -43,7 +43,7 @@ def build(group: Group) -> Output:
     if now is None:
         return Output(notes=[f"{group.name}: a race was started but none of its runs finished"])
     leader_run = _run_id(group, now.leader, int(race["seeds"][0]))
-    confirmed = now.decided and any(t.user_attrs.get(RUN_ID_ATTR) == leader_run for t in best)
+    confirmed = now.decided and any(t.user_attrs.get(USER_RUN_ID) == leader_run for t in best)
     verdict = (
         f"best trial confirmed by the race: {now.leader}"
         if confirmed
