@@ -1,4 +1,4 @@
-"""How dat-lab writes for people: numbers with SI prefixes, Markdown tables, log lines.
+"""How dat-lab writes for people: numbers with SI prefixes, tables, log lines.
 
 One home for each, so the dry run's plan, ``dat-lab flops`` and the report's tables write a
 count the same way (two decimals, like the paper's tables: ``4.59G``, ``6.69M``).
@@ -32,9 +32,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return line(header) + "|" + "|".join("---" for _ in header) + "|\n" + "".join(map(line, rows))
 
 
+def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as lines of left-aligned columns two spaces apart (the first row is the header):
+    the terminal's table, as ``--status`` and the race print it."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
 def print_line(message: str) -> None:
     """Print one log line now (flushed: the line reaches a pipe or a SLURM log at once)."""
     print(message, flush=True)
 
 
-__all__ = ["DASH", "markdown_table", "print_line", "si"]
+__all__ = ["DASH", "markdown_table", "print_line", "si", "text_table"]

@@ -215,32 +215,24 @@ def _sequential(
 ) -> int:
     """``--until-decided``: the rounds, each trained like a plain ``dat-lab run``."""
     from dat_lab.experiments.plan import print_results
-    from dat_lab.experiments.pool import run_experiment
-    from dat_lab.experiments.runner import stored_outcome
+    from dat_lab.launchers.rounds import RoundExecutor
     from dat_lab.results.until_decided import UntilDecidedRun
 
     overrides = dict(parse_override(o) for o in args.overrides)
     seq = UntilDecidedRun(exp, args.experiment, overrides, store, limits, _say)
     seq.seed_specs(specs)
+    if resources is not None and not dry:
+        from dat_lab.launchers import slurm
+
+        slurm.check_available()
+    train_round = RoundExecutor(
+        store, workers, args.retry_failed, args.rerun_stale, slurm=resources
+    )
     trained: list = []
 
     def execute(batch: list) -> bool:
         trained.extend(batch)
-        if resources is not None:
-            from dat_lab.launchers import slurm
-
-            slurm.check_available()
-            slurm.submit_runs(batch, store, resources, retry_failed=args.retry_failed)
-            slurm.wait([j["job_id"] for s in batch if (j := slurm.recorded_job(store, s.run_id))])
-            return all(stored_outcome(s, store).ok for s in batch)
-        outcomes = run_experiment(
-            batch,
-            store,
-            workers=min(workers, len(batch)),
-            retry_failed=args.retry_failed,
-            rerun_stale=args.rerun_stale,
-        )
-        return all(o.ok for o in outcomes)
+        return train_round(batch)
 
     started = time.monotonic()
     outcome = seq.run(seq.finished if dry else execute, dry=dry)

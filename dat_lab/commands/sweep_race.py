@@ -37,74 +37,31 @@ def race(args: argparse.Namespace, sweep: SweepRequest, settings: Any) -> int:
     stored = load_stored_study(sweep.study, sweep.location)
     candidates = race_candidates(stored, sweep.study, settings.top)
     if len(candidates) < 2:
-        print(f"race: {len(candidates)} configuration(s) to race; nothing to decide", flush=True)
+        print_line(f"race: {len(candidates)} configuration(s) to race; nothing to decide")
         return 0
     store = RunStore(sweep.store)
     race = Race(sweep.study, candidates, store, settings, print_line)
     if stored is not None:
         record_race(stored, race)  # what the report reads: which race, which margin
-    print(
-        f"race: {', '.join(race.candidates)}; up to {settings.max_seeds} seeds each",
-        flush=True,
-    )
+    print_line(f"race: {', '.join(race.candidates)}; up to {settings.max_seeds} seeds each")
     started = time.monotonic()
     outcome = race.run(_race_executor(args, sweep, store))
     for line in race.summary(outcome):
-        print(line, flush=True)
-    print(f"race: {time.monotonic() - started:.0f} s wall time", flush=True)
+        print_line(line)
+    print_line(f"race: {time.monotonic() - started:.0f} s wall time")
     return 0 if outcome.ok else 1
 
 
 def _race_executor(args: argparse.Namespace, sweep: SweepRequest, store: Any) -> Any:
     """Trains a round's runs as ``dat-lab run`` does: the local worker pool (``--workers``),
     or one SLURM job per run (``--launcher slurm``, waited for)."""
-    from dat_lab.experiments.pool import run_experiment
-    from dat_lab.experiments.runner import stored_outcome
+    from dat_lab.launchers.rounds import RoundExecutor
 
     if args.launcher == "slurm":
-        from dat_lab.launchers import slurm
-
         resources = slurm_resources(args, sweep.study.file.slurm or sweep.study.experiment.slurm)
-
-        def on_slurm(specs: list) -> bool:
-            todo = [s for s in specs if not stored_outcome(s, store).ok]
-            if todo:
-                jobs = slurm.submit_runs(todo, store, resources, retry_failed=args.retry_failed)
-                slurm.wait(jobs)
-            return all(stored_outcome(s, store).ok for s in specs)
-
-        return on_slurm
+        return RoundExecutor(store, retry_failed=args.retry_failed, slurm=resources)
     workers = 1 if sweep.gpus else sweep.n_workers
-
-    def local(specs: list) -> bool:
-        todo = [s for s in specs if not _settled(s, store)]
-        if not todo:
-            return True
-        outcomes = run_experiment(
-            todo,
-            store,
-            workers=min(workers, len(specs)),
-            retry_failed=args.retry_failed,
-            rerun_stale=args.rerun_stale,
-        )
-        return all(o.ok for o in outcomes)
-
-    return local
-
-
-def _settled(spec: Any, store: Any) -> bool:
-    """A run the installed code finished: a replayed round passes it by without a word (a run
-    other code made still goes to the executor, which names it, or retrains it with
-    --rerun-stale)."""
-    from dat_lab.experiments.records import RunState
-    from dat_lab.experiments.stale import other_code
-
-    record = store.get(spec.run_id)
-    return (
-        record is not None
-        and record.state is RunState.FINISHED
-        and other_code(record.provenance) is None
-    )
+    return RoundExecutor(store, workers, args.retry_failed, args.rerun_stale)
 
 
 def print_race_status(args: argparse.Namespace, sweep: SweepRequest, stored: Any) -> None:
@@ -122,7 +79,7 @@ def print_race_status(args: argparse.Namespace, sweep: SweepRequest, stored: Any
         return
     race = Race(sweep.study, candidates, RunStore(sweep.store), settings, print_line)
     for line in race.summary(race.replay()):
-        print(line, flush=True)
+        print_line(line)
 
 
 __all__ = ["print_race_status", "race", "race_settings"]

@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dat_lab.flops import analytic as A
-from dat_lab.models.config import Attn, DatConfig, MlpKind, Patchify, PosEnc, StageConfig
+from dat_lab.models.config import DatConfig
+from dat_lab.models.enums import Attn, MlpKind, Patchify, PosEnc
+from dat_lab.models.stage import StageConfig
 
 # Residue item names (stable keys: they appear in tables, JSON and tests).
 PRE_NORM = "pre-norm LayerNorm"

@@ -27,8 +27,9 @@ from torch import nn
 from dat_lab.fingerprint import source_fingerprint
 from dat_lab.flops.compare import ModuleRow, compare_counts, expected_rows
 from dat_lab.flops.handles import flop_analysis
-from dat_lab.models.config import DatConfig, PosEnc
+from dat_lab.models.config import DatConfig
 from dat_lab.models.dat import DAT, build_model
+from dat_lab.models.enums import PosEnc
 from dat_lab.schema import ConfigError
 
 CACHE_ENV = "DAT_LAB_CACHE"

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dat_lab.models.enums import Attn, MlpKind, OffsetMode, Patchify, PosEnc, Sampling
-from dat_lab.models.stage import DeformableSpec, StageConfig
+from dat_lab.models.enums import MlpKind, Patchify, PosEnc, Sampling
+from dat_lab.models.stage import StageConfig
 from dat_lab.schema import (
     ConfigError,
     added_field,
@@ -200,15 +200,4 @@ class DatConfig:
         return config_hash(self.canonical())
 
 
-# Re-exported for callers that build configs in Python.
-__all__ = [
-    "Attn",
-    "DatConfig",
-    "DeformableSpec",
-    "MlpKind",
-    "OffsetMode",
-    "Patchify",
-    "PosEnc",
-    "Sampling",
-    "StageConfig",
-]
+__all__ = ["DatConfig"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dat_lab.models.config import DatConfig, StageConfig
+from dat_lab.models.config import DatConfig
 from dat_lab.models.enums import Sampling
 from dat_lab.models.presets_pp import (
     dat_pp_base,
@@ -25,6 +25,7 @@ from dat_lab.models.presets_pp import (
     dat_pp_small,
     dat_pp_tiny,
 )
+from dat_lab.models.stage import StageConfig
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 
 

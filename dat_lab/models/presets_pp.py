@@ -12,7 +12,9 @@ are listed, with the DAT v1 ones, in :data:`dat_lab.models.presets.PRESETS`.
 
 from __future__ import annotations
 
-from dat_lab.models.config import DatConfig, MlpKind, OffsetMode, Patchify, StageConfig
+from dat_lab.models.config import DatConfig
+from dat_lab.models.enums import MlpKind, OffsetMode, Patchify
+from dat_lab.models.stage import StageConfig
 
 PP_SPEC = ("ND", "ND", "ND", "DD")
 PP_REDUCTION = (8, 4, 2, 1)

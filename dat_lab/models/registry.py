@@ -32,8 +32,9 @@ from timm.models import (
 from torch import nn
 
 from dat_lab.models.checkpoints import convert_state_dict
-from dat_lab.models.config import DatConfig, Patchify, Sampling
+from dat_lab.models.config import DatConfig
 from dat_lab.models.dat import DAT
+from dat_lab.models.enums import Patchify, Sampling
 from dat_lab.models.presets import PRESETS, Preset
 from dat_lab.schema import ConfigError, apply_overrides, from_mapping
 

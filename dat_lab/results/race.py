@@ -33,12 +33,13 @@ import optuna
 from dat_lab.experiments.records import RunState
 from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.store import RunStore
-from dat_lab.results.race_standings import Standings, standings, table_lines
+from dat_lab.results.race_standings import Standings, race_terms, standings
 from dat_lab.results.sequential import ALPHA
 from dat_lab.results.tables import is_accuracy
 from dat_lab.schema import check
 from dat_lab.sweeps.ranking import Candidate, race_objective
 from dat_lab.sweeps.spec import Study
+from dat_lab.text import text_table
 
 Log = Callable[[str], None]
 # Trains (or resumes, or skips) the runs of a round; whether all of them finished.
@@ -163,9 +164,12 @@ class Race:
         if n >= self.settings.max_seeds:
             return f"--max-seeds ({self.settings.max_seeds}) is reached"
         budget = self.settings.budget_s
-        if budget is not None and self.spent_s(n) >= budget:
-            return f"the budget is spent ({self.spent_s(n):.0f} s of {budget:.0f} s)"
-        return None
+        if budget is None:
+            return None
+        spent = self.spent_s(n)
+        if spent < budget:
+            return None
+        return f"the budget is spent ({spent:.0f} s of {budget:.0f} s)"
 
     def replay(self) -> RaceOutcome:
         """The race as far as the store has its runs, training nothing (``--status``, the
@@ -194,7 +198,7 @@ class Race:
         if now is None:
             return lines
         lines += self.header(now)
-        lines += table_lines(now.table())
+        lines += text_table(now.table())
         lines.append(f"order: {now.order_text()}")
         runs = sum(len(v) for v in now.values.values())
         n = max((len(v) for v in now.values.values()), default=0)
@@ -202,12 +206,9 @@ class Race:
         return lines
 
     def header(self, now: Standings) -> list[str]:
-        units = " (points)" if self.scale != 1.0 else ""
-        margin = f", equivalence margin {self.settings.margin:g}" if self.settings.margin else ""
-        return [
-            f"race on {self.metric}{units}: leader {now.leader}, {len(now.decisions)} rival(s), "
-            f"Holm at alpha {self.settings.alpha:g}{margin}"
-        ]
+        terms = race_terms(self.metric, self.scale, self.settings.alpha, self.settings.margin)
+        metric, rest = terms.split(", ", 1)
+        return [f"race on {metric}: leader {now.leader}, {len(now.decisions)} rival(s), {rest}"]
 
 
 ATTR_RACE = "dat_lab:race"  # the Optuna study's user attribute: the last --race's settings

@@ -15,7 +15,7 @@ compute the same standings from the same stored runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,9 +122,12 @@ def _number(x: float) -> str:
     return f"{x:.2f}" if math.isfinite(x) else "-"
 
 
-def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+def race_terms(metric: str, scale: float, alpha: float, margin: float) -> str:
+    """What a race's figures mean, for its header and the report's caption:
+    ``val/acc1 (points), Holm at alpha 0.05, equivalence margin 5``."""
+    units = " (points)" if scale != 1.0 else ""
+    equivalence = f", equivalence margin {margin:g}" if margin else ""
+    return f"{metric}{units}, Holm at alpha {alpha:g}{equivalence}"
 
 
-__all__ = ["Standings", "interval_text", "standings", "table_lines"]
+__all__ = ["Standings", "interval_text", "race_terms", "standings"]

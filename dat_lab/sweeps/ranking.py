@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from dat_lab.schema import ConfigError
 from dat_lab.sweeps.liveness import USER_RUN_ID
@@ -51,12 +51,20 @@ def race_objective(study: Study) -> tuple[int, ObjectiveSpec]:
     )
 
 
+def best_trials(optuna_study: optuna.Study) -> list[FrozenTrial]:
+    """The study's best: its best trial, or for several objectives the Pareto front's
+    members in trial order (what ``--status`` names and a race should confirm)."""
+    if len(optuna_study.directions) > 1:
+        return sorted(optuna_study.best_trials, key=lambda t: t.number)
+    return [optuna_study.best_trial]
+
+
 def ranked_trials(optuna_study: optuna.Study, study: Study) -> list[Candidate]:
     """The completed trials' distinct configurations, best first by the raced objective
     (only the Pareto front's members for several objectives)."""
     index, objective = race_objective(study)
     if study.file.multi_objective:
-        trials = list(optuna_study.best_trials)
+        trials = best_trials(optuna_study)
     else:
         trials = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sign = -1.0 if objective.direction == "maximize" else 1.0

@@ -12,10 +12,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dat_lab.sweeps.liveness import USER_FAIL_REASON, USER_RUN_ID, Liveness, stale_reason
+from dat_lab.sweeps.ranking import best_trials
 from dat_lab.sweeps.space import label
 from dat_lab.sweeps.spec import Study
 from dat_lab.sweeps.storage import StorageLocation
 from dat_lab.sweeps.study import budget_used
+from dat_lab.text import text_table
 
 
 def load_stored_study(study: Study, location: StorageLocation) -> optuna.Study | None:
@@ -53,7 +55,7 @@ def status_text(
     ]
     rows = [["#", "state", *metrics, "params", "run id", "note"]]
     rows += [_row(t, liveness, len(metrics)) for t in trials]
-    lines += _table(rows)
+    lines += text_table(rows)
     lines += _best(optuna_study, study)
     return "\n".join(lines)
 
@@ -93,23 +95,18 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-
-
 def _best(optuna_study: optuna.Study, study: Study) -> list[str]:
     done = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         return []
     metrics = ", ".join(f"{o.direction} {o.metric}" for o in study.file.objectives)
     if study.file.multi_objective:
-        front = sorted(optuna_study.best_trials, key=lambda t: t.number)
+        front = best_trials(optuna_study)
         return [
             f"Pareto front ({metrics}): trials "
             + ", ".join(f"#{t.number} ({', '.join(map(_fmt, t.values))})" for t in front)
         ]
-    best = optuna_study.best_trial
+    (best,) = best_trials(optuna_study)
     return [
         f"best ({metrics}): trial #{best.number} = {_fmt(best.value)} with {label(best.params)} "
         f"(run {best.user_attrs.get(USER_RUN_ID, '-')})"

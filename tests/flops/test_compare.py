@@ -15,7 +15,9 @@ import pytest
 from dat_lab.flops import compare as C
 from dat_lab.flops import count_model
 from dat_lab.models import build_model, get_preset, list_presets
-from dat_lab.models.config import DatConfig, OffsetMode, PosEnc, Sampling, StageConfig
+from dat_lab.models.config import DatConfig
+from dat_lab.models.enums import OffsetMode, PosEnc, Sampling
+from dat_lab.models.stage import StageConfig
 
 
 def one_stage(

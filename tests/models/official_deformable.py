@@ -12,7 +12,7 @@ import torch
 from official_pp_reference import DSpec, deformable
 
 from dat_lab.models.attention import DeformableAttention
-from dat_lab.models.config import OffsetMode, PosEnc
+from dat_lab.models.enums import OffsetMode, PosEnc
 
 
 def official_layout(m: DeformableAttention) -> dict[str, torch.Tensor]:

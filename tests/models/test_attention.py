@@ -13,8 +13,9 @@ from dat_lab.models.attention import (
     SpatialReductionAttention,
     WindowAttention,
 )
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc, Sampling
+from dat_lab.models.enums import OffsetMode, PosEnc, Sampling
 from dat_lab.models.pos_embed import cell_centres
+from dat_lab.models.stage import DeformableSpec
 
 
 def spec(**kw) -> DeformableSpec:

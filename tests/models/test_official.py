@@ -12,7 +12,8 @@ from official_layout import official_state_dict
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.attention import DeformableAttention
 from dat_lab.models.checkpoints import CheckpointMismatch, load_official_checkpoint
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
+from dat_lab.models.enums import OffsetMode, PosEnc
+from dat_lab.models.stage import DeformableSpec
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ from official_layout import PP_PRESETS, official_shapes, official_state_dict
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.attention import DeformableAttention
 from dat_lab.models.checkpoints import load_official_checkpoint
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc
 from dat_lab.models.conv_layers import ConvMlp
+from dat_lab.models.enums import OffsetMode, PosEnc
 from dat_lab.models.official import rename_official_key as _rename
+from dat_lab.models.stage import DeformableSpec
 
 
 @pytest.mark.parametrize("preset", PP_PRESETS)

@@ -24,8 +24,10 @@ from official_pp_reference import (
 
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.checkpoints import load_official_checkpoint
-from dat_lab.models.config import DatConfig, MlpKind, OffsetMode, Patchify, PosEnc, StageConfig
+from dat_lab.models.config import DatConfig
 from dat_lab.models.dat import DAT
+from dat_lab.models.enums import MlpKind, OffsetMode, Patchify, PosEnc
+from dat_lab.models.stage import StageConfig
 
 # Every DAT++ part at 64 px: conv stem, conv downsampling, LPU, ConvFFN, N/D alternating (N
 # windows clamped at the borders on 16x16 and 8x8 maps, zero-padded on the 4x4 map), clamped

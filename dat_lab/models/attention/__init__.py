@@ -11,7 +11,8 @@ from dat_lab.models.attention.neighborhood import NeighborhoodAttention
 from dat_lab.models.attention.shifted_window import ShiftedWindowAttention
 from dat_lab.models.attention.spatial_reduction import SpatialReductionAttention
 from dat_lab.models.attention.window import WindowAttention
-from dat_lab.models.config import Attn, Sampling, StageConfig
+from dat_lab.models.enums import Attn, Sampling
+from dat_lab.models.stage import StageConfig
 
 # FX tracing (timm's feature extraction, torchvision's create_feature_extractor) keeps each
 # attention module whole: their padding, windowing and key grids depend on the input shape.

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dat_lab.models.attention._core import attend
-from dat_lab.models.config import DeformableSpec, OffsetMode, PosEnc, Sampling
+from dat_lab.models.enums import OffsetMode, PosEnc, Sampling
 from dat_lab.models.layers import LayerNorm2d
 from dat_lab.models.pos_embed import (
     DWConvPositionEncoding,
@@ -19,6 +19,7 @@ from dat_lab.models.pos_embed import (
     cell_centres,
     corner_grid,
 )
+from dat_lab.models.stage import DeformableSpec
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ import pandas as pd
 from dat_lab.results.analyses.base import Group, Output
 from dat_lab.results.compare import seed_values
 from dat_lab.results.race import ATTR_RACE
-from dat_lab.results.race_standings import Standings, standings
+from dat_lab.results.race_standings import Standings, race_terms, standings
 from dat_lab.results.tables import Table
 from dat_lab.sweeps.liveness import USER_RUN_ID
+from dat_lab.sweeps.ranking import best_trials
 
 NAME = "sweep_race"
 
@@ -32,7 +33,7 @@ def applies(group: Group) -> bool:
 def build(group: Group) -> Output:
     study = group.study
     race = study.user_attrs.get(ATTR_RACE)
-    best = _best_trials(study)
+    best = best_trials(study)
     if not isinstance(race, dict):
         which = ", ".join(f"#{t.number}" for t in best)
         what = "best trial" if len(best) == 1 else "Pareto front's trials"
@@ -57,12 +58,6 @@ def build(group: Group) -> Output:
 
 def _completed(study: Any) -> list[Any]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-
-def _best_trials(study: Any) -> list[Any]:
-    if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: t.number)
-    return [study.best_trial]
 
 
 def _standings(group: Group, race: dict[str, Any]) -> Standings | None:
@@ -92,12 +87,12 @@ def _run_id(group: Group, variant: str, seed: int) -> str | None:
 
 def _table(group: Group, now: Standings, race: dict[str, Any]) -> Table:
     rows = now.table()
-    margin = f", equivalence margin {race['margin']:g}" if race["margin"] else ""
-    units = " (points)" if float(race.get("scale", 1.0)) != 1.0 else ""
+    terms = race_terms(
+        race["metric"], float(race.get("scale", 1.0)), float(race["alpha"]), float(race["margin"])
+    )
     caption = (
-        f"The race on {race['metric']}{units}: seeds, mean, and leader - it with its "
-        f"anytime-valid interval (Holm over the rivals at alpha {race['alpha']:g}{margin}). "
-        f"Order: {now.order_text()}."
+        "The race: seeds, mean, and leader - it with its anytime-valid interval (Holm over "
+        f"the rivals); {terms}. Order: {now.order_text()}."
     )
     return Table(
         name="race",
