@@ -37,7 +37,7 @@ class RoundExecutor:
         if not todo:
             return True
         if self.slurm is not None:
-            return self._on_slurm(todo)
+            return self._on_slurm(todo, self.slurm)
         outcomes = run_experiment(
             todo,
             self.store,
@@ -47,9 +47,8 @@ class RoundExecutor:
         )
         return all(o.ok for o in outcomes)
 
-    def _on_slurm(self, todo: list[RunSpec]) -> bool:
-        assert self.slurm is not None
-        slurm.submit_runs(todo, self.store, self.slurm, retry_failed=self.retry_failed)
+    def _on_slurm(self, todo: list[RunSpec], resources: SlurmResources) -> bool:
+        slurm.submit_runs(todo, self.store, resources, retry_failed=self.retry_failed)
         # Wait on every run's recorded job, not only the ones submitted now: a run whose job
         # an earlier, interrupted command submitted is still running and is not resubmitted.
         jobs = [j["job_id"] for s in todo if (j := slurm.recorded_job(self.store, s.run_id))]

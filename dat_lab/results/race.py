@@ -33,7 +33,7 @@ import optuna
 from dat_lab.experiments.records import RunState
 from dat_lab.experiments.run_config import RunSpec
 from dat_lab.experiments.store import RunStore
-from dat_lab.results.race_standings import Standings, race_terms, standings
+from dat_lab.results.race_standings import Standings, race_metric, race_rule, standings
 from dat_lab.results.sequential import ALPHA
 from dat_lab.results.tables import is_accuracy
 from dat_lab.schema import check
@@ -206,9 +206,9 @@ class Race:
         return lines
 
     def header(self, now: Standings) -> list[str]:
-        terms = race_terms(self.metric, self.scale, self.settings.alpha, self.settings.margin)
-        metric, rest = terms.split(", ", 1)
-        return [f"race on {metric}: leader {now.leader}, {len(now.decisions)} rival(s), {rest}"]
+        metric = race_metric(self.metric, self.scale)
+        rule = race_rule(self.settings.alpha, self.settings.margin)
+        return [f"race on {metric}: leader {now.leader}, {len(now.decisions)} rival(s), {rule}"]
 
 
 ATTR_RACE = "dat_lab:race"  # the Optuna study's user attribute: the last --race's settings

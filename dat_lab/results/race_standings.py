@@ -122,12 +122,16 @@ def _number(x: float) -> str:
     return f"{x:.2f}" if math.isfinite(x) else "-"
 
 
-def race_terms(metric: str, scale: float, alpha: float, margin: float) -> str:
-    """What a race's figures mean, for its header and the report's caption:
-    ``val/acc1 (points), Holm at alpha 0.05, equivalence margin 5``."""
-    units = " (points)" if scale != 1.0 else ""
+def race_metric(metric: str, scale: float) -> str:
+    """The raced metric in its shown units, for the race's header and the report's caption:
+    ``val/acc1 (points)``."""
+    return f"{metric} (points)" if scale != 1.0 else metric
+
+
+def race_rule(alpha: float, margin: float) -> str:
+    """The rule the race's verdicts follow: ``Holm at alpha 0.05, equivalence margin 5``."""
     equivalence = f", equivalence margin {margin:g}" if margin else ""
-    return f"{metric}{units}, Holm at alpha {alpha:g}{equivalence}"
+    return f"Holm at alpha {alpha:g}{equivalence}"
 
 
-__all__ = ["Standings", "interval_text", "race_terms", "standings"]
+__all__ = ["Standings", "interval_text", "race_metric", "race_rule", "standings"]

@@ -18,7 +18,7 @@ import pandas as pd
 from dat_lab.results.analyses.base import Group, Output
 from dat_lab.results.compare import seed_values
 from dat_lab.results.race import ATTR_RACE
-from dat_lab.results.race_standings import Standings, race_terms, standings
+from dat_lab.results.race_standings import Standings, race_metric, race_rule, standings
 from dat_lab.results.tables import Table
 from dat_lab.sweeps.liveness import USER_RUN_ID
 from dat_lab.sweeps.ranking import best_trials
@@ -87,9 +87,8 @@ def _run_id(group: Group, variant: str, seed: int) -> str | None:
 
 def _table(group: Group, now: Standings, race: dict[str, Any]) -> Table:
     rows = now.table()
-    terms = race_terms(
-        race["metric"], float(race.get("scale", 1.0)), float(race["alpha"]), float(race["margin"])
-    )
+    metric = race_metric(race["metric"], float(race.get("scale", 1.0)))
+    terms = f"{metric}, {race_rule(float(race['alpha']), float(race['margin']))}"
     caption = (
         "The race: seeds, mean, and leader - it with its anytime-valid interval (Holm over "
         f"the rivals); {terms}. Order: {now.order_text()}."
