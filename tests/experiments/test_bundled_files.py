@@ -68,7 +68,7 @@ def test_a_seeds_key_appended_to_an_experiment_file_is_refused(tmp_path):
     for name in ("_shapes_nano.yaml", "offset_range.yaml"):
         (tmp_path / name).write_text((REPO / "experiments" / name).read_text())
     path = tmp_path / "offset_range.yaml"
-    first = path.read_text().splitlines().index("seeds: [0, 1]") + 1
+    first = path.read_text().splitlines().index("seeds: [0]") + 1
     last = len(path.read_text().splitlines()) + 1
     path.write_text(path.read_text() + "seeds: [7]\n")
     with pytest.raises(ConfigError) as err:
