@@ -71,5 +71,5 @@ def seeds_needed_lines(
     source = "--effect" if effect is not None else "observed difference"
     return [
         f"seeds to a decision (sequential rule vs {group.baseline}, {source} and spread): "
-        f"{', '.join(short)}; the experiment has {have} seeds"
+        f"{', '.join(short)}; the experiment has {have} seed{'s' if have != 1 else ''}"
     ]
