@@ -7,7 +7,8 @@ step adds on top of the model and batch, and the ratio checkpointed / plain (tar
 - CPU: the peak of the running sum of tensor allocations and frees during the step, from
   torch's profiler (``profile_memory=True``): the memory tensors hold, exact to the byte, as
   ``max_memory_allocated`` counts on CUDA (resident memory would add the allocator's slack);
-- CUDA: ``torch.cuda.max_memory_allocated`` over the step minus the allocation before it.
+- CUDA: ``torch.cuda.max_memory_allocated`` over the step minus the allocation before it
+  (``peak_memory.peak_mib``, as the other benchmarks measure it).
 
 Both include what the step creates and keeps (gradients, AdamW's two moments: ~340 MiB for
 dat_tiny's 28M parameters), the same with or without checkpointing; the activations are the
@@ -45,6 +46,7 @@ def measure(
     """One training step in this process; returns the step's peak memory (MiB) and time."""
     import torch
     import torch.nn.functional as F
+    from peak_memory import peak_mib  # CUDA: allocated memory above the start, as elsewhere
 
     from dat_lab.models import build_model, get_preset
 
@@ -62,15 +64,10 @@ def measure(
 
     start = time.perf_counter()
     if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - before
+        peak = peak_mib(step, device)
     else:
-        peak = _cpu_peak_bytes(step)
-    return {"peak_mib": peak / 2**20, "seconds": time.perf_counter() - start}
+        peak = _cpu_peak_bytes(step) / 2**20
+    return {"peak_mib": peak, "seconds": time.perf_counter() - start}
 
 
 def _child(queue, *args) -> None:

@@ -1,33 +1,25 @@
 """State dicts in the official DAT v1 / DAT++ checkpoint layout, for the checkpoint tests.
 
-The key lists (preset<TAB>key<TAB>shape) were taken from the official checkpoints
-(LeapLabTHU/DAT) and are kept with the tests in ``tests/models/assets``.
+The keys and shapes are the preset table's (:meth:`dat_lab.models.presets.Preset.official_shapes`,
+listed from the official checkpoints of LeapLabTHU/DAT in ``dat_lab/models/official_keys``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-ASSETS = Path(__file__).resolve().parent / "models" / "assets"
-V1_KEYS = ASSETS / "official_dat_v1_state_dict.txt"  # dat_tiny, dat_small, dat_base
-PP_KEYS = ASSETS / "official_datpp_state_dict.txt"  # the PP_PRESETS
-PP_PRESETS = ["dat_pp_tiny", "dat_pp_small", "dat_pp_base", "dat_pp_base_384"]
+from dat_lab.models.presets import PRESETS
+
+# The presets whose official checkpoints' keys are listed (dat_base_384's are not).
+LISTED = [name for name, preset in PRESETS.items() if preset.official_keys]
+PP_PRESETS = [name for name in LISTED if name.startswith("dat_pp_")]
 
 
 def official_shapes(preset: str) -> dict[str, tuple[int, ...]]:
     """Every key and shape of ``preset``'s official checkpoint, in the checkpoint's order."""
-    key_list = PP_KEYS if preset.startswith("dat_pp_") else V1_KEYS
-    out = {}
-    for line in key_list.read_text().splitlines():
-        if line.startswith("#"):
-            continue
-        name, key, shape = line.split("\t")
-        if name == preset:
-            out[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
-    assert out, f"no keys for {preset} in {key_list}"
-    return out
+    shapes = PRESETS[preset].official_shapes()
+    assert shapes, f"{preset}'s official keys are not listed"
+    return shapes
 
 
 def official_state_dict(

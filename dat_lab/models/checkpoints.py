@@ -11,7 +11,12 @@ Three layouts reach a model (timm's ``checkpoint_filter_fn`` idea, written once 
 :func:`convert_state_dict` maps any of them to the model's keys (relative-position tables of
 another size resized bicubically); :func:`fit_weights` loads the result with a report and a
 ConfigError naming any tensor that does not fit; :func:`load_official_checkpoint` is the strict
-official path, whose errors name the official keys. Build the model with
+official path, whose errors name the official keys. The key lists of the official checkpoints
+(:meth:`Preset.official_shapes`) name what is wrong with a file in the official layout: timm's
+strict load checks it against its preset's list first (:func:`check_official_layout`), and
+:func:`infer_official_model`, when no preset fits, names the keys in which it differs from the
+closest list (a ConfigError naming the file and the first keys missing, misshaped or
+unexpected). Build the model with
 ``sampling="official"`` (DAT v1 weights) or ``sampling="official_pp"`` (DAT++ weights) to
 reproduce the official outputs; the default consistent convention gives slightly different
 features with the same weights. Files load safely (``torch.load(weights_only=True)``).
@@ -34,7 +39,7 @@ from dat_lab.models.config import DatConfig
 from dat_lab.models.dat import build_model
 from dat_lab.models.enums import Sampling
 from dat_lab.models.official import DROPPED, rename_official_key
-from dat_lab.models.presets import official_presets
+from dat_lab.models.presets import Preset, official_presets
 from dat_lab.schema import ConfigError
 
 # Tables resized (bicubically) when the model's input size or window differs from the source's.
@@ -140,12 +145,87 @@ def convert(
     return out
 
 
-def convert_state_dict(state_dict: dict[str, Any], model: nn.Module) -> Converted:
-    """Any layout (official, Lightning, ours; bare or under ``model``/``state_dict``) ->
-    the model's keys, with relative tables of another size resized."""
+def official_differences(
+    state: dict[str, Any], shapes: dict[str, tuple[int, ...]], resized_tables: bool = False
+) -> list[str]:
+    """How ``state`` differs from the official checkpoint whose keys and shapes are ``shapes``.
+
+    One line per key, with what the official checkpoint has: missing and misshaped keys in the
+    checkpoint's order, then unexpected ones. The buffers the official code saves and we rebuild
+    (window indices, shift masks) are neither required nor checked. The classifier may have
+    another class count (a checkpoint fine-tuned in the official layout: a new head is the
+    fitting's choice, ``init_exclude: [head]`` or timm's ``num_classes``), and with
+    ``resized_tables`` the relative-position tables another size of the same rank (the
+    conversion resizes them).
+    """
+    out = []
+    for key, shape in shapes.items():
+        if DROPPED.search(key):
+            continue
+        value = state.get(key)
+        if value is None:
+            out.append(f"{key!r} is missing (official shape {shape})")
+            continue
+        got = tuple(value.shape)
+        head = key.startswith("cls_head.") and got[1:] == shape[1:]
+        table = resized_tables and key.endswith(RELATIVE_TABLES) and len(got) == len(shape)
+        if got != shape and not (head or table):
+            out.append(f"{key!r} has shape {got}, officially {shape}")
+    out += [f"{k!r} is unexpected" for k in state if k not in shapes and not DROPPED.search(k)]
+    return out
+
+
+def _listed(differences: list[str], limit: int = 5) -> str:
+    more = len(differences) - limit
+    return "; ".join(differences[:limit]) + (f"; and {more} more" if more > 0 else "")
+
+
+def check_official_layout(
+    state: dict[str, Any],
+    preset: Preset,
+    source: str,
+    key: str = "",
+    resized_tables: bool = False,
+) -> None:
+    """ConfigError (naming ``source`` and ``key``) unless ``state`` has the keys and shapes of
+    ``preset``'s official checkpoint (:func:`official_differences`). Nothing to check when the
+    preset's official keys are not listed (:meth:`Preset.official_shapes` is ``None``)."""
+    shapes = preset.official_shapes()
+    if shapes is None:
+        return
+    differences = official_differences(state, shapes, resized_tables)
+    if differences:
+        raise ConfigError(
+            f"{source!r} is not {preset.name}'s official checkpoint: "
+            f"{len(differences)} key(s) differ: {_listed(differences)}",
+            key,
+        )
+
+
+def _unwrap(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The tensors of a checkpoint dict: bare or under ``model`` / ``state_dict``."""
     state_dict = state_dict.get("model", state_dict)
-    state_dict = state_dict.get("state_dict", state_dict)
+    return state_dict.get("state_dict", state_dict)
+
+
+def convert_state_dict(
+    state_dict: dict[str, Any],
+    model: nn.Module,
+    official: Preset | None = None,
+    source: str = "",
+    key: str = "",
+) -> Converted:
+    """Any layout (official, Lightning, ours; bare or under ``model``/``state_dict``) ->
+    the model's keys, with relative tables of another size resized.
+
+    ``official``: the preset whose official checkpoint an official-layout ``state_dict`` must
+    be (:func:`check_official_layout`, relative tables of another size allowed), checked before
+    converting; ``source`` and ``key`` name the file and the input in its error.
+    """
+    state_dict = _unwrap(state_dict)
     layout = detect_layout(state_dict)
+    if layout is Layout.OFFICIAL and official is not None:
+        check_official_layout(state_dict, official, source, key, resized_tables=True)
     sampling = getattr(getattr(model, "cfg", None), "sampling", None)
     if layout is Layout.OFFICIAL and sampling not in (Sampling.OFFICIAL, Sampling.OFFICIAL_PP):
         warnings.warn(
@@ -206,10 +286,21 @@ def read_checkpoint(path: Path, key: str = "") -> Checkpoint:
 
 
 def infer_official_model(state: dict[str, torch.Tensor], path: Path, key: str = "") -> DatConfig:
-    """The official preset whose shapes the checkpoint has (its official sampling convention)."""
+    """The official preset whose shapes the checkpoint has (its official sampling convention).
+
+    The classifier's class count is the checkpoint's (one fine-tuned in the official layout).
+    Presets whose official key list the file matches are tried first. When no preset fits, the
+    ConfigError names the keys in which the file differs from the closest listed official
+    checkpoint (:func:`official_differences`).
+    """
     presets = official_presets()
-    for preset in presets:
-        cfg = preset.build().replace(sampling=preset.official)
+    listed = {
+        p.name: official_differences(state, s) for p in presets if (s := p.official_shapes())
+    }
+    head = state.get("cls_head.weight")
+    classes = {"num_classes": int(head.shape[0])} if head is not None and head.dim() == 2 else {}
+    for preset in sorted(presets, key=lambda p: listed.get(p.name) != []):
+        cfg = preset.build().replace(sampling=preset.official, **classes)
         with torch.device("meta"):
             model = build_model(cfg)
         try:
@@ -218,7 +309,16 @@ def infer_official_model(state: dict[str, torch.Tensor], path: Path, key: str = 
             continue
         return cfg
     names = ", ".join(p.name for p in presets)
-    raise ConfigError(f"{str(path)!r} is in the official layout but fits none of {names}", key)
+    message = f"{str(path)!r} is in the official layout but fits none of {names}"
+    name = min(listed, key=lambda n: len(listed[n]), default="")
+    if name and listed[name]:
+        unlisted = ", ".join(p.name for p in presets if p.name not in listed)
+        message += (
+            f"; the closest listed official checkpoint, {name}'s"
+            + (f" ({unlisted}: keys not listed)" if unlisted else "")
+            + f", differs in {len(listed[name])} key(s): {_listed(listed[name])}"
+        )
+    raise ConfigError(message, key)
 
 
 @dataclass
@@ -248,9 +348,12 @@ def fit_weights(
     Relative-position tables of another size are resized (``resize``); any other missing,
     unexpected or misshaped tensor raises ConfigError naming it (before anything is loaded).
     """
-    converted = convert_state_dict(state, model)
-    ours = model.state_dict()
     where = f"{source}: " if source else ""
+    try:
+        converted = convert_state_dict(state, model)
+    except CheckpointMismatch as err:  # an official key of no official pattern
+        raise ConfigError(f"{where}{err}", key) from None
+    ours = model.state_dict()
 
     def excluded(name: str) -> bool:
         return any(name == p or name.startswith(p + ".") for p in exclude)

@@ -6,14 +6,18 @@ L/S then L/D structure: ``dat_nano`` (32 px) and ``dat_micro`` (64 px). DAT++ pr
 built in :mod:`dat_lab.models.presets_pp`.
 
 Each entry of the table holds the architecture, the evaluation crop of its timm pretrained
-config, and the coordinate convention of its official weights (none for the CPU presets):
-timm's default cfgs and entry points and the official-checkpoint reader are generated from it.
+config, the coordinate convention of its official weights (none for the CPU presets) and
+whether the package holds the official checkpoint's keys and shapes (``official_keys/``):
+timm's default cfgs and entry points and the official-checkpoint reader and checks are
+generated from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 from dat_lab.models.config import DatConfig
@@ -39,11 +43,18 @@ class Preset:
         crop_pct: timm's evaluation crop (1.0 for 384 px and the CPU presets).
         official: the coordinate convention of the official weights of this architecture
             (DAT v1 or DAT++ code); ``None``: there are no official weights.
+        official_keys: the package holds ``official_keys/<name>.txt``, every key and shape of
+            the official checkpoint (:meth:`official_shapes`).
     """
 
     build: Callable[[], DatConfig]
     crop_pct: float = 0.875
     official: Sampling | None = None
+    official_keys: bool = False
+
+    def __post_init__(self) -> None:
+        if self.official_keys and self.official is None:
+            raise ValueError(f"{self.name}: official_keys without official weights")
 
     @property
     def name(self) -> str:
@@ -53,11 +64,36 @@ class Preset:
     def summary(self) -> str:
         return (self.build.__doc__ or self.name).strip().splitlines()[0]
 
+    def official_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        """Every key of the official checkpoint and its shape, in the checkpoint's order.
+
+        Read from ``dat_lab/models/official_keys/<name>.txt`` (package data, listed from the
+        official checkpoints of LeapLabTHU/DAT; the buffers the official code saves included).
+        ``None`` for a preset without official weights, and for one with official weights whose
+        keys were never listed (``dat_base_384``: its window and position tables differ from
+        ``dat_base``'s, and nothing here derives or guesses them).
+        """
+        if not self.official_keys:
+            return None
+        return dict(_key_list(self.name))
+
+
+@cache
+def _key_list(name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    text = files("dat_lab.models").joinpath("official_keys", f"{name}.txt").read_text()
+    rows = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split("\t")
+            rows.append((key, tuple(int(s) for s in shape.split(","))))
+    return tuple(rows)
+
 
 def register_preset(fn: Callable[[], DatConfig], **fields: Any) -> Callable[[], DatConfig]:
     """Add a zero-argument function returning a :class:`DatConfig` to :data:`PRESETS`.
 
-    ``fields``: the other :class:`Preset` attributes (``crop_pct``, ``official``).
+    ``fields``: the other :class:`Preset` attributes (``crop_pct``, ``official``,
+    ``official_keys``).
     """
     PRESETS[fn.__name__] = Preset(fn, **fields)
     return fn
@@ -159,16 +195,16 @@ _V1, _PP = Sampling.OFFICIAL, Sampling.OFFICIAL_PP
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset(dat_tiny, official=_V1),
-        Preset(dat_small, official=_V1),
-        Preset(dat_base, official=_V1),
-        Preset(dat_base_384, crop_pct=1.0, official=_V1),
+        Preset(dat_tiny, official=_V1, official_keys=True),
+        Preset(dat_small, official=_V1, official_keys=True),
+        Preset(dat_base, official=_V1, official_keys=True),
+        Preset(dat_base_384, crop_pct=1.0, official=_V1),  # its checkpoint's keys: not listed
         Preset(dat_nano, crop_pct=1.0),
         Preset(dat_micro, crop_pct=1.0),
-        Preset(dat_pp_tiny, official=_PP),
-        Preset(dat_pp_small, official=_PP),
-        Preset(dat_pp_base, official=_PP),
-        Preset(dat_pp_base_384, crop_pct=1.0, official=_PP),
+        Preset(dat_pp_tiny, official=_PP, official_keys=True),
+        Preset(dat_pp_small, official=_PP, official_keys=True),
+        Preset(dat_pp_base, official=_PP, official_keys=True),
+        Preset(dat_pp_base_384, crop_pct=1.0, official=_PP, official_keys=True),
         Preset(dat_pp_nano, crop_pct=1.0),
     )
 }

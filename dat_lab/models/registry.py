@@ -80,16 +80,26 @@ def _dat_from_kwargs(cfg: DatConfig, variant: str = "", **kwargs: Any) -> DAT:
     return DAT(apply_model_kwargs(cfg, kwargs, variant), **own)
 
 
-def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Official DAT v1 (or dat-lab / Lightning) weights -> this model's keys and shapes.
+def checkpoint_filter_fn(
+    state_dict: dict[str, Any],
+    model: nn.Module,
+    official: Preset | None = None,
+    source: str = "",
+) -> dict[str, torch.Tensor]:
+    """Official DAT v1 / DAT++ (or dat-lab / Lightning) weights -> this model's keys and shapes.
 
     Official keys are renamed (1x1 convs become linear weights); the buffers the official code
     saves are dropped; relative-position tables of another size are resized bicubically, for
     fine-tuning at another resolution. Keys this model lacks are passed on for timm's strict
     load to name (the classifier is dropped by timm when ``num_classes`` differs). The
     conversion is :func:`dat_lab.models.checkpoints.convert_state_dict`.
+
+    ``official``: a file in the official layout must first have the keys and shapes of that
+    preset's official checkpoint (its classifier and relative tables may differ in size), or a
+    ConfigError names ``source`` and the keys that differ (``.official_in1k`` models loaded
+    strictly, the timm default, check it).
     """
-    return convert_state_dict(state_dict, model).state
+    return convert_state_dict(state_dict, model, official, source, key="pretrained_cfg.file").state
 
 
 def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
@@ -106,8 +116,11 @@ def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
         )
     preset = PRESETS[variant]
     cfg = preset.build()
-    if pretrained_cfg.tag in OFFICIAL_TAGS:
+    official = pretrained_cfg.tag in OFFICIAL_TAGS
+    if official:
         cfg = cfg.replace(sampling=preset.official or Sampling.OFFICIAL)
+    # A strict load of an official file: first check it is the preset's official checkpoint.
+    check = official and kwargs.get("pretrained_strict", True)
     out_indices = kwargs.pop("out_indices", tuple(range(len(cfg.stages))))
     return build_model_with_cfg(
         partial(_dat_from_kwargs, variant=variant),
@@ -115,7 +128,11 @@ def _create_dat(variant: str, pretrained: bool = False, **kwargs: Any) -> DAT:
         pretrained,
         pretrained_cfg=pretrained_cfg.to_dict(),
         model_cfg=cfg,
-        pretrained_filter_fn=checkpoint_filter_fn,
+        pretrained_filter_fn=partial(
+            checkpoint_filter_fn,
+            official=preset if check else None,
+            source=str(pretrained_cfg.file),
+        ),
         # Stage outputs through forward_intermediates, channels-first (NCHW), unused stages
         # pruned: what detection and segmentation necks expect.
         feature_cfg=dict(feature_cls="getter", out_indices=out_indices),

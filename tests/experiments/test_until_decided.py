@@ -52,6 +52,20 @@ def _final_verdicts(out: str) -> dict[str, tuple[str, str, str, str]]:
     return {m["claim"]: (m["verdict"], m["low"], m["high"], m["n"]) for m in LINE.finditer(tail)}
 
 
+def _until_decided(exp: Path, store: Path, *flags: str) -> list[str]:
+    """``dat-lab run EXP --until-decided --max-seeds MAX_SEEDS --store STORE FLAGS``."""
+    return [
+        "run",
+        str(exp),
+        "--until-decided",
+        "--max-seeds",
+        str(MAX_SEEDS),
+        "--store",
+        str(store),
+        *flags,
+    ]
+
+
 def _trained(store: RunStore) -> dict[tuple[str, int], int]:
     """(variant, seed) -> training attempts, for every run in the store."""
     out = {}
@@ -67,20 +81,8 @@ def reference(tmp_path_factory):
     """One uninterrupted sequential run: (experiment file, store, output)."""
     root = tmp_path_factory.mktemp("until_decided")
     exp = _experiment(root / "exp.yaml")
-    done = run(
-        root,
-        root / "cache",
-        "run",
-        exp,
-        "--until-decided",
-        "--max-seeds",
-        str(MAX_SEEDS),
-        "--store",
-        root / "store",
-        "--workers",
-        "1",
-        timeout=900,
-    )
+    args = _until_decided(exp, root / "store", "--workers", "1")
+    done = run(root, root / "cache", *args, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return exp, RunStore(root / "store"), done.stdout
 
@@ -125,41 +127,12 @@ def test_rerunning_replays_the_rounds_without_training_and_dry_run_shows_the_sta
 ):
     exp, store, out = reference
     before = _trained(store)
-    assert (
-        main(
-            [
-                "run",
-                str(exp),
-                "--until-decided",
-                "--max-seeds",
-                str(MAX_SEEDS),
-                "--store",
-                str(store.root),
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(_until_decided(exp, store.root, "--workers", "1")) == 0
     again = capsys.readouterr().out
     assert _trained(store) == before and ": training" not in again
     assert _final_verdicts(again) == _final_verdicts(out)
 
-    assert (
-        main(
-            [
-                "run",
-                str(exp),
-                "--until-decided",
-                "--max-seeds",
-                str(MAX_SEEDS),
-                "--store",
-                str(store.root),
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
+    assert main(_until_decided(exp, store.root, "--dry-run")) == 0
     dry = capsys.readouterr().out
     assert _final_verdicts(dry) == _final_verdicts(out)
     assert "seeds: a [0, 1, 2" in dry
@@ -172,17 +145,7 @@ def test_kill_9_in_the_middle_of_the_rounds_changes_neither_seeds_nor_verdicts(
     exp, ref_store, ref_out = reference
     store = RunStore(tmp_path / "store")
     _, (*_, round_one) = load_experiment(_experiment(tmp_path / "three.yaml", (0, 1, 2)))
-    args = (
-        "run",
-        exp,
-        "--until-decided",
-        "--max-seeds",
-        str(MAX_SEEDS),
-        "--store",
-        store.root,
-        "--workers",
-        "1",
-    )
+    args = _until_decided(exp, store.root, "--workers", "1")
     victim = start(tmp_path, cache, *args)
     target = store.run_dir(round_one.run_id) / "checkpoints" / "last.ckpt"  # a seed-2 run
     deadline = time.monotonic() + 600

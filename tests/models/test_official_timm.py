@@ -1,6 +1,7 @@
 """Official DAT weights through timm: a file in the official layout gives the official outputs.
 
-The checkpoint is random values in every official key and shape (the key list in ``assets``),
+The checkpoint is random values in every official key and shape (the preset table's key list,
+``Preset.official_shapes``),
 saved as the official training code saves them (a dict with ``model``, ``optimizer``,
 ``lr_scheduler``, ``max_accuracy``, ``epoch``). The reference is the official-convention path
 already checked against an independent transcription of the official forward
@@ -19,6 +20,7 @@ from official_layout import official_state_dict
 
 from dat_lab.models import Sampling, build_model, get_preset
 from dat_lab.models.checkpoints import load_official_checkpoint
+from dat_lab.schema import ConfigError
 
 
 def save_as_official(state: dict[str, torch.Tensor], path: Path) -> Path:
@@ -155,3 +157,43 @@ def test_official_weights_without_the_official_tag_warn(checkpoints):
             pretrained=True,
             pretrained_cfg_overlay=dict(file=str(checkpoints["dat_tiny"])),
         )
+
+
+def test_a_file_lacking_an_official_key_is_refused_naming_the_file_and_the_key(
+    checkpoints, tmp_path
+):
+    state = torch.load(checkpoints["dat_tiny"], weights_only=True)["model"]
+    del state["stages.2.attns.1.rpe_table"]
+    path = save_as_official(state, tmp_path / "partial.pth")
+    with pytest.raises(ConfigError) as err:
+        timm.create_model(
+            "dat_tiny.official_in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+        )
+    assert str(err.value) == (
+        f"pretrained_cfg.file: {str(path)!r} is not dat_tiny's official checkpoint: 1 key(s) "
+        "differ: 'stages.2.attns.1.rpe_table' is missing (official shape (12, 27, 27))"
+    )
+    # Not strict (timm's pretrained_strict=False): a partial file loads what it has.
+    model = timm.create_model(
+        "dat_tiny.official_in1k",
+        pretrained=True,
+        pretrained_strict=False,
+        pretrained_cfg_overlay=dict(file=str(path)),
+    )
+    torch.testing.assert_close(model.stem.proj.weight, state["patch_proj.0.weight"])
+
+
+def test_an_official_file_fine_tuned_to_another_class_count_loads_without_its_head(
+    checkpoints, tmp_path
+):
+    state = torch.load(checkpoints["dat_tiny"], weights_only=True)["model"]
+    state["cls_head.weight"], state["cls_head.bias"] = torch.zeros(10, 768), torch.zeros(10)
+    path = save_as_official(state, tmp_path / "ten.pth")
+    model = timm.create_model(
+        "dat_tiny.official_in1k",
+        pretrained=True,
+        num_classes=10,
+        pretrained_cfg_overlay=dict(file=str(path)),
+    )
+    assert model.head.out_features == 10
+    torch.testing.assert_close(model.norm.weight, state["cls_norm.norm.weight"])

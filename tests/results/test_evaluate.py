@@ -21,6 +21,7 @@ from torchvision import transforms as T
 from dat_lab.cli import main
 from dat_lab.experiments.weights import read_weights
 from dat_lab.models import Sampling, build_model, get_preset
+from dat_lab.schema import ConfigError
 
 CLASSES = ("ant", "bee", "cat")
 
@@ -112,13 +113,70 @@ def test_bad_input_gets_one_clear_error(argv, message, checkpoint, tmp_path, cap
     assert message in err and err.count("error:") == 1
 
 
-def test_official_checkpoint_names_its_architecture(tmp_path):
-    state = official_state_dict("dat_small", std=0)
+@pytest.mark.parametrize(
+    "preset, sampling",
+    [("dat_small", Sampling.OFFICIAL), ("dat_pp_small", Sampling.OFFICIAL_PP)],
+)
+def test_official_checkpoint_names_its_architecture_and_convention(preset, sampling, tmp_path):
     path = tmp_path / "official.pth"
-    torch.save({"model": state, "epoch": 299}, path)
+    torch.save({"model": official_state_dict(preset, std=0), "epoch": 299}, path)
     weights = read_weights(path)
     assert weights.kind == "official"
-    assert weights.model == get_preset("dat_small").replace(sampling=Sampling.OFFICIAL)
+    assert weights.model == get_preset(preset).replace(sampling=sampling)
+
+
+def test_official_checkpoint_fine_tuned_to_another_class_count_keeps_its_head(tmp_path):
+    state = official_state_dict("dat_tiny", std=0)
+    state["cls_head.weight"], state["cls_head.bias"] = torch.zeros(10, 768), torch.zeros(10)
+    torch.save({"model": state}, tmp_path / "ten.pth")
+    weights = read_weights(tmp_path / "ten.pth")
+    expected = get_preset("dat_tiny").replace(sampling=Sampling.OFFICIAL, num_classes=10)
+    assert weights.model == expected
+
+
+# One key of the official dat_tiny checkpoint removed or given another shape.
+BROKEN_OFFICIAL = {
+    "removed": (
+        lambda s: s.pop("stages.2.attns.1.rpe_table"),
+        "'stages.2.attns.1.rpe_table' is missing (official shape (12, 27, 27))",
+    ),
+    "reshaped": (
+        lambda s: s.__setitem__("stages.1.attns.0.proj_qkv.weight", torch.zeros(576, 190)),
+        "'stages.1.attns.0.proj_qkv.weight' has shape (576, 190), officially (576, 192)",
+    ),
+    "added": (
+        lambda s: s.__setitem__("stages.2.attns.1.extra", torch.zeros(3)),
+        "'stages.2.attns.1.extra' is unexpected",
+    ),
+}
+
+
+def _broken_official(case: str, path):
+    corrupt, difference = BROKEN_OFFICIAL[case]
+    state = official_state_dict("dat_tiny", std=0)
+    corrupt(state)
+    torch.save({"model": state}, path)
+    return difference
+
+
+@pytest.mark.parametrize("case", BROKEN_OFFICIAL)
+def test_an_official_checkpoint_with_a_broken_key_is_refused_naming_the_key(case, tmp_path):
+    path = tmp_path / "dat_tiny.pth"
+    difference = _broken_official(case, path)
+    with pytest.raises(ConfigError) as err:
+        read_weights(path, key="CHECKPOINT_OR_RUN_ID")
+    message = str(err.value)
+    assert message.startswith(f"CHECKPOINT_OR_RUN_ID: {str(path)!r} is in the official layout")
+    assert "closest listed official checkpoint, dat_tiny's" in message
+    assert message.endswith(f"differs in 1 key(s): {difference}")
+
+
+def test_evaluate_on_an_official_checkpoint_with_a_foreign_key_exits_2_naming_it(tmp_path, capsys):
+    path = tmp_path / "dat_tiny.pth"
+    difference = _broken_official("added", path)
+    assert main(["evaluate", str(path), "--store", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert difference in err and err.count("error:") == 1
 
 
 def test_visualize_accepts_a_checkpoint_file(folder, checkpoint, tmp_path, capsys):
@@ -128,15 +186,6 @@ def test_visualize_accepts_a_checkpoint_file(folder, checkpoint, tmp_path, capsy
     assert main(argv + ["--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert "2 deformable block(s)" in capsys.readouterr().out
-
-
-def test_official_dat_pp_checkpoint_names_its_architecture_and_convention(tmp_path):
-    state = official_state_dict("dat_pp_small", std=0)
-    path = tmp_path / "official_pp.pth"
-    torch.save({"model": state, "epoch": 299}, path)
-    weights = read_weights(path)
-    assert weights.kind == "official"
-    assert weights.model == get_preset("dat_pp_small").replace(sampling=Sampling.OFFICIAL_PP)
 
 
 @pytest.mark.slow
